@@ -1,0 +1,1 @@
+"""tiktok-bot: the chat frontends (Telegram, Discord) and the process entry point."""

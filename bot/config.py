@@ -1,0 +1,229 @@
+"""Settings: the only place the environment (and `.env`) is read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.http import parse_routes
+
+
+def _split_commas(value: Any) -> Any:
+    """Accept `a,b,c` for list settings, as well as JSON lists and real lists."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+CommaInts = Annotated[list[int], NoDecode]
+
+
+class _Section(BaseModel):
+    """A settings section; list fields accept comma-separated values."""
+
+    model_config = {"extra": "ignore"}
+
+
+class TelegramSettings(_Section):
+    """Telegram frontend."""
+
+    token: SecretStr | None = None
+    api_url: str = "https://api.telegram.org"
+    local_api: bool = False
+    admins: CommaInts = Field(default_factory=list)
+    storage_chat_id: int | None = None
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0:8080"
+    webhook_secret: SecretStr | None = None
+
+    _split = field_validator("admins", mode="before")(_split_commas)
+
+    @property
+    def upload_limit(self) -> int:
+        """Bytes one upload may carry: 50 MB on the cloud Bot API, 2000 MB on a local server."""
+        return (2000 if self.local_api else 50) * 1000 * 1000
+
+
+class DiscordSettings(_Section):
+    """Discord frontend."""
+
+    token: SecretStr | None = None
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
+    guild_ids: CommaInts = Field(default_factory=list)
+    admins: CommaInts = Field(default_factory=list)
+    message_content: bool = True
+
+    _split = field_validator("guild_ids", "admins", mode="before")(_split_commas)
+
+
+class TTSaveSettings(_Section):
+    """TTSave download API."""
+
+    url: str = "http://45.13.225.104:4347/api/v3"
+    timeout: float = Field(default=60.0, gt=0)
+
+
+class EnsembleDataSettings(_Section):
+    """EnsembleData metadata API."""
+
+    token: SecretStr | None = None
+    url: str = "https://ensembledata.com/apis"
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class ResearchSettings(_Section):
+    """TikTok Research API."""
+
+    client_key: str | None = None
+    client_secret: SecretStr | None = None
+    url: str = "https://open.tiktokapis.com"
+    qps: float = Field(default=5.0, gt=0)
+    daily_quota: int = Field(default=1000, ge=1)
+
+
+class DownloadSettings(_Section):
+    """The download service."""
+
+    backends: CommaList = Field(default_factory=lambda: ["ttsave", "web"])
+    max_concurrent: int = Field(default=4, ge=1)
+    temp_dir: Path | None = None
+    timeout: float = Field(default=120.0, gt=0)
+
+    _split = field_validator("backends", mode="before")(_split_commas)
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, value: list[str]) -> list[str]:
+        unknown = [b for b in value if b not in ("ttsave", "web")]
+        if unknown:
+            raise ValueError(f"unknown backend {unknown[0]!r}; choose from ttsave, web")
+        if not value:
+            raise ValueError("at least one backend is needed")
+        return value
+
+
+class MetadataSettings(_Section):
+    """The metadata service."""
+
+    providers: CommaList = Field(default_factory=lambda: ["ensembledata", "research"])
+    cache_ttl: float = Field(default=600.0, ge=0)
+
+    _split = field_validator("providers", mode="before")(_split_commas)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in ("ensembledata", "research")]
+        if unknown:
+            raise ValueError(f"unknown provider {unknown[0]!r}; choose from ensembledata, research")
+        return value
+
+
+class DatabaseSettings(_Section):
+    """The SQLite store."""
+
+    path: Path = Path("data/tiktok-bot.sqlite3")
+    hash_user_ids: bool = False
+    user_id_salt: SecretStr | None = None
+    retention_days: int = Field(default=0, ge=0)
+    flush_rows: int = Field(default=200, ge=1)
+    flush_ms: int = Field(default=500, ge=1)
+
+
+class LogSettings(_Section):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class LimitsSettings(_Section):
+    """What one user, one chat and the whole bot may ask for."""
+
+    links_per_message: int = Field(default=5, ge=1, le=50)
+    user_per_minute: int = Field(default=10, ge=1)
+    chat_per_minute: int = Field(default=30, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    queue_notice_after: float = Field(default=3.0, ge=0)
+    short_link_ttl: float = Field(default=3600.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything the bot can be told, read from the environment and `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    ttsave: TTSaveSettings = Field(default_factory=TTSaveSettings)
+    ensembledata: EnsembleDataSettings = Field(default_factory=EnsembleDataSettings)
+    research: ResearchSettings = Field(default_factory=ResearchSettings)
+    download: DownloadSettings = Field(default_factory=DownloadSettings)
+    metadata: MetadataSettings = Field(default_factory=MetadataSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    upstream_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("upstream_routes", mode="before")
+    @classmethod
+    def _routes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        parse_routes(value)  # validates patterns and base URLs
+        return value
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message is one line naming the variable."""
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Load settings, turning validation errors into one readable line."""
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "__".join(str(part) for part in err["loc"]).upper() or "settings"
+        raise SettingsError(f"invalid setting {name}: {err['msg']}") from None
+    except ValueError as exc:  # a malformed .env or JSON value outside pydantic's own checks
+        raise SettingsError(f"invalid settings: {exc}") from None
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, with every secret masked."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+
+    def walk(node: Any, model: Any) -> Any:
+        if isinstance(model, BaseModel):
+            out = {}
+            for key in type(model).model_fields:
+                val = getattr(model, key)
+                if isinstance(val, SecretStr):
+                    out[key] = "**********" if val.get_secret_value() else ""
+                else:
+                    out[key] = walk(node[key], val)
+            return out
+        return node
+
+    result: dict[str, Any] = walk(data, settings)
+    return result

@@ -1,0 +1,1 @@
+"""Loopback emulators of every upstream, so the bot runs and is tested end to end with no internet."""

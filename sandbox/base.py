@@ -1,0 +1,106 @@
+"""The emulator base: an aiohttp app on loopback that records every request it serves."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass(slots=True)
+class Recorded:
+    """One request an emulator served."""
+
+    method: str
+    host: str
+    path: str
+    query: str
+    status: int
+    at: float = field(default_factory=time.monotonic)
+
+
+class Emulator(abc.ABC):
+    """An upstream emulator served over loopback HTTP; `requests` records what it was asked."""
+
+    name = "emulator"
+    # Above Telegram's 50 MB upload limit so big uploads reach the handler, which then refuses them properly.
+    client_max_size = 2200 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._runner: web.AppRunner | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    @abc.abstractmethod
+    def routes(self, app: web.Application) -> None:
+        """Add this emulator's routes to `app`."""
+
+    @abc.abstractmethod
+    def env(self) -> dict[str, str]:
+        """The settings the bot needs to use this emulator, as environment variables."""
+
+    def routed_hosts(self) -> list[str]:
+        """Host patterns UPSTREAM_ROUTES should send to this emulator (empty if reached by its own URL)."""
+        return []
+
+    @property
+    def base_url(self) -> str:
+        """`http://host:port` of the running emulator."""
+        return f"http://{self.host}:{self.port}"
+
+    def hits(self, path_prefix: str = "", host: str | None = None) -> list[Recorded]:
+        """Recorded requests whose path starts with `path_prefix` (and whose Host is `host`, if given)."""
+        return [
+            r for r in self.requests if r.path.startswith(path_prefix) and (host is None or r.host == host)
+        ]
+
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            host = (request.headers.get("Host") or "").split(":")[0].lower()
+            self.requests.append(Recorded(request.method, host, request.path, request.query_string, status))
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application with recording and this emulator's routes."""
+        app = web.Application(client_max_size=self.client_max_size, middlewares=[self._record])
+        self.routes(app)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Start serving on `host:port` (port 0 picks a free one)."""
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, shutdown_timeout=0.5)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.host = host
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,1 @@
+"""The platform-neutral core: links, downloads, metadata and the store. Never imports a frontend."""

@@ -1,0 +1,165 @@
+"""Errors the core raises: every failure a frontend may show a user is one of these.
+
+```
+ServiceError                      base; `code` is the stable string logged in the usage log
+├── InvalidLink                   the text is not a TikTok link we can act on
+├── LinkNotFound                  a short link leads nowhere (dead code, home-page redirect)
+├── UnsafeRedirect                a redirect left the TikTok allow-list; that host was never contacted
+├── PostUnavailable               the post exists but cannot be served; `reason` says why
+│                                 (private, private_account, deleted, region, age)
+├── NotFound                      a user or hashtag that does not exist
+│   └── UserNotFound
+├── TooLarge                      media over the caller's size limit
+├── RateLimited                   a user or chat asked too often; `retry_after` seconds
+├── QuotaExceeded                 an upstream's units or daily quota are spent
+├── NotConfigured                 no backend or provider is configured for the request
+└── UpstreamError                 an upstream failed (5xx, bad body, transport error)
+    ├── UpstreamTimeout           it did not answer in time
+    ├── TruncatedStream           a stream ended before it was complete
+    └── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
+```
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ServiceError(Exception):
+    """Base of every error the core raises; `code` names it in logs and the usage log."""
+
+    code = "error"
+
+    def __init__(self, message: str = "", *, upstream: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code)
+        self.upstream = upstream
+
+
+class InvalidLink(ServiceError):
+    """The text is not a TikTok link the bot can act on."""
+
+    code = "invalid_link"
+
+
+class LinkNotFound(ServiceError):
+    """A short link that leads nowhere."""
+
+    code = "link_not_found"
+
+
+class UnsafeRedirect(ServiceError):
+    """A redirect pointed outside the TikTok allow-list and was not followed."""
+
+    code = "unsafe_redirect"
+
+    def __init__(self, message: str = "", *, location: str = "", upstream: str | None = None) -> None:
+        super().__init__(message, upstream=upstream)
+        self.location = location
+
+
+class UnavailableReason(StrEnum):
+    """Why a post that exists cannot be served."""
+
+    PRIVATE = "private"
+    PRIVATE_ACCOUNT = "private_account"
+    DELETED = "deleted"
+    REGION = "region"
+    AGE = "age"
+
+
+class PostUnavailable(ServiceError):
+    """The post exists (or existed) but cannot be served."""
+
+    code = "unavailable"
+
+    def __init__(self, reason: UnavailableReason, message: str = "", *, upstream: str | None = None) -> None:
+        super().__init__(message or f"post unavailable: {reason.value}", upstream=upstream)
+        self.reason = reason
+
+    @property
+    def detail_code(self) -> str:
+        """The code with its reason, as logged: e.g. `unavailable:private`."""
+        return f"{self.code}:{self.reason.value}"
+
+
+class NotFound(ServiceError):
+    """A user, hashtag or post that does not exist."""
+
+    code = "not_found"
+
+
+class UserNotFound(NotFound):
+    """No TikTok user by that name."""
+
+    code = "user_not_found"
+
+
+class TooLarge(ServiceError):
+    """The media is larger than the destination accepts."""
+
+    code = "too_large"
+
+    def __init__(self, message: str = "", *, size: int | None = None, limit: int | None = None) -> None:
+        super().__init__(message or f"media over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class RateLimited(ServiceError):
+    """Someone asked too often; try again after `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        super().__init__(message or f"rate limited for {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(ServiceError):
+    """An upstream's units or daily quota are spent."""
+
+    code = "quota_exceeded"
+
+
+class NotConfigured(ServiceError):
+    """No backend or provider is configured for this request."""
+
+    code = "not_configured"
+
+
+class UpstreamError(ServiceError):
+    """An upstream failed: 5xx, an unreadable body or a transport error."""
+
+    code = "upstream_error"
+
+    def __init__(self, message: str = "", *, upstream: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, upstream=upstream)
+        self.status = status
+
+
+class UpstreamTimeout(UpstreamError):
+    """An upstream did not answer in time."""
+
+    code = "upstream_timeout"
+
+
+class TruncatedStream(UpstreamError):
+    """A stream ended before its closing delimiter or announced length."""
+
+    code = "truncated"
+
+
+class UpstreamRejected(UpstreamError):
+    """An upstream refused our credentials or request."""
+
+    code = "upstream_rejected"
+
+
+def error_code(exc: BaseException) -> str:
+    """The usage-log outcome for an exception: its code, with a reason where it has one."""
+    if isinstance(exc, PostUnavailable):
+        return exc.detail_code
+    if isinstance(exc, ServiceError):
+        return exc.code
+    return "internal"

@@ -1,0 +1,1 @@
+"""Post, profile and hashtag metadata from EnsembleData and the TikTok Research API."""

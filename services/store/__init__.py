@@ -1,0 +1,1 @@
+"""SQLite store: usage log, sent-media cache, chat settings and operator stats."""
