@@ -1,7 +1,8 @@
 """Normalised TikTok data (posts, profiles, hashtag pages) and one parser per upstream shape.
 
 Shapes: TikTok web / EnsembleData web (camelCase `itemStruct`, `userInfo`), TikTok mobile "aweme" as
-EnsembleData returns it (snake_case), and the Research API's field lists. Nothing downstream touches raw dicts.
+EnsembleData returns it (snake_case), and the Research API's field lists.
+Nothing downstream touches raw dicts.
 """
 
 from __future__ import annotations
