@@ -390,6 +390,9 @@ class ShortLinkResolver:
                 return response.status_code, response.headers.get("location"), body
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{url.host} did not answer in time", upstream=_UPSTREAM) from exc
+        except httpx.InvalidURL as exc:
+            # httpx prepares a next request even when not following; a Location it cannot build lands here.
+            raise UnsafeRedirect(f"redirect to an unreadable URL: {exc}") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{url.host}: {type(exc).__name__}", upstream=_UPSTREAM) from exc
 
