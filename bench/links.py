@@ -32,9 +32,17 @@ CASES: list[tuple[str, Callable[[], str], int]] = [
     ("1 MB chat text, links sprinkled (no limit)", chat_megabyte, 10**9),
     ("1 MB binary garbage", lambda: random.Random(2).randbytes(MB).decode("latin-1"), 5),
     ("1 MB one huge URL token", lambda: "https://www.tiktok.com/@" + "a" * MB, 5),
-    ("1 MB of 'https://tiktok.com/x ' (worst case: every hit judged)", lambda: "https://tiktok.com/x " * 50_000, 5),
+    (
+        "1 MB of 'https://tiktok.com/x ' (worst case: every hit judged)",
+        lambda: "https://tiktok.com/x " * 50_000,
+        5,
+    ),
     ("1 MB of look-alikes", lambda: "faketiktok.com/@a/video/1 " * 40_000, 5),
-    ("10,000 post links (limit 5)", lambda: " ".join(f"https://www.tiktok.com/@u/video/{i}" for i in range(10_000)), 5),
+    (
+        "10,000 post links (limit 5)",
+        lambda: " ".join(f"https://www.tiktok.com/@u/video/{i}" for i in range(10_000)),
+        5,
+    ),
     (
         "10,000 post links (no limit)",
         lambda: " ".join(f"https://www.tiktok.com/@u/video/{i}" for i in range(10_000)),
@@ -55,7 +63,8 @@ def main() -> None:
             started = time.perf_counter()
             found = len(find_links(text, limit=limit))
             times.append(time.perf_counter() - started)
-        print(f"  {name:<66} {statistics.median(times) * 1000:8.1f} ms  ({len(text) / MB:.2f} MB, {found} links)")
+        median_ms = statistics.median(times) * 1000
+        print(f"  {name:<66} {median_ms:8.1f} ms  ({len(text) / MB:.2f} MB, {found} links)")
 
 
 if __name__ == "__main__":

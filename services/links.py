@@ -22,7 +22,14 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from services.errors import LinkNotFound, UnsafeRedirect, UpstreamError, UpstreamRejected, UpstreamTimeout
+from services.errors import (
+    InvalidLink,
+    LinkNotFound,
+    UnsafeRedirect,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from services.http import is_allowed_url
 
 
@@ -318,7 +325,11 @@ class ShortLinkResolver:
             if cached[0] > self._clock():
                 return cached[1]
             del self._cache[link.code]
-        post = await self._follow(httpx.URL(link.url))
+        try:
+            start = httpx.URL(link.url)
+        except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
+            raise InvalidLink(f"not a URL: {link.url!r}") from None
+        post = await self._follow(start)
         self._remember(link.code, post)
         return post
 

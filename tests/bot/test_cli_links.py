@@ -103,7 +103,9 @@ def tiktok(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedHost]:
 
 
 def test_resolve_prints_the_post(capsys: pytest.CaptureFixture[str], tiktok: ScriptedHost) -> None:
-    tiktok.script("vm.tiktok.com", "/ZMclip01/", redirect(f"https://www.tiktok.com/@chillezy/video/{POST_ID}?_r=1"))
+    tiktok.script(
+        "vm.tiktok.com", "/ZMclip01/", redirect(f"https://www.tiktok.com/@chillezy/video/{POST_ID}?_r=1")
+    )
     code, rows, err = run(capsys, "resolve", "https://vm.tiktok.com/ZMclip01/")
     assert (code, err) == (0, "")
     assert rows == [

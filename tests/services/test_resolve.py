@@ -1,4 +1,4 @@
-"""ShortLinkResolver against loopback hosts reached through UPSTREAM_ROUTES, dispatching by the Host header."""
+"""ShortLinkResolver against loopback hosts reached through UPSTREAM_ROUTES (dispatch by Host header)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from services.errors import (
+    InvalidLink,
     LinkNotFound,
     UnsafeRedirect,
     UpstreamError,
@@ -32,7 +33,7 @@ def short(text: str) -> TikTokLink:
 
 @dataclass
 class Net:
-    """The TikTok hosts (one scripted server), a separate `evil.example` server and a client routed to both."""
+    """The TikTok hosts (one scripted server), an `evil.example` server and a client routed to both."""
 
     tiktok: ScriptedHost
     evil: ScriptedHost
@@ -99,6 +100,12 @@ async def test_cobalt_body_outside_the_allow_list_is_not_a_post(net: Net) -> Non
     with pytest.raises(LinkNotFound):
         await net.resolver().resolve(short("https://vt.tiktok.com/ZSbody02/"))
     assert net.evil.requests == []
+
+
+async def test_a_big_page_is_read_only_in_part(net: Net) -> None:
+    net.tiktok.script("vt.tiktok.com", "/ZSbig0001/", Answer(200, body="x" * 2_000_000 + POST_URL))
+    with pytest.raises(LinkNotFound):
+        await net.resolver().resolve(short("https://vt.tiktok.com/ZSbig0001/"))
 
 
 async def test_the_evil_route_works(net: Net) -> None:
@@ -309,3 +316,5 @@ async def test_a_short_link_off_the_allow_list_is_never_fetched(net: Net) -> Non
     with pytest.raises(UnsafeRedirect):
         await net.resolver().resolve(forged)
     assert net.evil.requests == []
+    with pytest.raises(InvalidLink):
+        await net.resolver().resolve(TikTokLink(LinkKind.SHORT, "https://vm.tiktok.com/\x00/", code="ZMabc"))
