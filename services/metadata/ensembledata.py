@@ -44,6 +44,7 @@ UPSTREAM = "ensembledata"
 DEFAULT_URL = "https://ensembledata.com/apis"
 MAX_POST_IDS = 100
 HASHTAG_PAGE_SIZE = 20  # what /tt/hashtag/posts returns per page, roughly
+POST_RESTRICTED = 520  # a 5xx code that is an answer, not a failure: never retried
 
 
 class Subject(StrEnum):
@@ -105,7 +106,7 @@ def map_error(status: int, detail: str, subject: Subject) -> ServiceError:
         return PostUnavailable(
             UnavailableReason.PRIVATE_ACCOUNT, f"the account is private{said}", upstream=UPSTREAM
         )
-    if status == 520:
+    if status == POST_RESTRICTED:
         return PostUnavailable(_restricted_reason(detail), f"the post is restricted{said}", upstream=UPSTREAM)
     if status == 404:
         if subject is Subject.POST:
@@ -267,7 +268,7 @@ class EnsembleDataClient:
                 if isinstance(body, Mapping) and "data" in body:
                     return _Reply(body, units, requests)
                 status = response.status_code
-                if status == 429 or status >= 500:
+                if status == 429 or (status >= 500 and status != POST_RESTRICTED):
                     detail = _detail(body)
                     said = f": {detail}" if detail else ""
                     failure = UpstreamError(

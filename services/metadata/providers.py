@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
 import httpx
 
 from services.errors import InvalidLink, NotConfigured
+from services.http import is_allowed_url
 from services.links import TikTokLink, canonical_post_url
 from services.metadata.ensembledata import EnsembleDataClient
 from services.metadata.models import HashtagPage, Metered, Post, Profile
@@ -39,6 +41,15 @@ def _post_id(link: TikTokLink) -> str:
     return link.post_id
 
 
+def _web_url(link: TikTokLink) -> str:
+    """The link's own post URL when it is a full `/@user/video/<id>` one, else the canonical form."""
+    post_id = _post_id(link)
+    url = link.url.split("#")[0].split("?")[0].rstrip("/")
+    if is_allowed_url(url) and re.search(rf"/@[^/]+/(?:video|photo)/{post_id}$", url):
+        return url
+    return canonical_post_url(post_id, link.username)
+
+
 def _offset(cursor: str | None) -> int:
     return int(cursor) if cursor else 0
 
@@ -52,8 +63,8 @@ class EnsembleDataProvider:
         self.client = client
 
     async def post(self, link: TikTokLink) -> Metered[Post]:
-        """`/tt/post/info` with the post's canonical web URL."""
-        return await self.client.post_info(canonical_post_url(_post_id(link), link.username))
+        """`/tt/post/info` with the post's web URL."""
+        return await self.client.post_info(_web_url(link))
 
     async def profile(self, username: str) -> Metered[Profile]:
         """`/tt/user/info`."""

@@ -214,14 +214,18 @@ class DailyQuota:
         """Requests left today."""
         return max(self.limit - self.used, 0)
 
-    def take(self) -> None:
-        """Count one request, or raise QuotaExceeded if today's quota is spent."""
+    def check(self) -> None:
+        """Raise QuotaExceeded if today's quota is spent."""
         self._roll()
         if self._used >= self.limit:
             raise QuotaExceeded(
                 f"Research API daily quota of {self.limit} requests is spent; it resets at 00:00 UTC",
                 upstream=UPSTREAM,
             )
+
+    def take(self) -> None:
+        """Count one request, or raise QuotaExceeded if today's quota is spent."""
+        self.check()
         self._used += 1
 
 
@@ -396,7 +400,8 @@ class ResearchClient:
         if limit < 1 or offset < 0:
             raise ValueError("limit must be positive and offset not negative")
         today = self._now().astimezone(UTC).date()
-        start = today - timedelta(days=min(days, MAX_WINDOW_DAYS))
+        # `days` calendar days including today: exactly one window, so one request per page.
+        start = today - timedelta(days=min(max(days, 1), MAX_WINDOW_DAYS) - 1)
         query = Query(and_=(cond(Field.HASHTAG_NAME, tag),))
         wanted = offset + limit
         posts: list[Post] = []
@@ -506,8 +511,9 @@ class ResearchClient:
         refreshed = False
         attempt = 0
         while True:
+            self.quota.check()  # once today's quota is spent, nothing is sent: not even a token request
             token = await self.access_token()
-            self.quota.take()  # raises before anything is sent once today's quota is spent
+            self.quota.take()
             await self._limiter.wait()
             requests += 1
             failure: ServiceError

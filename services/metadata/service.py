@@ -118,13 +118,12 @@ class MetadataService:
         name = tag.strip().removeprefix("#").lower()
         if not _TAG.fullmatch(name):
             raise NotFound(f"{tag!r} is not a hashtag")
-        if cursor is not None and not (cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS):
+        start = cursor or None
+        if start is not None and not (start.isdigit() and len(start) <= MAX_CURSOR_DIGITS):
             raise NotFound("that page of the hashtag no longer exists")
         count = min(max(limit, 1), MAX_LIMIT)
         return await self._ask(
-            ("hashtag", name, cursor or "", count),
-            "hashtag",
-            lambda p: p.hashtag(name, cursor or None, count),
+            ("hashtag", name, start, count), "hashtag", lambda p: p.hashtag(name, start, count)
         )
 
     async def _ask(
