@@ -11,10 +11,8 @@ _UNITS = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K"))
 
 
 def compact_number(n: int) -> str:
-    """`999`, `1.2K`, `12.3K`, `123K`, `3.4M`, `1.1B`: rounded down, so a count is never overstated.
-
-    One decimal below 100 of a unit (a trailing `.0` is dropped), none from 100 up; billions stay billions.
-    """
+    """`999`, `1.2K`, `12.3K`, `123K`, `3.4M`, `1.1B`: rounded down, so a count is never overstated."""
+    # One decimal below 100 of a unit (a trailing `.0` is dropped), none from 100 up; billions stay billions.
     if n < 0:
         return "-" + compact_number(-n)
     for size, suffix in _UNITS:

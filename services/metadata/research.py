@@ -503,8 +503,8 @@ class ResearchClient:
     async def _post(
         self, path: str, fields: Sequence[str], body: Mapping[str, Any], *, subject: str
     ) -> tuple[Mapping[str, Any], int]:
-        """POST a data endpoint: count it against the quota first, pace it, refresh the token once on 401,
-        retry 5xx and transport failures; return the `data` object and the requests sent."""
+        """POST a data endpoint within quota and pace; return its `data` and the requests sent."""
+        # Quota first (nothing is sent once it is spent), one token refresh on 401, retries on 5xx/transport.
         url = self._base + path
         params = {"fields": ",".join(fields)} if fields else None
         requests = 0
