@@ -155,7 +155,9 @@ class MetadataService:
                 got = await call(provider)
             except FALLBACK_ON as exc:
                 log.warning(
-                    "metadata provider failed, trying the next",
+                    "metadata provider %s failed (%s), trying the next",
+                    provider.name,
+                    exc.code,
                     extra={"action": f"metadata.{action}", "backend": provider.name, "outcome": exc.code},
                 )
                 failure = exc

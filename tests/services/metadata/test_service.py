@@ -182,7 +182,10 @@ async def test_limit_is_clamped(service: MetadataService, limit: int, sent: int)
 
 
 async def test_falls_back_on_upstream_error(
-    service: MetadataService, ed_emu: EnsembleDataEmulator, research_emu: ResearchEmulator
+    service: MetadataService,
+    ed_emu: EnsembleDataEmulator,
+    research_emu: ResearchEmulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ed_emu.fault_next("500", count=4)
     answer = await service.post(link())
@@ -190,6 +193,9 @@ async def test_falls_back_on_upstream_error(
     assert answer.value.id == CLIP
     assert ed_hits(ed_emu) == 4 and research_hits(research_emu) == 1
     assert (await service.post(link())).cached  # the fallback's answer is cached too
+    [record] = [r for r in caplog.records if r.name == "services.metadata.service"]
+    assert record.getMessage() == "metadata provider ensembledata failed (upstream_error), trying the next"
+    assert (record.action, record.backend) == ("metadata.post", "ensembledata")  # type: ignore[attr-defined]
 
 
 async def test_falls_back_on_quota_exceeded(
