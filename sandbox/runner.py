@@ -14,7 +14,10 @@ E = TypeVar("E", bound=Emulator)
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
     # Each upstream issue appends its emulator here.
-    return []
+    from sandbox.ensembledata import EnsembleDataEmulator
+    from sandbox.research import ResearchEmulator
+
+    return [EnsembleDataEmulator(), ResearchEmulator()]
 
 
 class Sandbox:
