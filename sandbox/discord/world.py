@@ -326,6 +326,26 @@ class StoredMessage:
         return bool(self.flags & MessageFlag.SUPPRESS_EMBEDS)
 
 
+# Keys only GUILD_CREATE carries (GUILD_UPDATE and GET /guilds/{id} omit them).
+GUILD_CREATE_ONLY = frozenset(
+    {
+        "joined_at",
+        "large",
+        "unavailable",
+        "lazy",
+        "member_count",
+        "members",
+        "channels",
+        "threads",
+        "voice_states",
+        "presences",
+        "stage_instances",
+        "guild_scheduled_events",
+        "soundboard_sounds",
+    }
+)
+
+
 class World:
     """Everything the emulated Discord knows, with the permission rules and the API shapes built from it."""
 
@@ -497,6 +517,11 @@ class World:
             "soundboard_sounds": [],
         }
 
+    def guild_update_payload(self, guild: Guild) -> JSON:
+        """The guild object of GUILD_UPDATE and GET /guilds/{id}: GUILD_CREATE's fields without the lists."""
+        payload = self.guild_payload(guild, with_members=False)
+        return {k: v for k, v in payload.items() if k not in GUILD_CREATE_ONLY}
+
     def message_payload(self, message: StoredMessage, cdn: CdnUrl, *, blank: bool = False) -> JSON:
         """The message object; `blank` strips what the MESSAGE_CONTENT intent guards."""
         author = self.users[message.author_id]
@@ -565,6 +590,14 @@ class World:
             if member is not None:
                 data["member"] = member.payload(with_user=False)
         return data
+
+
+def reference_to(message: StoredMessage) -> JSON:
+    """A `message_reference` pointing at a message (a reply)."""
+    data: JSON = {"type": 0, "message_id": str(message.id), "channel_id": str(message.channel_id)}
+    if message.guild_id is not None:
+        data["guild_id"] = str(message.guild_id)
+    return data
 
 
 def _opt_str(value: int | None) -> str | None:

@@ -102,6 +102,7 @@ async def test_bot_connects_and_receives_ready_and_guild_create(emu: DiscordEmul
     async with running(emu, make_bot()) as bot:
         assert bot.user is not None and bot.user.id == emu.application_id
         assert bot.application_id == emu.application_id
+        assert bot.application_flags.gateway_message_content_limited  # an unverified bot, switch on
         guild = bot.get_guild(demo.guild_id)
         assert guild is not None and guild.name == "Sandbox"
         assert guild.chunked and guild.member_count == 4
@@ -256,7 +257,8 @@ async def test_privileged_intent_disabled_in_portal_closes_with_4014(emu: Discor
     assert 4014 in emu.gateway.closes
     # Asking without the intent works, and the application's flags no longer claim it.
     async with running(emu, make_bot(message_content=False)) as bot2:
-        assert not bot2.application_flags.gateway_message_content
+        assert not bot2.application_flags.gateway_message_content_limited
+        assert bot2.application_flags.gateway_guild_members_limited
 
 
 async def test_resume_after_a_dropped_connection_replays_missed_events(emu: DiscordEmulator) -> None:
