@@ -449,6 +449,47 @@ async def test_upload_over_the_guild_limit_is_refused_with_413_40005(emu: Discor
     assert [c.status for c in refused] == [413, 413] and all(c.files == () for c in refused)
 
 
+async def test_files_need_attach_files_in_the_channel(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    emu.set_overwrite(demo.channel_id, demo.guild_id, deny=Perm.ATTACH_FILES)
+    async with running(emu, make_bot()) as bot:
+        channel = bot.get_channel(demo.channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        assert not channel.permissions_for(channel.guild.me).attach_files  # discord.py sees the overwrite too
+        with pytest.raises(discord.Forbidden) as info:
+            await channel.send(file=discord.File(io.BytesIO(MEDIA), "v.mp4"))
+        assert info.value.code == 50013
+        text_only = await channel.send("the link instead")
+        thread = channel.guild.get_thread(demo.thread_id)
+        assert thread is not None  # threads inherit their parent's overwrites
+        with pytest.raises(discord.Forbidden):
+            await thread.send(file=discord.File(io.BytesIO(MEDIA), "v.mp4"))
+    assert emu.message(text_only.id).content == "the link instead"
+
+
+async def test_world_changes_after_connect_reach_discord_py(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    async with running(emu, make_bot()) as bot:
+        guild = bot.get_guild(demo.guild_id)
+        assert guild is not None
+        news = emu.add_text_channel(demo.guild_id, "news")
+        thread = emu.add_thread(news.id, "clips")
+        carol = emu.add_user("carol")
+        emu.add_member(demo.guild_id, carol.id, permissions=int(Perm.MANAGE_MESSAGES))
+        other = emu.add_guild("Boosted", premium_tier=3)
+        await until(lambda: bot.get_guild(other.id) is not None and guild.get_member(carol.id) is not None)
+        assert guild.get_channel(news.id) is not None and guild.get_thread(thread.id) is not None
+        member = guild.get_member(carol.id)
+        assert member is not None and member.guild_permissions.manage_messages
+        boosted = bot.get_guild(other.id)
+        assert (
+            boosted is not None
+            and boosted.filesize_limit == 100 * MIB == emu.world.guilds[other.id].upload_limit
+        )
+
+
 async def test_rate_limited_call_is_retried_by_discord_py(emu: DiscordEmulator) -> None:
     demo = emu.demo
     assert demo is not None
@@ -477,6 +518,15 @@ def slash_bot(emu: DiscordEmulator, log: list[str]) -> commands.Bot:
         await interaction.response.defer(thinking=True)
         await interaction.followup.send(f"Got {link}", file=discord.File(io.BytesIO(MEDIA), "post.mp4"))
         await interaction.followup.send("Only you can see this", ephemeral=True)
+
+    @bot.tree.command(name="big", description="A file over the interaction's limit, then a fallback")
+    async def big(interaction: discord.Interaction) -> None:
+        payload = b"\0" * (interaction.filesize_limit + 1)
+        try:
+            await interaction.response.send_message(file=discord.File(io.BytesIO(payload), "big.mp4"))
+        except discord.HTTPException as exc:
+            log.append(f"{exc.status}:{exc.code}")
+            await interaction.response.send_message("Too big, here is the link", ephemeral=True)
 
     @bot.tree.command(name="secret", description="Ephemeral failure right away")
     async def secret(interaction: discord.Interaction) -> None:
@@ -508,7 +558,7 @@ async def test_slash_command_synced_to_guild_then_defer_and_followups(emu: Disco
         guild = discord.Object(demo.guild_id)
         bot.tree.copy_global_to(guild=guild)
         synced = await bot.tree.sync(guild=guild)
-        assert sorted(c.name for c in synced) == ["download", "page", "secret"]
+        assert sorted(c.name for c in synced) == ["big", "download", "page", "secret"]
         stored = {c["name"]: c for c in emu.commands(demo.guild_id)}
         assert (
             stored["download"]["options"][0]["name"] == "link"
@@ -581,6 +631,23 @@ async def test_immediate_ephemeral_reply_and_late_callback(emu: DiscordEmulator)
         late = await emu.invoke_command("secret", user_id=demo.member_id, channel_id=demo.channel_id)
         refused = await emu.wait_for(lambda c: c.interaction_id == late.id)
         assert refused.status == 404 and refused.error_code == 10062
+
+
+async def test_interaction_upload_over_its_attachment_size_limit(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    emu.set_upload_limit(demo.guild_id, 4096)
+    log: list[str] = []
+    bot = slash_bot(emu, log)
+    async with running(emu, bot):
+        await bot.tree.sync()
+        inter = await emu.invoke_command("big", user_id=demo.member_id, channel_id=demo.channel_id)
+        assert inter.payload["attachment_size_limit"] == 4096
+        await emu.wait_for(lambda c: c.interaction_id == inter.id and c.ok)
+    assert log == ["413:40005"]
+    refused, fallback = emu.interaction_responses(inter.id)
+    assert refused.status == 413 and refused.files == ()
+    assert fallback.payload["type"] == 4 and fallback.flags == 64
 
 
 async def test_button_click_updates_the_message(emu: DiscordEmulator) -> None:
