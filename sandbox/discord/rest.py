@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,8 @@ from sandbox.discord.world import (
 
 if TYPE_CHECKING:
     from sandbox.discord.emulator import DiscordEmulator, Fault, Interaction
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
 # Flags a message's author may set or clear; the rest are Discord's own.
@@ -162,6 +165,12 @@ class RestApi:
                     400,
                     {"code": 50109, "message": f"The request body contains invalid JSON. ({exc})"},
                 )
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A malformed payload the validators let through: a 400 as Discord would give, not a 500
+                # that discord.py retries for seconds; logged because it may also be an emulator bug.
+                log.warning("%s %s: malformed request", request.method, request.path, exc_info=True)
+                errors = {"_errors": [{"code": "INVALID_FORM_BODY", "message": repr(exc)}]}
+                status, body = 400, {"code": 50035, "message": "Invalid Form Body", "errors": errors}
             await drain(request)
             self._log_call(ctx, status, body)
             if status == 204 or body is None:

@@ -741,7 +741,9 @@ async def test_rest_checks_auth_and_validates_like_discord(emu: DiscordEmulator)
     assert (status, body["code"]) == (403, 50013)
     status, body = await raw(emu, "GET", "/gateway/bot")
     assert status == 200 and body["url"] == emu.gateway_url
-    assert [c.status for c in emu.transcript] == [401, 400, 400, 404, 400, 400, 400, 403, 200]
+    status, body = await raw(emu, "GET", f"/channels/{demo.channel_id}/messages", params={"limit": "many"})
+    assert (status, body["code"]) == (400, 50035)
+    assert [c.status for c in emu.transcript] == [401, 400, 400, 404, 400, 400, 400, 403, 200, 400]
 
 
 async def test_http_control_api_drives_a_connected_bot(emu: DiscordEmulator) -> None:
