@@ -110,8 +110,8 @@ class DemoWorld:
     guild_id: int
     channel_id: int
     thread_id: int
-    admin_id: int  # a member with Manage Server and Manage Messages
-    member_id: int  # a plain member
+    admin_id: int  # "alice": a member with Manage Server and Manage Messages, locale en-US
+    member_id: int  # "bob": a plain member, locale ru
     dm_channel_id: int  # the plain member's DM with the bot
 
 

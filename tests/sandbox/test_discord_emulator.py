@@ -28,6 +28,7 @@ from sandbox.discord import (
     Perm,
 )
 from sandbox.discord.world import MIB
+from sandbox.runner import Sandbox
 
 MEDIA = bytes(range(256)) * 64  # 16 KiB that survive any text mangling
 
@@ -778,6 +779,15 @@ async def test_http_control_api_drives_a_connected_bot(emu: DiscordEmulator) -> 
         assert calls[-1]["route"] == "POST /channels/{channel_id}/messages" and calls[-1]["status"] == 200
         async with http.post(f"{base}/messages", json={"channel_id": "1", "author_id": carol["id"]}) as resp:
             assert resp.status == 404
+
+
+async def test_sandbox_runs_the_discord_emulator() -> None:
+    async with Sandbox() as sandbox:
+        emu = sandbox.get(DiscordEmulator)
+        env = sandbox.env()
+        assert env["DISCORD__API_URL"] == emu.api_url and env["DISCORD__GATEWAY_URL"] == emu.gateway_url
+        status, body = await raw(emu, "GET", "/users/@me")
+        assert status == 200 and body["bot"] is True
 
 
 def test_env_points_the_bot_at_the_emulator() -> None:
