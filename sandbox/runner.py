@@ -14,10 +14,11 @@ E = TypeVar("E", bound=Emulator)
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
     # Each upstream issue appends its emulator here.
+    from sandbox.discord import DiscordEmulator
     from sandbox.ensembledata import EnsembleDataEmulator
     from sandbox.research import ResearchEmulator
 
-    return [EnsembleDataEmulator(), ResearchEmulator()]
+    return [EnsembleDataEmulator(), ResearchEmulator(), DiscordEmulator()]
 
 
 class Sandbox:
