@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,12 +172,6 @@ class Database:
             count = cursor.rowcount
             await cursor.close()
         return count
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one write statement for every row, all in one transaction."""
-        async with self.transaction() as conn:
-            cursor = await conn.executemany(sql, rows)
-            await cursor.close()
 
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows atomically with as few statements as SQLite's variable limit allows.

@@ -27,6 +27,7 @@ from services.store.db import Database
 log = logging.getLogger(__name__)
 
 _HASHES_REMEMBERED = 50_000
+_RETRY_MAX_S = 30.0
 _INSERT_COLUMNS = (
     "at",
     "platform",
@@ -130,7 +131,7 @@ class UsageLog:
         self._flush_rows = flush_rows
         self._flush_s = flush_ms / 1000
         self._hasher = hmac.new(salt.encode(), digestmod=hashlib.sha256) if hash_user_ids else None
-        # The same few users and chats recur; remembering their hashes keeps the writer's slices short.
+        # The same users and chats recur; remembering their hashes keeps record() cheap.
         self._hashes: dict[tuple[str, str], str] = {}
         self._retention_days = retention_days
         self._max_pending = max_pending
@@ -299,6 +300,7 @@ class UsageLog:
 
     async def _write_loop(self) -> None:
         """Flush every `flush_rows` rows or `flush_ms` after the first queued row, until stopped."""
+        retry_s = self._flush_s
         while True:
             await self._wake.wait()
             if not self._stopping:
@@ -307,10 +309,19 @@ class UsageLog:
             try:
                 await self._write_pending()
             except StoreError as exc:
-                log.error("usage log write failed; retrying: %s", exc, extra={"pending": self.pending})
+                log.error(
+                    "usage log write failed; retrying in %.1fs: %s",
+                    retry_s,
+                    exc,
+                    extra={"pending": self.pending},
+                )
                 if self._stopping:
                     return  # aclose() makes the last attempt and reports its error
-                await asyncio.sleep(self._flush_s)
+                await asyncio.sleep(retry_s)
+                # A full or read-only disk stays so for a while: back off rather than log twice a second.
+                retry_s = min(retry_s * 2, _RETRY_MAX_S)
+                continue
+            retry_s = self._flush_s
             if self._stopping and not self._pending:
                 return
 

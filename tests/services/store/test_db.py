@@ -198,12 +198,13 @@ async def test_concurrent_writers_on_two_connections(db_path: Path) -> None:
     async def writer(db: Database, platform: str) -> None:
         for batch in range(20):
             rows = [(batch * 50 + i, platform, "link") for i in range(50)]
-            await db.executemany("INSERT INTO usage (at, platform, action) VALUES (?, ?, ?)", rows)
+            await db.insert_rows("usage", ("at", "platform", "action"), rows)
+            await db.execute("INSERT INTO usage (at, platform, action) VALUES (0, ?, 'one')", (platform,))
 
     try:
         await asyncio.gather(writer(first, "telegram"), writer(second, "discord"), writer(first, "cli"))
         counts = dict(await first.fetchall("SELECT platform, count(*) FROM usage GROUP BY platform"))
-        assert counts == {"telegram": 1000, "discord": 1000, "cli": 1000}
+        assert counts == {"telegram": 1020, "discord": 1020, "cli": 1020}
         assert await second.integrity_check() == "ok"
     finally:
         await first.close()
