@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from sandbox.base import Emulator
+from sandbox.telegram import TelegramEmulator
 
 E = TypeVar("E", bound=Emulator)
 
@@ -14,7 +15,7 @@ E = TypeVar("E", bound=Emulator)
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
     # Each upstream issue appends its emulator here.
-    return []
+    return [TelegramEmulator()]
 
 
 class Sandbox:
