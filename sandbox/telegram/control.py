@@ -54,6 +54,7 @@ def register_control(app: web.Application, emu: TelegramEmulator) -> None:
             "users": [u.json() for u in emu.world.users.values()],
             "chats": [{**c.json(), "topics": sorted(c.topics)} for c in emu.world.chats.values()],
             "pending_updates": len(emu.updates.pending),
+            "last_seq": emu.mark(),
             "webhook": {"url": hook.url, "last_error": hook.last_error_message} if hook else None,
             "privacy_mode": emu.privacy_mode,
             "upload_limit": emu.upload_limit,

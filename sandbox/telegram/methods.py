@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import secrets
 import time
@@ -32,9 +33,10 @@ from sandbox.telegram.media import (
 )
 from sandbox.telegram.transcript import Call, SentFile
 from sandbox.telegram.updates import UpdateQueue
-from sandbox.telegram.wire import Params
+from sandbox.telegram.wire import Params, error_of
 from sandbox.telegram.world import GENERAL_TOPIC_ID, Chat, ChatType, Json, Topic, User, World
 
+log = logging.getLogger(__name__)
 MB = 1024 * 1024
 CLOUD_UPLOAD_LIMIT = 50 * MB
 LOCAL_UPLOAD_LIMIT = 2000 * MB
@@ -46,6 +48,7 @@ URL_FILE_LIMIT = 20 * MB
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 MAX_DIMENSION = 10000
+PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".gif", ".png", ".tif", ".tiff", ".bmp"}
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly the same as "
     "a current content and reply markup of the message"
@@ -274,9 +277,13 @@ class BotApi:
             if fault is not None:
                 raise fault
             call.result = await entry[1](params, call)
-        except ApiError as exc:
-            call.ok, call.status, call.error, call.result = False, exc.code, exc.description, None
-            return exc.code, exc.body()
+        except Exception as exc:
+            if not isinstance(exc, ApiError):
+                # An emulator bug: answer like a server error, and say where it came from.
+                log.exception("telegram emulator failed on %s", call.method)
+            error = error_of(exc)
+            call.ok, call.status, call.error, call.result = False, error.code, error.description, None
+            return error.code, error.body()
         body: Json = {"ok": True, "result": call.result}
         if call.description:
             body["description"] = call.description
@@ -464,6 +471,12 @@ class BotApi:
         return stored, _sent(stored, label, uploaded=True, source="upload", name=upload.filename)
 
     def _store_photo(self, upload: Upload) -> StoredFile:
+        extension = Path(upload.filename or "").suffix.lower()
+        if extension and extension not in PHOTO_EXTENSIONS:
+            # Telegram judges a photo upload by its file name first (a TikTok ".webp" slide fails here).
+            raise bad_request(
+                "photo has unsupported extension. Use one of .jpg, .jpeg, .gif, .png, .tif or .bmp"
+            )
         if upload.size > PHOTO_LIMIT:
             raise bad_request(
                 f"file of size {upload.size} bytes is too big for a photo; "
@@ -550,7 +563,8 @@ class BotApi:
                 f"the maximum size is {THUMBNAIL_LIMIT} bytes"
             )
         size = probe_image(upload.path)
-        if size is None or max(size) > 320:
+        if size is None or max(size) > 320 or not _is_jpeg(upload.path):
+            # Telegram ignores a thumbnail that is not a JPEG of at most 320x320.
             return None
         stored = self.files.add(
             FileKind.THUMBNAIL, upload, mime_type="image/jpeg", width=size[0], height=size[1]
@@ -1185,6 +1199,11 @@ def _sent(
         path=stored.path,
         mime_type=stored.mime_type,
     )
+
+
+def _is_jpeg(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\xff\xd8"
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

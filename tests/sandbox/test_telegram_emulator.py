@@ -288,6 +288,8 @@ async def test_photo_sizes_and_photo_limits(emu: TelegramEmulator, bot: Bot) -> 
     sent = await bot.send_photo(chat.id, BufferedInputFile(png(800, 600), "slide.png"))
     assert [(p.width, p.height) for p in sent.photo or []] == [(90, 68), (320, 240), (800, 600)]
     assert len({p.file_id for p in sent.photo or []}) == 3
+    with pytest.raises(TelegramBadRequest, match="photo has unsupported extension"):
+        await bot.send_photo(chat.id, BufferedInputFile(png(10, 10), "slide.webp"))
     with pytest.raises(TelegramBadRequest, match="IMAGE_PROCESS_FAILED"):
         await bot.send_photo(chat.id, BufferedInputFile(b"not an image", "x.jpg"))
     with pytest.raises(TelegramBadRequest, match="PHOTO_INVALID_DIMENSIONS"):
