@@ -26,7 +26,7 @@ from sandbox.telegram.media import FileStore
 from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT, LOCAL_UPLOAD_LIMIT, BotApi, InlineQuery, Press
 from sandbox.telegram.transcript import POLLING_METHODS, Call, Changes
 from sandbox.telegram.updates import UpdateQueue
-from sandbox.telegram.wire import Params, read_body
+from sandbox.telegram.wire import CHUNK, Params, read_body
 from sandbox.telegram.world import Chat, ChatType, Json, Topic, User, World, reply_copy
 
 SANDBOX_TOKEN = "123456:SANDBOX-token"  # noqa: S105 - a fixed fake token, not a secret
@@ -114,6 +114,12 @@ class TelegramEmulator(Emulator):
             "TELEGRAM__LOCAL_API": "true" if self.local_api else "false",
         }
 
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Start serving (again, after a stop: the queue reopens, files start afresh)."""
+        self.updates.reopen()
+        self.files.directory.mkdir(parents=True, exist_ok=True)
+        await super().start(host, port)
+
     async def stop(self) -> None:
         """Release long polls, stop webhook delivery, stop serving, and delete the files it held."""
         self.updates.close()
@@ -176,7 +182,8 @@ class TelegramEmulator(Emulator):
         call = Call(seq=0, method=self.api.canonical(method) or method, params={})
         if token != self.token:
             error = unauthorized() if re.fullmatch(r"\d+:[\w-]+", token) else not_found()
-            await request.read()
+            while await request.content.read(CHUNK):  # drain unbuffered: the client must read the 401
+                pass
             return self._answer(call, error.code, error.body())
         try:
             body = await read_body(
@@ -548,6 +555,9 @@ class TelegramEmulator(Emulator):
         self, chat_id: int, *, retry_after: int = 5, times: int = 1, method: str | None = None
     ) -> Fault:
         """The next `times` calls for this chat (of `method`, if given) answer 429 with retry_after."""
+        if retry_after < 1:
+            # aiogram only raises TelegramRetryAfter for a positive retry_after, as Telegram only sends those.
+            raise ValueError("retry_after must be at least 1 second")
         return self.api.faults.add(
             Fault(
                 429,

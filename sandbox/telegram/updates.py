@@ -120,6 +120,10 @@ class UpdateQueue:
         if self._poll is not None and not self._poll.done():
             self._poll.set_exception(conflict(reason))
 
+    def reopen(self) -> None:
+        """Accept long polls again after `close()`."""
+        self._closed = False
+
     def close(self) -> None:
         """Release any waiting long poll with what is pending (the emulator is stopping)."""
         self._closed = True
