@@ -432,6 +432,21 @@ def _is_end_v2(text: _Bytes, i: int, kind: str) -> bool:
     return checks.get(kind, False)
 
 
+def _pre_language(text: _Bytes, i: int) -> tuple[str, int]:
+    """After an opening ```: the language named on its line (if any), and where the block's text starts."""
+    language = ""
+    end = i
+    while not _is_space(text[end]) and text[end] != ord("`"):
+        end += 1
+    if i != end and end < text.size and text[end] != ord("`"):
+        language = text.data[i:end].decode("utf-8", "replace")
+        i = end
+    if text[i] in (ord("\n"), ord("\r")):
+        # One line break after the opening (CRLF or LFCR counting as one) belongs to the markup.
+        i += 2 if text[i + 1] in (ord("\n"), ord("\r")) and text[i] != text[i + 1] else 1
+    return language, i
+
+
 def parse_markdown_v2(source: str) -> tuple[str, list[Entity]]:
     """Parse MarkdownV2 into plain text and entities, or raise EntityParseError."""
     text = _Bytes(source)
@@ -490,20 +505,8 @@ def parse_markdown_v2(source: str) -> tuple[str, list[Entity]]:
                 kind = "text_link"
             elif c == ord("`"):
                 if text[i + 1] == ord("`") and text[i + 2] == ord("`"):
-                    i += 3
-                    kind = "pre"
-                    language_end = i
-                    while not _is_space(text[language_end]) and text[language_end] != ord("`"):
-                        language_end += 1
-                    if i != language_end and language_end < text.size and text[language_end] != ord("`"):
-                        kind = "pre_code"
-                        argument = text.data[i:language_end].decode("utf-8", "replace")
-                        i = language_end
-                    if text[i] in (ord("\n"), ord("\r")):
-                        if text[i + 1] in (ord("\n"), ord("\r")) and text[i] != text[i + 1]:
-                            i += 2
-                        else:
-                            i += 1
+                    argument, i = _pre_language(text, i + 3)
+                    kind = "pre_code" if argument else "pre"
                     i -= 1
                 else:
                     kind = "code"
@@ -628,16 +631,8 @@ def parse_markdown(source: str) -> tuple[str, list[Entity]]:
         language = ""
         i += 1
         if c == ord("`") and text[i] == ord("`") and text[i + 1] == ord("`"):
-            i += 2
             is_pre = True
-            language_end = i
-            while not _is_space(text[language_end]) and text[language_end] != ord("`"):
-                language_end += 1
-            if i != language_end and language_end < text.size and text[language_end] != ord("`"):
-                language = text.data[i:language_end].decode("utf-8", "replace")
-                i = language_end
-            if text[i] in (ord("\n"), ord("\r")):
-                i += 2 if text[i + 1] in (ord("\n"), ord("\r")) and text[i] != text[i + 1] else 1
+            language, i = _pre_language(text, i + 2)
         offset = utf16
         while i < text.size and (
             text[i] != end_char or (is_pre and not (text[i + 1] == ord("`") and text[i + 2] == ord("`")))

@@ -846,17 +846,22 @@ class BotApi:
 
     # ---- methods: editing and deleting
 
-    def _editable(self, p: Params, call: Call) -> tuple[Chat, Json]:
+    def _message(self, p: Params, call: Call, purpose: str) -> tuple[Chat, int, Json]:
+        """The chat and message a call names; 400 "message to <purpose> not found" if it is gone."""
         chat = self._chat(p, call)
         message_id = p.integer("message_id")
         if not message_id:
             raise bad_request("message identifier is not specified")
         message = chat.messages.get(message_id)
-        if message is None or message_id in chat.deleted:
-            raise bad_request("message to edit not found")
+        if message is None:
+            raise bad_request(f"message to {purpose} not found")
+        call.thread_id = message.get("message_thread_id") if chat.is_forum else None
+        return chat, message_id, message
+
+    def _editable(self, p: Params, call: Call) -> tuple[Chat, Json]:
+        chat, message_id, message = self._message(p, call, "edit")
         if message_id not in chat.by_bot:
             raise bad_request("message can't be edited")
-        call.thread_id = message.get("message_thread_id") if chat.is_forum else None
         return chat, message
 
     def _apply_edit(self, message: Json, changes: Json, markup: Json | None) -> Json:
@@ -917,13 +922,7 @@ class BotApi:
 
     async def delete_message(self, p: Params, call: Call) -> bool:
         """deleteMessage: the bot's own messages anywhere; others' in private chats, or as an admin."""
-        chat = self._chat(p, call)
-        message_id = p.integer("message_id")
-        if not message_id:
-            raise bad_request("message identifier is not specified")
-        message = chat.messages.get(message_id)
-        if message is None or message_id in chat.deleted:
-            raise bad_request("message to delete not found")
+        chat, message_id, message = self._message(p, call, "delete")
         own = message_id in chat.by_bot or chat.type == ChatType.CHANNEL
         allowed = (
             own
@@ -932,9 +931,7 @@ class BotApi:
         )
         if not allowed or "forum_topic_created" in message:
             raise bad_request("message can't be deleted")
-        chat.deleted.add(message_id)
         del chat.messages[message_id]
-        call.thread_id = message.get("message_thread_id") if chat.is_forum else None
         self._on_change()
         return True
 

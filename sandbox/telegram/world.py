@@ -80,7 +80,6 @@ class Chat:
     admins: dict[int, bool] = field(default_factory=dict)  # user id -> can_delete_messages
     topics: dict[int, Topic] = field(default_factory=dict)
     messages: dict[int, Json] = field(default_factory=dict)
-    deleted: set[int] = field(default_factory=set)
     by_bot: set[int] = field(default_factory=set)  # ids of messages the bot sent
     next_message_id: int = 1
 
