@@ -134,6 +134,8 @@ async def test_get_me_names_the_sandbox_bot(emu: TelegramEmulator, bot: Bot) -> 
     assert me.is_bot and me.username == "tiktok_sandbox_bot"
     assert me.can_read_all_group_messages is True  # privacy mode off unless a test turns it on
     assert emu.transcript("getMe")[0].ok
+    assert await bot.close() and await bot.log_out()  # harmless here
+    assert (await bot.get_me()).id == me.id
 
 
 async def test_unknown_token_and_method_answer_like_telegram(emu: TelegramEmulator) -> None:
@@ -262,6 +264,10 @@ async def test_resending_by_file_id_uploads_nothing(emu: TelegramEmulator, bot: 
     assert (again.video.file_id, again.video.duration) == (first.video.file_id, 3)
     call = emu.transcript("sendVideo", after=mark)[0]
     assert call.uploads == [] and call.files[0].source == "file_id"
+    # The same bytes uploaded again get a new file_id but keep their file_unique_id.
+    twin = await bot.send_video(chat.id, BufferedInputFile(b"\x00" * 5000, "b.mp4"))
+    assert twin.video is not None and twin.video.file_id != first.video.file_id
+    assert twin.video.file_unique_id == first.video.file_unique_id
     # A video's file_id also goes out as a document (same family), but not as a photo.
     await bot.send_document(chat.id, first.video.file_id)
     with pytest.raises(TelegramBadRequest, match="can't use file of type Video as Photo"):
@@ -557,6 +563,19 @@ async def test_editing_rules(emu: TelegramEmulator, bot: Bot) -> None:
     sent = await bot.send_message(chat.id, "same")
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
         await bot.edit_message_text(text="same", chat_id=chat.id, message_id=sent.message_id)
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Next", callback_data="n")]])
+    edited = await bot.edit_message_reply_markup(
+        chat_id=chat.id, message_id=sent.message_id, reply_markup=keyboard
+    )
+    assert isinstance(edited, Message) and edited.reply_markup is not None
+    assert edited.reply_markup.inline_keyboard[0][0].callback_data == "n"
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_reply_markup(
+            chat_id=chat.id, message_id=sent.message_id, reply_markup=keyboard
+        )
+    too_long = InlineKeyboardButton(text="X", callback_data="x" * 65)
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(chat.id, "k", reply_markup=InlineKeyboardMarkup(inline_keyboard=[[too_long]]))
     user_message = emu.inject_message(chat, "mine").payload
     with pytest.raises(TelegramBadRequest, match="message can't be edited"):
         await bot.edit_message_text(text="yours", chat_id=chat.id, message_id=user_message["message_id"])
@@ -699,6 +718,7 @@ async def test_failing_webhook_is_retried_and_reported(emu: TelegramEmulator, bo
         assert info.pending_update_count == 1
         assert info.last_error_message == "Wrong response from the webhook: 401 Unauthorized"
         await bot.delete_webhook(drop_pending_updates=True)
+    assert await bot.get_updates(timeout=0) == []  # the undelivered update was dropped
 
 
 # ---- the HTTP control API
