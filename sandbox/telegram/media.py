@@ -262,10 +262,6 @@ class FileStore:
             raise KeyError(file_id)
         stored.valid = False
 
-    def all(self) -> list[StoredFile]:
-        """Every file issued, oldest first."""
-        return list(self._files.values())
-
     def close(self) -> None:
         """Delete the directory if the store created it."""
         if self._owned:

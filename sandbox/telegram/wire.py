@@ -202,13 +202,6 @@ class Params:
             return int(text)
         return text
 
-    def require(self, name: str) -> str:
-        """A required text parameter; Telegram answers 400 `<name> is empty` without it."""
-        value = self.text(name)
-        if value is None:
-            raise bad_request(f"{name.replace('_', ' ')} is empty")
-        return value
-
 
 def error_of(exc: BaseException) -> ApiError:
     """The ApiError an exception stands for (unexpected ones become 500s)."""
