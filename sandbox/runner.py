@@ -17,8 +17,9 @@ def all_emulators() -> list[Emulator]:
     from sandbox.discord import DiscordEmulator
     from sandbox.ensembledata import EnsembleDataEmulator
     from sandbox.research import ResearchEmulator
+    from sandbox.telegram import TelegramEmulator
 
-    return [EnsembleDataEmulator(), ResearchEmulator(), DiscordEmulator()]
+    return [EnsembleDataEmulator(), ResearchEmulator(), TelegramEmulator(), DiscordEmulator()]
 
 
 class Sandbox:
