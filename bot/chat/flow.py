@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.download.service import DownloadService, Media, Want
+from services.download.models import Want
+from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
 from services.metadata.models import Music, Post, Stats
@@ -300,13 +301,29 @@ class LinkFlow:
                 await sender.working(want)
                 async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
                     tracker.backend = media.backend
-                    sent = await sender.send_media(media, media.post, want)
+                    post = await self._complete(link, media.post, tracker)
+                    sent = await sender.send_media(media, post, want)
                     tracker.bytes_sent = sent.bytes_sent
-                    await self._remember(platform, post_id, prefix, sent, media.post)
+                    await self._remember(platform, post_id, prefix, sent, post)
         finally:
             slot.users -= 1
             if slot.users == 0:
                 del self._locks[key]
+
+    async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
+        """The post's metadata for the caption: the backend's if it has the stats, else the metadata service's."""
+        if post is not None and post.stats.views is not None and post.author:
+            return post
+        if self.metadata is None:
+            return post
+        try:
+            answer = await self.metadata.post(link)
+        except ServiceError as exc:
+            # The media is here; a caption without stats is better than no reply.
+            log.info("no metadata for the caption: %s", exc.code)
+            return post
+        tracker.units += answer.units
+        return answer.value
 
     async def cached_refs(
         self, platform: str, post_id: str, want: Want

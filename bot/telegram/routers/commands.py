@@ -17,7 +17,7 @@ from bot.chat.i18n import t
 from bot.telegram.render import MESSAGE_LIMIT, render_card
 from bot.telegram.routers.links import sender_for
 from bot.wiring import App
-from services.download.service import Want
+from services.download.models import Want
 from services.errors import NotConfigured, ServiceError
 from services.metadata.service import MetadataService
 from services.store.chats import ChatPrefs

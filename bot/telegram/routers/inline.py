@@ -21,7 +21,7 @@ from bot.chat.flow import ChatContext
 from bot.telegram.render import render_card
 from bot.telegram.storage import upload_to_storage
 from bot.wiring import App
-from services.download.service import Want
+from services.download.models import Want
 from services.errors import ServiceError
 from services.links import LinkKind, find_links
 from services.metadata.models import Post
