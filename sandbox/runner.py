@@ -13,8 +13,11 @@ E = TypeVar("E", bound=Emulator)
 
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
-    # Each upstream issue appends its emulator here.
-    return []
+    # Each upstream issue appends its emulator here; imported here so importing the runner stays cheap.
+    from sandbox.tiktok import TikTokEmulator
+    from sandbox.ttsave import TTSaveEmulator
+
+    return [TikTokEmulator(), TTSaveEmulator()]
 
 
 class Sandbox:

@@ -452,7 +452,7 @@ class WebBackend:
 
     def __init__(self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None) -> None:
         # The shared client must not keep cookies between fetches (users): switch its jar off.
-        client.cookies = httpx.Cookies(refusing_cookie_jar())
+        client.cookies = refusing_cookie_jar()
         self._client = client
         self._retry = retry or RetryPolicy()
 
