@@ -60,6 +60,7 @@ class MediaHit:
     referer: str
     range: str
     variant: str = ""  # gear, play, download; or the image extension
+    token: str = ""  # the tt_chain_token sent
 
 
 @dataclass(slots=True)
@@ -90,13 +91,25 @@ class TikTokEmulator(FaultControl):
         "page_500": "the post page answers 500",
         "login": "the post page redirects to /login",
         "no_cookie": "the post page sets no tt_chain_token",
+        "foreign_media": "the post page points its media at https://evil.example (outside TikTok)",
         "cdn_403": "a video CDN request is refused even with the cookie",
         "cdn_500": "a video CDN request answers 500",
         "cdn_truncated": "a video CDN response breaks off halfway",
         "cdn_slow": "a video CDN response starts after `delay` seconds (default 3)",
+        "cdn_redirect_evil": "a video CDN request redirects to https://evil.example",
     }
-    PAGE_FAULTS = ("slow", "challenge", "sigi", "next_data", "page_403", "page_500", "login", "no_cookie")
-    CDN_FAULTS = ("cdn_403", "cdn_500", "cdn_truncated", "cdn_slow")
+    PAGE_FAULTS = (
+        "slow",
+        "challenge",
+        "sigi",
+        "next_data",
+        "page_403",
+        "page_500",
+        "login",
+        "no_cookie",
+        "foreign_media",
+    )
+    CDN_FAULTS = ("cdn_403", "cdn_500", "cdn_truncated", "cdn_slow", "cdn_redirect_evil")
 
     def __init__(self, catalogue: Catalogue | None = None) -> None:
         super().__init__()
@@ -312,6 +325,9 @@ class TikTokEmulator(FaultControl):
             html = self.page_html(
                 post_id, post, "sigi" if mode == "sigi" else "next" if mode == "next_data" else ""
             )
+            if mode == "foreign_media":
+                for media_host in (*VIDEO_HOSTS, *IMAGE_HOSTS, MUSIC_HOST):
+                    html = html.replace(media_host, "evil.example")
         response = web.Response(text=html, content_type="text/html")
         if mode != "no_cookie":
             token = secrets.token_urlsafe(18)
@@ -353,6 +369,7 @@ class TikTokEmulator(FaultControl):
             referer,
             request.headers.get("Range", ""),
             asset.variant,
+            cookie,
         )
         self.media_log.append(hit)
         fault = self.take_fault(self.CDN_FAULTS) if asset.needs_cookie else None
@@ -363,6 +380,9 @@ class TikTokEmulator(FaultControl):
         if mode == "cdn_403":
             hit.status = 403
             raise web.HTTPForbidden(text="Access Denied")
+        if mode == "cdn_redirect_evil":
+            hit.status = 302
+            raise web.HTTPFound("https://evil.example/steal.mp4")
         if mode == "cdn_500":
             hit.status = 500
             raise web.HTTPInternalServerError(text="cdn error")

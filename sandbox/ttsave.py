@@ -4,7 +4,7 @@ As documented (../shared/reference/ttsave-api.md): a JSON body `{url, download_c
 multipart stream with a quoted base64 `Content-Meta`; errors are the documented JSON bodies.
 `POST /api/v3/ping` answers `pong`. The stream is written in odd-sized pieces, so delimiters land across
 chunk boundaries as they do on a real network. Faults (`fault_next`): slow, truncated, reset, 500, error,
-no_files, bad_meta, 429, lf.
+no_files, bad_meta, 429, lf, html.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class TTSaveEmulator(FaultControl):
         "bad_meta": "Content-Meta is not base64 JSON",
         "429": "HTTP 429 with Retry-After: 0",
         "lf": "the multipart framing uses bare LF line ends",
+        "html": "HTTP 200 with an HTML page instead of a multipart stream",
     }
 
     def __init__(self, catalogue: Catalogue | None = None, *, chunk_size: int = 16381) -> None:
@@ -121,6 +122,11 @@ class TTSaveEmulator(FaultControl):
         key = post.id if post else url
         if mode == "slow":
             await stall(request, fault.delay if fault and fault.delay is not None else 3.0)
+        if mode == "html":
+            self.served.append(Served(key, content_type, 200, mode))
+            return web.Response(
+                text="<html><body>Service temporarily unavailable</body></html>", content_type="text/html"
+            )
         failure = _FAILURES.get(mode)
         if failure is not None:
             self.served.append(Served(key, content_type, failure[0], mode))

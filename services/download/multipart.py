@@ -13,6 +13,7 @@ empty parts.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -131,6 +132,7 @@ def _rfc5987(value: str) -> str | None:
         return None
     charset = parts[0].strip().lower() or "utf-8"
     try:
+        codecs.lookup(charset)  # unquote skips decoding (and so the charset) when nothing is escaped
         return unquote(parts[2], encoding=charset, errors="strict")
     except (LookupError, UnicodeDecodeError):
         return None
@@ -371,7 +373,9 @@ class MultipartParser:
             lf_lf = buf.find(b"\n\n", scan)
             lf_crlf = buf.find(b"\n\r\n", scan)
             if lf_lf < 0 and lf_crlf < 0:
-                if size - pos > self._max_header_bytes:
+                # The limit counts the block without its last line end; up to three bytes here may be that
+                # CR and the start of the terminator, so any chunking reaches the same verdict.
+                if size - pos > self._max_header_bytes + 3:
                     raise HeaderTooLarge(f"a part's header block is over {self._max_header_bytes} bytes")
                 self._buf = buf[pos:]
                 # Resume two bytes back: the terminator may straddle this chunk and the next.
@@ -381,7 +385,7 @@ class MultipartParser:
                 end, body_lf = lf_lf, lf_lf + 1
             else:
                 end, body_lf = lf_crlf, lf_crlf + 2
-            if end - pos > self._max_header_bytes:
+            if end - pos - (buf[end - 1] == _CR) > self._max_header_bytes:
                 raise HeaderTooLarge(f"a part's header block is over {self._max_header_bytes} bytes")
             block = buf[pos:end]
         self._parts += 1

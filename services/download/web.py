@@ -591,12 +591,13 @@ class WebBackend:
         for source in sources:
             try:
                 size, mime, path = await self._download(source.url, session, stem, limit, meter)
-            except (UpstreamError, TooLarge) as exc:
-                errors.append(exc)
+            except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
+                errors.append(exc)  # the next source may be fine; a refused URL is never contacted
                 continue
             return MediaFile(path, mime, size, role, source.width, source.height, duration)
         too_large = [e for e in errors if isinstance(e, TooLarge)]
-        raise too_large[0] if too_large else errors[-1]
+        unsafe = [e for e in errors if isinstance(e, UnsafeRedirect)]
+        raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
         self, start: str, session: _Session, stem: Path, limit: int | None, meter: Meter
