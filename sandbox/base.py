@@ -82,9 +82,12 @@ class Emulator(abc.ABC):
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Start serving on `host:port` (port 0 picks a free one)."""
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # shutdown_timeout belongs on the runner; on the site it is deprecated (an error under -W error).
+        self._runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         server = site._server
         assert server is not None

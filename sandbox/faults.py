@@ -94,12 +94,27 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-async def stall(request: web.Request, seconds: float) -> None:
-    """Wait `seconds`, giving up early when the client has gone (so shutdown is never held up)."""
+def client_gone(request: web.Request) -> bool:
+    """Whether the client has closed the connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def stall(request: web.Request, seconds: float) -> bool:
+    """Wait `seconds`; False (at once) when the client goes meanwhile, so shutdown is never held up."""
     loop = asyncio.get_running_loop()
     until = loop.time() + seconds
     while loop.time() < until:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
+        if client_gone(request):
+            return False
         await asyncio.sleep(min(0.05, max(0.0, until - loop.time())))
+    return not client_gone(request)
+
+
+GONE = 499
+"""The status recorded for a request whose client left before the answer (nginx's convention)."""
+
+
+def gone() -> web.Response:
+    """An answer for a client that has left; aiohttp drops it quietly."""
+    return web.Response(status=GONE, text="client closed the request")

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from sandbox.blobs import Blob
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status
-from sandbox.faults import FaultControl, stall
+from sandbox.faults import GONE, FaultControl, gone, stall
 
 WEB_HOSTS = ("www.tiktok.com", "tiktok.com", "m.tiktok.com")
 SHORT_HOSTS = ("vm.tiktok.com", "vt.tiktok.com")
@@ -310,8 +310,10 @@ class TikTokEmulator(FaultControl):
     async def _post_page(self, request: web.Request, post_id: str) -> web.StreamResponse:
         fault = self.take_fault(self.PAGE_FAULTS)
         mode = fault.mode if fault else ""
-        if mode == "slow":
-            await stall(request, fault.delay if fault and fault.delay is not None else 3.0)
+        if mode == "slow" and not await stall(
+            request, fault.delay if fault and fault.delay is not None else 3.0
+        ):
+            return gone()
         if mode == "page_403":
             raise web.HTTPForbidden(text="Access Denied")
         if mode == "page_500":
@@ -386,8 +388,11 @@ class TikTokEmulator(FaultControl):
         if mode == "cdn_500":
             hit.status = 500
             raise web.HTTPInternalServerError(text="cdn error")
-        if mode == "cdn_slow":
-            await stall(request, fault.delay if fault and fault.delay is not None else 3.0)
+        if mode == "cdn_slow" and not await stall(
+            request, fault.delay if fault and fault.delay is not None else 3.0
+        ):
+            hit.status = GONE
+            return gone()
         size = asset.blob.size
         start, end, status = 0, size, 200
         spec = request.headers.get("Range")
@@ -403,11 +408,11 @@ class TikTokEmulator(FaultControl):
         hit.status = status
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = end - start
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
         stop = start + (end - start) // 2 if mode == "cdn_truncated" else end
         try:
+            await response.prepare(request)
+            if request.method == "HEAD":
+                return response
             for chunk in asset.blob.chunks(start, stop):
                 await response.write(chunk)
             if mode == "cdn_truncated":

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from sandbox.blobs import Blob
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status
-from sandbox.faults import FaultControl, stall
+from sandbox.faults import GONE, FaultControl, gone, stall
 from sandbox.tiktok import TikTokEmulator
 
 CONTENT_TYPES = ("VIDEO_ONLY", "ORIGINAL")
@@ -119,25 +119,29 @@ class TTSaveEmulator(FaultControl):
         post = self._post_for(url)
         fault = self.take_fault(self.FAULTS)
         mode = fault.mode if fault else ""
-        key = post.id if post else url
-        if mode == "slow":
-            await stall(request, fault.delay if fault and fault.delay is not None else 3.0)
+        served = Served(post.id if post else url, content_type, 0, mode)
+        self.served.append(served)
+        if mode == "slow" and not await stall(
+            request, fault.delay if fault and fault.delay is not None else 3.0
+        ):
+            served.status = GONE
+            return gone()
         if mode == "html":
-            self.served.append(Served(key, content_type, 200, mode))
+            served.status = 200
             return web.Response(
                 text="<html><body>Service temporarily unavailable</body></html>", content_type="text/html"
             )
         failure = _FAILURES.get(mode)
         if failure is not None:
-            self.served.append(Served(key, content_type, failure[0], mode))
+            served.status = failure[0]
             headers = {"Retry-After": "0"} if mode == "429" else None
             return web.json_response(failure[1], status=failure[0], headers=headers)
         parts = self.parts_for(post, content_type) if post is not None and post.status is Status.OK else []
         if not parts:
-            self.served.append(Served(key, content_type, 400, mode))
+            served.status = 400
             return web.json_response({"detail": "No files available for download"}, status=400)
         assert post is not None
-        self.served.append(Served(post.id, content_type, 200, mode))
+        served.status = 200
         meta = json.dumps({"title": f"TikTok by @{post.author}", "desc": post.description}).encode()
         meta_header = "%%% not base64 %%%" if mode == "bad_meta" else f'"{base64.b64encode(meta).decode()}"'
         response = web.StreamResponse(
@@ -148,10 +152,10 @@ class TTSaveEmulator(FaultControl):
             },
         )
         response.enable_chunked_encoding()
-        await response.prepare(request)
         newline = b"\n" if mode == "lf" else b"\r\n"
         cut = parts[0].blob.size // 2 if mode in ("truncated", "reset") else None
         try:
+            await response.prepare(request)
             for piece in _rechunk(_stream(parts, newline, cut), self.chunk_size):
                 await response.write(piece)
             if mode == "reset":
