@@ -422,6 +422,8 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes, list[Part]]:
     for index in range(draw(st.integers(0, 4))):
         data = draw(data_for(raw))
         assume(not has_false_delimiter(data, raw))
+        # With LF framing, a CR ending the data would join the delimiter's LF: CRLF is the delimiter then.
+        assume(not (nl == b"\n" and data.endswith(b"\r")))
         headers: tuple[tuple[str, str], ...] = ()
         if draw(st.booleans()):
             headers = (
