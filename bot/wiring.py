@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 import httpx
-from services.download.service import DownloadService, build_backends
 
 from bot.chat.flow import LinkFlow
 from bot.config import Settings
+from services.download.service import DownloadService, build_backends
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver

@@ -137,8 +137,9 @@ class TelegramSender:
             if media.kind is MediaKind.PHOTOS:
                 return await self._photos(media, post, caption)
             video = _first(media.files, "video")
+            name = f"{post.id if post else 'video'}.mp4"
             return await self._video(
-                FSInputFile(video.path, filename=f"{post.id if post else 'video'}.mp4"), video, caption
+                FSInputFile(video.path, filename=name), _with_post_dims(video, post), caption
             )
         except TelegramEntityTooLarge as exc:
             raise TooLarge(size=sum(f.size for f in media.files), limit=self.upload_limit) from exc

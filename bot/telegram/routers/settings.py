@@ -15,8 +15,6 @@ from bot.chat.i18n import languages, pick_language, t
 from bot.wiring import App
 from services.store.chats import ChatPrefs
 
-router = Router(name="settings")
-
 TOGGLES = ("auto_download", "captions", "slideshow_sound", "remove_link_message")
 ADMIN_STATUSES = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
 
@@ -70,7 +68,6 @@ def next_language(current: str) -> str:
     return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else "auto"
 
 
-@router.message(Command("settings"))
 async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Show the settings keyboard, or a polite refusal to non-admins."""
     async with app.flow.track(ctx, "settings") as tracker:
@@ -84,7 +81,6 @@ async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, pr
         )
 
 
-@router.callback_query(SettingsToggle.filter())
 async def on_toggle(
     query: CallbackQuery,
     callback_data: SettingsToggle,
@@ -111,3 +107,11 @@ async def on_toggle(
         if isinstance(query.message, Message):
             await query.message.edit_reply_markup(reply_markup=settings_keyboard(prefs, lang))
         await query.answer(t(lang, "settings.saved"))
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="settings")
+    router.message.register(on_settings, Command("settings"))
+    router.callback_query.register(on_toggle, SettingsToggle.filter())
+    return router
