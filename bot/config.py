@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.http import parse_routes
 
@@ -214,6 +215,40 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         raise SettingsError(f"invalid setting {name}: {err['msg']}") from None
     except ValueError as exc:  # a malformed .env or JSON value outside pydantic's own checks
         raise SettingsError(f"invalid settings: {exc}") from None
+
+
+class _ExactSettings(Settings):
+    """Settings from the values given only: no environment variables, no `.env`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the constructor's arguments."""
+        return (init_settings,)
+
+
+def settings_from(values: Mapping[str, str]) -> Settings:
+    """Settings from exactly these `KEY=VALUE` pairs (`TELEGRAM__TOKEN`, ...), ignoring the environment and
+    `.env` — what the demo and the benchmarks run on, so a developer's settings cannot leak in."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        *sections, name = key.lower().split("__")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    try:
+        return _ExactSettings(**nested)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "__".join(str(part) for part in err["loc"]).upper() or "settings"
+        raise SettingsError(f"invalid setting {name}: {err['msg']}") from None
 
 
 def masked(settings: Settings) -> dict[str, Any]:

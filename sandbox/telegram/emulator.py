@@ -172,6 +172,7 @@ class TelegramEmulator(Emulator):
     def _record_call(self, call: Call) -> Call:
         self._seq += 1
         call.seq = self._seq
+        call.answered = time.monotonic()
         self.calls.append(call)
         self.changes.notify()
         return call

@@ -64,7 +64,8 @@ class Call:
     error: str | None = None  # the error description when not ok
     description: str | None = None  # the description of a successful answer ("Webhook was set")
     via: str = "http"  # "http", or "webhook-reply" for a method answered in a webhook response
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
+    answered: float = 0.0  # when the emulator answered it (time.monotonic()); uploads make the two differ
 
     @property
     def messages(self) -> list[Json]:
