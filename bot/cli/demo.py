@@ -98,13 +98,8 @@ async def run_demo(out_dir: Path, out: TextIO | None = None) -> int:
         frontends = _frontends()
         tasks = [asyncio.create_task(run(app, stop), name=name) for name, run in frontends.items()]
         try:
-            printer.line(
-                "tiktok-bot demo — the real bot (aiogram 3, discord.py 2, services/) against loopback"
-            )
-            printer.line(
-                "emulators of TikTok web + CDN + short links, TTSave, EnsembleData, the Research API,"
-            )
-            printer.line(f"the Telegram Bot API and Discord. Media and the database go to {out_dir}/.")
+            for line in INTRO:
+                printer.line(line.format(out=out_dir))
             tg = sandbox.get(TelegramEmulator)
             await tg.wait_for(method="deleteWebhook", timeout=10)  # polling is about to start
             part = await TelegramScript(tg, _usage_reader(app), out_dir, printer).run()
