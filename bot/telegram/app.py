@@ -18,12 +18,16 @@ from bot.config import TelegramSettings
 from bot.telegram.errors import register_error_handler
 from bot.telegram.middlewares import ContextMiddleware
 from bot.telegram.routers import build_router
-from bot.telegram.session import RetryAfter
+from bot.telegram.session import KeepResponseModels, RetryAfter
 from bot.wiring import App
 
 log = logging.getLogger("tiktok_bot.telegram")
 
 COMMANDS = ("start", "help", "post", "user", "hashtag", "audio")
+# Updates handled at once; more wait at Telegram until one finishes. A held update costs ~180 objects
+# (aiogram's middleware chain): a burst of 1,000 held at once made full garbage collections stall the event
+# loop for ~100 ms, while LinkFlow serves only LIMITS__CONCURRENCY of them at a time anyway.
+IN_FLIGHT_UPDATES = 100
 # In-flight replies get this long to finish when the process is asked to stop.
 SHUTDOWN_GRACE = 10.0
 
@@ -35,6 +39,7 @@ def build_bot(settings: TelegramSettings) -> Bot:
     session = AiohttpSession(
         api=TelegramAPIServer.from_base(settings.api_url.rstrip("/"), is_local=settings.local_api)
     )
+    session.middleware(KeepResponseModels())
     session.middleware(RetryAfter())
     return Bot(
         settings.token.get_secret_value(),
@@ -91,7 +96,13 @@ async def run_telegram(app: App, stop: asyncio.Event) -> None:
             return
         await bot.delete_webhook(drop_pending_updates=False)  # polling and a webhook exclude each other
         polling = asyncio.create_task(
-            dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=25)
+            dp.start_polling(
+                bot,
+                handle_signals=False,
+                close_bot_session=False,
+                polling_timeout=25,
+                tasks_concurrency_limit=IN_FLIGHT_UPDATES,
+            )
         )
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
