@@ -14,6 +14,7 @@ from bot.chat.cards import hashtag_card, post_card, profile_card
 from bot.chat.commands import parse_post_argument, parse_tag, parse_username
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
+from bot.telegram.filters import Where
 from bot.telegram.render import MESSAGE_LIMIT, render_card
 from bot.telegram.routers.links import sender_for
 from bot.wiring import App
@@ -180,5 +181,7 @@ def build() -> Router:
     router.message.register(on_hashtag, Command("hashtag"))
     router.callback_query.register(on_hashtag_more, HashtagMore.filter())
     router.message.register(on_audio, Command("audio"))
-    router.message.register(on_unknown_command, F.text.startswith("/"), F.chat.type == "private")
+    router.message.register(
+        on_unknown_command, Where(F.text.startswith("/")), Where(F.chat.type == "private")
+    )
     return router

@@ -9,6 +9,7 @@ from aiogram.types import Message
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
+from bot.telegram.filters import Where
 from bot.telegram.sender import TelegramSender
 from bot.wiring import App
 from services.links import LinkKind, find_links
@@ -61,6 +62,6 @@ async def on_links(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs
 def build() -> Router:
     """This feature's router, with its handlers registered (a new one per Dispatcher)."""
     router = Router(name="links")
-    router.message.register(on_links, F.text | F.caption)
-    router.channel_post.register(on_links, F.text | F.caption)
+    router.message.register(on_links, Where(F.text | F.caption))
+    router.channel_post.register(on_links, Where(F.text | F.caption))
     return router

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
+from bot.telegram.filters import Where
 from bot.wiring import App
 
 DELETE_DATA = "privacy:delete"
@@ -47,5 +48,5 @@ def build() -> Router:
     """This feature's router, with its handlers registered (a new one per Dispatcher)."""
     router = Router(name="privacy")
     router.message.register(on_privacy, Command("privacy"))
-    router.callback_query.register(on_delete, F.data == DELETE_DATA)
+    router.callback_query.register(on_delete, Where(F.data == DELETE_DATA))
     return router
