@@ -285,4 +285,40 @@ def build_catalogue() -> Catalogue:
     return cat
 
 
+def synthetic_posts(
+    count: int, *, size: int, serial: int = 1_000, author: str = "sandbox.bench"
+) -> list[FixturePost]:
+    """`count` distinct video posts of `size` synthesised bytes each (benchmarks add them to a catalogue).
+
+    Ids start at `serial` on a day of their own, so they never collide with the default catalogue's.
+    """
+    created = T0 + 30 * 86_400
+    return [
+        FixturePost(
+            id=post_id_at(created, serial + i),
+            author=author,
+            description=f"Synthetic post {i + 1}",
+            created=created,
+            views=100 * (i + 1),
+            likes=10 * (i + 1),
+            comments=i,
+            shares=i,
+            saves=i,
+            duration=10,
+            width=720,
+            height=1280,
+            renditions=(Rendition("normal_720_0", "h264", 720, 1280, 1_000_000, size),),
+        )
+        for i in range(count)
+    ]
+
+
+def catalogue_with(posts: list[FixturePost]) -> Catalogue:
+    """The default catalogue plus `posts` (a fresh copy: the shared CATALOGUE is left alone)."""
+    cat = build_catalogue()
+    for post in posts:
+        cat.add(post)
+    return cat
+
+
 CATALOGUE = build_catalogue()

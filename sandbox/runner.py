@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from sandbox.base import Emulator
+from sandbox.catalogue import CATALOGUE, Catalogue
 
 E = TypeVar("E", bound=Emulator)
 
 
-def all_emulators() -> list[Emulator]:
-    """One fresh instance of every emulator the sandbox offers."""
+def all_emulators(catalogue: Catalogue | None = None) -> list[Emulator]:
+    """One fresh instance of every emulator the sandbox offers (serving `catalogue`, default the fixtures)."""
     # Imported here so importing the runner stays cheap.
     from sandbox.discord import DiscordEmulator
     from sandbox.ensembledata import EnsembleDataEmulator
@@ -21,11 +22,12 @@ def all_emulators() -> list[Emulator]:
     from sandbox.tiktok import TikTokEmulator
     from sandbox.ttsave import TTSaveEmulator
 
+    cat = catalogue or CATALOGUE
     return [
-        TikTokEmulator(),
-        TTSaveEmulator(),
-        EnsembleDataEmulator(),
-        ResearchEmulator(),
+        TikTokEmulator(cat),
+        TTSaveEmulator(cat),
+        EnsembleDataEmulator(cat),
+        ResearchEmulator(cat),
         TelegramEmulator(),
         DiscordEmulator(),
     ]

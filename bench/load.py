@@ -1,0 +1,136 @@
+"""Load: 1,000 link messages from 200 users over 100 distinct posts, with the default limits.
+
+Every message arrives at once (a burst in the emulator's update queue); the bot — a child process running the
+Telegram frontend with an event-loop lag probe (bench/bot_child.py) — takes them by long polling as the real
+one would. Each user sends 5 links to 5 different posts; each post is asked for 10 times. Figures: total time
+from the first message to the last video, messages/s, upstream downloads (TTSave and CDN answers), the worst
+lag of the bot's event loop, and errors (failed calls, error replies, usage rows whose outcome is not ok).
+Targets: exactly 100 downloads, ≥ 200 msg/s, lag ≤ 50 ms, 0 errors.
+
+Run: .venv/bin/python bench/load.py [--messages 1000] [--users 200] [--posts 100] [--size-kb 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import signal
+import sqlite3
+import time
+
+from rig import Rig
+
+from sandbox.catalogue import CATALOGUE, catalogue_with, synthetic_posts
+from sandbox.tiktok import TikTokEmulator
+from sandbox.ttsave import TTSaveEmulator
+
+WARM_UP = next(p for p in CATALOGUE.posts.values() if p.hashtags == ("pasta", "cooking"))
+
+
+def plan(messages: int, users: int, posts: int) -> list[tuple[int, int]]:
+    """(user, post) per message, shuffled: a user's links name different posts; every post as often."""
+    per_user = messages // users
+    stride = max(1, posts // per_user) | 1
+    pairs = [(u, (u + stride * k) % posts) for k in range(per_user) for u in range(users)]
+    random.Random(7).shuffle(pairs)
+    return pairs
+
+
+async def warm_up(rig: Rig) -> None:
+    """One link of a post outside the load, so first-use imports and connections are not counted."""
+    tg = rig.telegram
+    user = tg.add_user("Warm-up")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, WARM_UP.url, user=user)
+    await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, timeout=30)
+    await asyncio.sleep(0.7)  # and its usage row written
+
+
+async def main(messages: int, users: int, posts: int, size_kb: int) -> dict[str, float]:
+    fixtures = synthetic_posts(posts, size=size_kb * 1000, serial=4_000)
+    async with Rig(catalogue_with(fixtures)) as rig:
+        tg = rig.telegram
+        ttsave, tiktok = rig.sandbox.get(TTSaveEmulator), rig.sandbox.get(TikTokEmulator)
+        people = [tg.add_user(f"User {i}") for i in range(users)]
+        chats = [tg.private_chat(u) for u in people]
+        wanted = {c.id for c in chats}
+        bot = await rig.start_bot(probe=True)
+        try:
+            await warm_up(rig)
+            bot.proc.send_signal(signal.SIGUSR1)  # the lag probe starts afresh: start-up is not the load
+            await asyncio.sleep(0.1)
+            mark = tg.mark()
+            started = time.monotonic()
+            for user, post in plan(messages, users, posts):
+                tg.inject_message(chats[user], fixtures[post].url, user=people[user])
+
+            def replies() -> int:
+                return sum(1 for c in tg.transcript("sendVideo", after=mark, ok=True) if c.chat_id in wanted)
+
+            await tg.wait_until(lambda: replies() >= messages, timeout=120, what=f"{messages} videos")
+            last = max(c.answered for c in tg.transcript("sendVideo", after=mark, ok=True))
+            total = last - started
+            await asyncio.sleep(0.7)  # the usage log's last flush
+            calls = tg.transcript(after=mark)
+            failed_calls = sum(1 for c in calls if not c.ok)
+            error_replies = sum(1 for c in calls if c.method == "sendMessage" and c.chat_id in wanted)
+            downloads = sum(ttsave.downloads(p.id) + tiktok.downloads(p.id) for p in fixtures)
+        finally:
+            await bot.stop()
+        with sqlite3.connect(rig.workdir / "bot.sqlite3") as db:
+            rows = db.execute(
+                "SELECT outcome, COUNT(*) FROM usage WHERE target != ? GROUP BY outcome", (WARM_UP.id,)
+            ).fetchall()
+        outcomes = dict(rows)
+    bad_rows = sum(n for outcome, n in outcomes.items() if outcome != "ok")
+    return {
+        "messages": messages,
+        "total_s": total,
+        "rate": messages / total,
+        "downloads": downloads,
+        "worst_lag_ms": bot.report.get("worst_lag_ms", float("nan")),
+        "p99_lag_ms": bot.report.get("p99_lag_ms", float("nan")),
+        "cpu_ms_per_message": bot.report.get("cpu_s", float("nan")) * 1000 / messages,
+        "failed_calls": failed_calls,
+        "error_replies": error_replies,
+        "bad_rows": bad_rows,
+        "rows": sum(outcomes.values()),
+        "errors": failed_calls + error_replies + bad_rows,
+        "posts": posts,
+    }
+
+
+def report(f: dict[str, float]) -> None:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(f"load: {f['messages']:.0f} link messages, 200 users, {f['posts']:.0f} posts, default limits")
+    print(
+        f"  total time      {f['total_s']:.2f} s (the bot's CPU: {f['cpu_ms_per_message']:.2f} ms a message)"
+    )
+    print(f"  messages/s      {f['rate']:.0f} (target ≥ 200: {verdict(f['rate'] >= 200)})")
+    print(
+        f"  downloads       {f['downloads']:.0f} (target exactly {f['posts']:.0f}: "
+        f"{verdict(f['downloads'] == f['posts'])})"
+    )
+    print(
+        f"  worst loop lag  {f['worst_lag_ms']:.1f} ms, p99 {f['p99_lag_ms']:.1f} ms "
+        f"(target ≤ 50 ms: {verdict(f['worst_lag_ms'] <= 50)})"
+    )
+    print(
+        f"  errors          {f['errors']:.0f} (failed calls {f['failed_calls']:.0f}, error replies "
+        f"{f['error_replies']:.0f}, usage rows not ok {f['bad_rows']:.0f} of {f['rows']:.0f}; "
+        f"target 0: {verdict(f['errors'] == 0)})"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--posts", type=int, default=100)
+    parser.add_argument("--size-kb", type=int, default=256)
+    args = parser.parse_args()
+    report(asyncio.run(main(args.messages, args.users, args.posts, args.size_kb)))
