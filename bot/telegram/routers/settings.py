@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from aiogram import Bot, Router
 from aiogram.enums import ChatMemberStatus
 from aiogram.filters import Command
@@ -12,6 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import languages, pick_language, t
+from bot.telegram.render import html_text
 from bot.wiring import App
 from services.store.chats import ChatPrefs
 
@@ -73,10 +72,10 @@ async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, pr
     async with app.flow.track(ctx, "settings") as tracker:
         if not await may_change_settings(bot, ctx, message):
             tracker.outcome = "not_allowed"
-            await message.reply(escape(t(ctx.language, "settings.admins_only")))
+            await message.reply(html_text(t(ctx.language, "settings.admins_only")))
             return
         await message.reply(
-            f"<b>{escape(t(ctx.language, 'settings.title'))}</b>",
+            f"<b>{html_text(t(ctx.language, 'settings.title'))}</b>",
             reply_markup=settings_keyboard(prefs, ctx.language),
         )
 
