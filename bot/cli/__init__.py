@@ -23,9 +23,9 @@ class CommandModule(Protocol):
 
 def _modules() -> list[CommandModule]:
     # Imported here so `tiktok-bot --help` stays fast and a frontend's import cost is paid only when used.
-    from bot.cli import info, links, sandbox, settings
+    from bot.cli import info, links, sandbox, settings, stats
 
-    return [links, info, settings, sandbox]
+    return [links, info, settings, stats, sandbox]
 
 
 def build_parser() -> argparse.ArgumentParser:
