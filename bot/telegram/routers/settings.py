@@ -11,13 +11,13 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.chat.flow import ChatContext
-from bot.chat.i18n import languages, pick_language, t
+from bot.chat.i18n import pick_language, t
+from bot.chat.settings import TOGGLES, next_language
 from bot.wiring import App
 from services.store.chats import ChatPrefs
 
 router = Router(name="settings")
 
-TOGGLES = ("auto_download", "captions", "slideshow_sound", "remove_link_message")
 ADMIN_STATUSES = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
 
 
@@ -62,12 +62,6 @@ async def may_change_settings(bot: Bot, ctx: ChatContext, message: Message | Non
         return False
     member = await bot.get_chat_member(ctx.chat_id, int(ctx.user_id))
     return member.status in ADMIN_STATUSES
-
-
-def next_language(current: str) -> str:
-    """auto → each catalogue language → auto."""
-    cycle = ["auto", *languages()]
-    return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else "auto"
 
 
 @router.message(Command("settings"))
