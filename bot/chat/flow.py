@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.download.service import DownloadService, Media, Want
+from services.download.models import Want
+from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
 from services.metadata.models import Music, Post, Stats
