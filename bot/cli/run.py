@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from bot.config import Settings
 from bot.logs import setup_logging
@@ -39,7 +40,7 @@ def _secrets(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if v is not None]
 
 
-Runner = Callable[[App, asyncio.Event], Awaitable[None]]
+Runner = Callable[[App, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def _runners(settings: Settings, wanted: tuple[str, ...]) -> dict[str, Runner]:
