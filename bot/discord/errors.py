@@ -44,7 +44,7 @@ async def report(interaction: discord.Interaction[Any], error: BaseException) ->
     """Log an unhandled command or button failure with its traceback; tell the user briefly."""
     original = unwrap(error)
     name = interaction.command.qualified_name if interaction.command is not None else None
-    data = interaction.data or {}
+    data: dict[str, Any] = dict(interaction.data or {})
     log.error(
         "unhandled error in %s",
         f"/{name}" if name else f"component {data.get('custom_id', '?')}",

@@ -24,7 +24,8 @@ from bot.chat.errors import error_text, group_error_text
 from bot.chat.flow import Sent, StaleReference
 from bot.discord.errors import ephemeral
 from bot.discord.render import CONTENT_LIMIT, card_embed
-from services.download.service import Media, MediaFile, MediaKind, Want
+from services.download.models import MediaFile, MediaKind, Want
+from services.download.service import Media
 from services.errors import TooLarge, UpstreamError
 from services.links import TikTokLink
 from services.metadata.models import Post

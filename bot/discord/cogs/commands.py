@@ -24,7 +24,7 @@ from bot.discord.context import interaction_context
 from bot.discord.errors import ephemeral, report
 from bot.discord.render import card_embed
 from bot.discord.sender import DiscordSender, InteractionReply
-from services.download.service import Want
+from services.download.models import Want
 from services.errors import ServiceError
 
 CUSTOM_ID_LIMIT = 100
@@ -51,12 +51,12 @@ class HashtagMore(
     async def from_custom_id(
         cls,
         interaction: discord.Interaction[Any],
-        item: discord.ui.Button[discord.ui.View],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
     ) -> HashtagMore:
         """Rebuild the button from a click (also after a restart)."""
-        return cls(match["tag"], match["cursor"], int(match["page"]), item.label or "")
+        return cls(match["tag"], match["cursor"], int(match["page"]), getattr(item, "label", None) or "")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Edit the next page into the same message."""

@@ -42,12 +42,12 @@ class SettingsToggle(
     async def from_custom_id(
         cls,
         interaction: discord.Interaction[Any],
-        item: discord.ui.Button[discord.ui.View],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
     ) -> SettingsToggle:
         """Rebuild the button from a click."""
-        return cls(match["name"], item.label or "", None)
+        return cls(match["name"], getattr(item, "label", None) or "", None)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Flip the setting and redraw the buttons; it applies to the next message at once."""
