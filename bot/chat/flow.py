@@ -301,13 +301,27 @@ class LinkFlow:
                 await sender.working(want)
                 async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
                     tracker.backend = media.backend
-                    sent = await sender.send_media(media, media.post, want)
+                    post = await self._with_stats(link, media.post, tracker)
+                    sent = await sender.send_media(media, post, want)
                     tracker.bytes_sent = sent.bytes_sent
-                    await self._remember(platform, post_id, prefix, sent, media.post)
+                    await self._remember(platform, post_id, prefix, sent, post)
         finally:
             slot.users -= 1
             if slot.users == 0:
                 del self._locks[key]
+
+    async def _with_stats(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
+        """The post for the caption: the download's own, or the metadata's when the download had no stats."""
+        # TTSave tells only the author and the description; the card promises the figures too.
+        if self.metadata is None or (post is not None and post.stats.views is not None):
+            return post
+        try:
+            answer = await self.metadata.post(link)
+        except ServiceError as exc:
+            log.info("no stats for the caption: %s", error_code(exc), extra={"target": link.post_id})
+            return post
+        tracker.units += answer.units
+        return answer.value
 
     async def cached_refs(
         self, platform: str, post_id: str, want: Want
