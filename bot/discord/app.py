@@ -80,6 +80,9 @@ class BotTree(app_commands.CommandTree["TikTokBot"]):
         """Record what the interaction tells about its user and guild; turn it away while shutting down."""
         bot = self.client
         bot.note_interaction(interaction)
+        task = asyncio.current_task()
+        if task is not None:  # the whole command is in-flight work, not just the part after the checks
+            bot.track_task(task)
         if bot.stopping:
             lang = pick_language(str(interaction.locale))
             await interaction.response.send_message(t(lang, "shutdown"), ephemeral=True)
@@ -105,6 +108,9 @@ class TikTokBot(commands.Bot):
         message_content: bool | None = None,
         guild_ready_timeout: float = GUILD_READY_TIMEOUT,
     ) -> None:
+        # The bot never joins voice: discord.py's warnings about missing voice libraries are only noise.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()  # guilds, guild and DM messages; members/presences off
         wanted = app.settings.discord.message_content if message_content is None else message_content
         intents.message_content = wanted
@@ -194,12 +200,18 @@ class TikTokBot(commands.Bot):
 
     # --- in-flight work and shutdown ------------------------------------------------------------------------
 
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        """Count `task` as in-flight work until it ends."""
+        if task not in self._jobs:
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+
     @contextlib.asynccontextmanager
     async def job(self, on_cancel: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[None]:
-        """Track the body as in-flight work; if shutdown cancels it, tell the user through `on_cancel`."""
+        """Count this task as in-flight work; if shutdown cancels it, tell the user through `on_cancel`."""
         task = asyncio.current_task()
         if task is not None:
-            self._jobs.add(task)
+            self.track_task(task)
         try:
             yield
         except asyncio.CancelledError:
@@ -208,9 +220,6 @@ class TikTokBot(commands.Bot):
                     async with asyncio.timeout(CANCEL_REPLY_TIMEOUT):
                         await on_cancel()
             raise
-        finally:
-            if task is not None:
-                self._jobs.discard(task)
 
     @property
     def jobs(self) -> int:
