@@ -301,7 +301,7 @@ class LinkFlow:
                 await sender.working(want)
                 async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
                     tracker.backend = media.backend
-                    post = await self._with_stats(link, media.post, tracker)
+                    post = await self._complete(link, media.post, tracker)
                     sent = await sender.send_media(media, post, want)
                     tracker.bytes_sent = sent.bytes_sent
                     await self._remember(platform, post_id, prefix, sent, post)
@@ -310,15 +310,17 @@ class LinkFlow:
             if slot.users == 0:
                 del self._locks[key]
 
-    async def _with_stats(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
-        """The post for the caption: the download's own, or the metadata's when the download had no stats."""
-        # TTSave tells only the author and the description; the card promises the figures too.
-        if self.metadata is None or (post is not None and post.stats.views is not None):
+    async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
+        """The post's metadata for the caption: the backend's if it has the stats, else the metadata service's."""
+        if post is not None and post.stats.views is not None and post.author:
+            return post
+        if self.metadata is None:
             return post
         try:
             answer = await self.metadata.post(link)
         except ServiceError as exc:
-            log.info("no stats for the caption: %s", error_code(exc), extra={"target": link.post_id})
+            # The media is here; a caption without stats is better than no reply.
+            log.info("no metadata for the caption: %s", exc.code)
             return post
         tracker.units += answer.units
         return answer.value

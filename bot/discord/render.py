@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import discord
 from discord.utils import escape_markdown
 
@@ -18,9 +20,12 @@ CONTENT_LIMIT = 2000
 COLOUR = discord.Colour(0xFE2C55)
 
 
+_BARE_BRACKET = re.compile(r"(?<!\\)([\[\]])")
+
+
 def _escape(text: str) -> str:
-    # Brackets too: a description inside a markdown link's text must not close the link early.
-    return escape_markdown(text).replace("[", "\\[").replace("]", "\\]")
+    # Brackets too (unless already escaped): a description inside a markdown link must not close it early.
+    return _BARE_BRACKET.sub(r"\\\1", escape_markdown(text))
 
 
 def card_embed(card: Card, lang: str) -> discord.Embed:

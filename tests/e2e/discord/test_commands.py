@@ -7,13 +7,13 @@ import pytest
 from sandbox.catalogue import Status
 from sandbox.discord import MessageFlag, StoredMessage
 from services.ratelimit import RateLimits
-from tests.e2e.conftest import UsageTable
-from tests.e2e.discord_fixtures import (
+from tests.e2e.discord.conftest import (
     BIG,
     BY_STATUS,
     CLIP,
     SLIDES,
     DiscordRun,
+    UsageTable,
     rendition_sha,
     sha,
     url,

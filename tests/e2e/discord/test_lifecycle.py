@@ -14,10 +14,10 @@ from bot.wiring import App
 from sandbox.discord import DiscordEmulator, Intent
 from sandbox.runner import Sandbox
 from sandbox.ttsave import TTSaveEmulator
-from tests.e2e.conftest import UsageTable
-from tests.e2e.discord_fixtures import (
+from tests.e2e.discord.conftest import (
     CLIP,
     DiscordRun,
+    UsageTable,
     sha,
     start_discord,
     url,

@@ -15,14 +15,14 @@ from sandbox.blobs import Blob
 from sandbox.catalogue import Status
 from sandbox.discord import BOT_PERMISSIONS, MessageFlag, Perm, StoredMessage
 from sandbox.discord.world import MIB
-from tests.e2e.conftest import UsageTable
-from tests.e2e.discord_fixtures import (
+from tests.e2e.discord.conftest import (
     ALBUM,
     BIG,
     BY_STATUS,
     CLIP,
     SLIDES,
     DiscordRun,
+    UsageTable,
     post,
     rendition_sha,
     sha,

@@ -1,6 +1,8 @@
 """Discord end-to-end fixtures: the real bot (`run_discord`) connected to the sandbox's Discord emulator.
 
-tests/e2e/conftest.py registers the fixtures (`discord_bot`, `discord_global`); tests import the helpers.
+Built on tests/e2e/conftest.py (`sandbox`, `settings`, `app`): `discord_bot` (commands synced to the demo
+guild, as the sandbox environment says), `discord_global` (synced globally, so they work in DMs too) and
+`usage` (the usage table, filterable). Tests import the helpers (`DiscordRun`, post ids, `sha`, …).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sandbox.discord import DemoWorld, DiscordEmulator, Interaction, StoredMessa
 from sandbox.runner import Sandbox
 from sandbox.tiktok import TikTokEmulator
 from sandbox.ttsave import TTSaveEmulator
+from tests.e2e.conftest import usage_rows
 
 CLIP = post_id_at(T0, 1)  # a 3 s H.264 clip (45 KB)
 BIG = post_id_at(T0 + 86_400, 2)  # H.264 renditions of 64, 30, 12 and 6 MB
@@ -187,3 +190,20 @@ async def discord_global(app: App, sandbox: Sandbox) -> AsyncIterator[DiscordRun
     finally:
         if not run.task.done():
             await run.shutdown()
+
+
+class UsageTable:
+    """The usage table of the test's database, as an operator reads it."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def rows(self, **where: object) -> list[dict[str, object]]:
+        """Rows in order (after a flush), only those whose columns equal the given values."""
+        return [r for r in await usage_rows(self.app) if all(r.get(k) == v for k, v in where.items())]
+
+
+@pytest.fixture
+def usage(app: App) -> UsageTable:
+    """The usage table."""
+    return UsageTable(app)
