@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 import httpx
-from services.download.service import DownloadService, build_backends
 
 from bot.chat.flow import LinkFlow
 from bot.config import Settings
+from services.download.service import DownloadService, build_backends
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver
@@ -87,11 +87,12 @@ async def build_app(settings: Settings) -> App:
     downloads = DownloadService(
         build_backends(
             settings.download.backends,
-            web_client=tiktok,
+            tiktok_client=tiktok,
             ttsave_client=ttsave,
             ttsave_url=settings.ttsave.url,
         ),
         max_concurrent=settings.download.max_concurrent,
+        temp_root=settings.download.temp_dir,
     )
     try:
         metadata: MetadataService | None = build_metadata_service(settings, meta)

@@ -13,12 +13,22 @@ E = TypeVar("E", bound=Emulator)
 
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
-    # Each upstream issue appends its emulator here.
+    # Imported here so importing the runner stays cheap.
     from sandbox.discord import DiscordEmulator
     from sandbox.ensembledata import EnsembleDataEmulator
     from sandbox.research import ResearchEmulator
+    from sandbox.telegram import TelegramEmulator
+    from sandbox.tiktok import TikTokEmulator
+    from sandbox.ttsave import TTSaveEmulator
 
-    return [EnsembleDataEmulator(), ResearchEmulator(), DiscordEmulator()]
+    return [
+        TikTokEmulator(),
+        TTSaveEmulator(),
+        EnsembleDataEmulator(),
+        ResearchEmulator(),
+        TelegramEmulator(),
+        DiscordEmulator(),
+    ]
 
 
 class Sandbox:

@@ -1,8 +1,8 @@
 """The link-to-media flow both frontends share: limits, resolution, the sent-media cache, download, usage log.
 
-A frontend supplies a `MediaSender` that knows its platform's upload calls; everything else — which links,
-in what order, whether a cached reference can be re-sent, what to do when it is stale or the file is too large,
-and what goes into the usage log — lives here once.
+A frontend supplies a `MediaSender` that knows its platform's upload calls; everything else — which
+links, in what order, whether a cached reference can be re-sent, what to do when it is stale or the file is
+too large, and what goes into the usage log — lives here once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from services.download.models import Want
 from services.download.service import DownloadService, Media
-from services.errors import InvalidLink, ServiceError, TooLarge, error_code
+from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
 from services.metadata.models import Music, Post, Stats
 from services.metadata.service import MetadataService
@@ -30,6 +30,7 @@ from services.store.usage import UsageEvent
 log = logging.getLogger("tiktok_bot.flow")
 
 PRIVATE_CHAT_TYPES = frozenset({"private", "dm"})
+QueuedNotice = Callable[[], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +154,11 @@ class LinkFlow:
         self._locks: dict[tuple[str, str, str], _KeyedLock] = {}
 
     @asynccontextmanager
-    async def track(self, ctx: ChatContext, action: str, target: str | None = None) -> AsyncIterator[Tracker]:
+    async def track(
+        self, ctx: ChatContext, action: str, target: str | None = None, *, tracker: Tracker | None = None
+    ) -> AsyncIterator[Tracker]:
         """Time the body and record one usage row with its outcome, whatever happens."""
-        tracker = Tracker(target=target)
+        tracker = tracker or Tracker(target=target)
         started = time.perf_counter()
         try:
             yield tracker
@@ -207,15 +210,14 @@ class LinkFlow:
         *,
         want: Want = Want.VIDEO,
         action: str = "link",
-        on_queued: Any = None,
+        on_queued: QueuedNotice | None = None,
     ) -> list[str]:
-        """Deliver each link's media in order; every failure is answered and logged. Returns the outcomes."""
-        outcomes: list[str] = []
-        for link in links:
-            outcomes.append(
-                await self.deliver(ctx, link, sender, want=want, action=action, on_queued=on_queued)
-            )
-        return outcomes
+        """Deliver each link's media in order, each post once; every failure is answered and logged."""
+        seen: set[str] = set()
+        return [
+            await self.deliver(ctx, link, sender, want=want, action=action, on_queued=on_queued, seen=seen)
+            for link in links
+        ]
 
     async def deliver(
         self,
@@ -225,26 +227,36 @@ class LinkFlow:
         *,
         want: Want = Want.VIDEO,
         action: str = "link",
-        on_queued: Any = None,
+        on_queued: QueuedNotice | None = None,
+        seen: set[str] | None = None,
     ) -> str:
         """Deliver one link's media; answer and log any failure. Returns the logged outcome."""
-        tracker_ref: list[Tracker] = []
+        tracker = Tracker(target=link.post_id or link.code or link.url)
         try:
-            async with self.track(ctx, action, link.post_id or link.code or link.url) as tracker:
-                tracker_ref.append(tracker)
+            async with self.track(ctx, action, tracker=tracker):
                 self.check_limits(ctx)
                 async with self.gate.slot(on_queued):
-                    await self._deliver(ctx, link, sender, want, tracker)
+                    resolved = await self.resolve(link)
+                    assert resolved.post_id is not None
+                    tracker.target = resolved.post_id
+                    if seen is not None:
+                        if resolved.post_id in seen:
+                            tracker.outcome = "duplicate"  # a short and a long link to one post: one reply
+                            return tracker.outcome
+                        seen.add(resolved.post_id)
+                    await self.send_post(ctx.platform, resolved, sender, want, tracker)
         except TooLarge as exc:
             await self._answer_too_large(sender, link, exc)
         except ServiceError as exc:
             await self._answer(sender, exc, link)
         except asyncio.CancelledError:
+            # Shutting down mid-delivery: say so rather than leave the chat waiting, then stop.
+            await asyncio.shield(self._answer(sender, ShuttingDown(), link))
             raise
         except Exception as exc:
             log.exception("unexpected failure", extra={"platform": ctx.platform, "chat": ctx.chat_id})
             await self._answer(sender, exc, link)
-        return tracker_ref[0].outcome if tracker_ref else "internal"
+        return tracker.outcome
 
     async def _answer(self, sender: MediaSender, exc: BaseException, link: TikTokLink | None) -> None:
         try:
@@ -271,14 +283,6 @@ class LinkFlow:
         if link.kind is not LinkKind.POST or not link.post_id:
             raise InvalidLink("not a post link")
         return link
-
-    async def _deliver(
-        self, ctx: ChatContext, link: TikTokLink, sender: MediaSender, want: Want, tracker: Tracker
-    ) -> None:
-        link = await self.resolve(link)
-        assert link.post_id is not None
-        tracker.target = link.post_id
-        await self.send_post(ctx.platform, link, sender, want, tracker)
 
     async def send_post(
         self, platform: str, link: TikTokLink, sender: MediaSender, want: Want, tracker: Tracker
@@ -311,7 +315,7 @@ class LinkFlow:
                 del self._locks[key]
 
     async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
-        """The post's metadata for the caption: the backend's if it has the stats, else the metadata service's."""
+        """The post's metadata for the caption: from the backend if it has stats, else from metadata."""
         if post is not None and post.stats.views is not None and post.author:
             return post
         if self.metadata is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ from bot.chat.errors import error_text, group_error_text
 from bot.chat.flow import Sent, StaleReference
 from bot.chat.i18n import t
 from bot.telegram.render import render_card
-from services.download.service import Media, MediaFile, MediaKind, Want
+from services.download.models import FileRole, MediaFile, MediaKind, Want
+from services.download.service import Media
 from services.errors import TooLarge, UpstreamError
 from services.links import TikTokLink
 from services.metadata.models import Post
@@ -135,8 +137,9 @@ class TelegramSender:
             if media.kind is MediaKind.PHOTOS:
                 return await self._photos(media, post, caption)
             video = _first(media.files, "video")
+            name = f"{post.id if post else 'video'}.mp4"
             return await self._video(
-                FSInputFile(video.path, filename=f"{post.id if post else 'video'}.mp4"), video, caption
+                FSInputFile(video.path, filename=name), _with_post_dims(video, post), caption
             )
         except TelegramEntityTooLarge as exc:
             raise TooLarge(size=sum(f.size for f in media.files), limit=self.upload_limit) from exc
@@ -245,6 +248,18 @@ def _first(files: Sequence[MediaFile], role: str) -> MediaFile:
     raise UpstreamError(f"the backend returned no {role} file")
 
 
+def _with_post_dims(info: MediaFile, post: Post | None) -> MediaFile:
+    """The file's own dimensions and duration, filled in from the post where the backend did not say."""
+    if post is None or (info.width and info.height and info.duration):
+        return info
+    return dataclasses.replace(
+        info,
+        width=info.width or post.width,
+        height=info.height or post.height,
+        duration=info.duration or post.duration,
+    )
+
+
 def _info_from_post(post: Post | None) -> MediaFile | None:
     if post is None:
         return None
@@ -257,5 +272,5 @@ def _info_from_post(post: Post | None) -> MediaFile | None:
         width=post.width,
         height=post.height,
         duration=post.duration,
-        role="video",
+        role=FileRole.VIDEO,
     )

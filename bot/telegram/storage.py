@@ -7,7 +7,7 @@ from aiogram import Bot
 from bot.chat.flow import Tracker
 from bot.telegram.sender import TelegramSender
 from bot.wiring import App
-from services.download.service import Want
+from services.download.models import Want
 from services.links import TikTokLink
 from services.metadata.models import Post
 from services.store.chats import ChatPrefs

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def extra_env() -> dict[str, str]:
 @pytest.fixture
 def settings(
     sandbox: Sandbox, tmp_path: Path, extra_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
+) -> Settings:
     """Settings pointing at the sandbox, with a fresh database; nothing from the developer's .env."""
     for key in list(os.environ):
         if "__" in key or key == "UPSTREAM_ROUTES":
@@ -48,7 +49,7 @@ def settings(
     (tmp_path / "downloads").mkdir()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield load_settings(None)
+    return load_settings(None)
 
 
 @pytest.fixture
@@ -65,8 +66,36 @@ async def usage_rows(app: App) -> list[dict[str, object]]:
     """Every usage row written so far, as dicts (the log is flushed first)."""
     await app.store.usage.flush()
     names = (
-        "platform", "chat_id", "chat_type", "user_id", "action", "target", "backend", "outcome",
-        "bytes_sent", "latency_ms", "cache_hit", "units",
+        "platform",
+        "chat_id",
+        "chat_type",
+        "user_id",
+        "action",
+        "target",
+        "backend",
+        "outcome",
+        "bytes_sent",
+        "latency_ms",
+        "cache_hit",
+        "units",
     )
-    rows = await app.store.db.fetchall(f"SELECT {', '.join(names)} FROM usage ORDER BY id")
+    rows = await app.store.db.fetchall(f"SELECT {', '.join(names)} FROM usage ORDER BY id")  # noqa: S608 - fixed column names
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+async def wait_rows(
+    app: App,
+    action: str,
+    count: int = 1,
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109
+) -> list[dict[str, object]]:
+    """The usage rows of one action once at least `count` exist (a reply lands before its row is logged)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = [r for r in await usage_rows(app) if r["action"] == action]
+        if len(rows) >= count:
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"only {len(rows)} {action!r} rows after {timeout}s")
+        await asyncio.sleep(0.02)

@@ -11,6 +11,6 @@ def build_router() -> Router:
 
     root = Router(name="root")
     root.include_routers(
-        settings.router, privacy.router, admin.router, commands.router, inline.router, links.router
+        settings.build(), privacy.build(), admin.build(), commands.build(), inline.build(), links.build()
     )
     return root

@@ -13,10 +13,7 @@ from bot.chat.i18n import t
 from bot.chat.stats import PERIODS, stats_block
 from bot.wiring import App
 
-router = Router(name="admin")
 
-
-@router.message(Command("stats"))
 async def on_stats(message: Message, app: App, ctx: ChatContext) -> None:
     """The usage figures for operators; everyone else is told it is not theirs."""
     async with app.flow.track(ctx, "stats") as tracker:
@@ -30,3 +27,10 @@ async def on_stats(message: Message, app: App, ctx: ChatContext) -> None:
             report = await app.store.stats(days)
             blocks.append("\n".join(escape(line) for line in stats_block(report, label, ctx.language)))
         await message.reply("\n\n".join(f"<pre>{b}</pre>" for b in blocks))
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="admin")
+    router.message.register(on_stats, Command("stats"))
+    return router

@@ -17,13 +17,12 @@ from bot.chat.i18n import t
 from bot.telegram.render import MESSAGE_LIMIT, render_card
 from bot.telegram.routers.links import sender_for
 from bot.wiring import App
-from services.download.service import Want
+from services.download.models import Want
 from services.errors import NotConfigured, ServiceError
 from services.metadata.service import MetadataService
 from services.store.chats import ChatPrefs
 
 log = logging.getLogger("tiktok_bot.telegram")
-router = Router(name="commands")
 
 HASHTAG_PAGE = 5
 
@@ -49,21 +48,18 @@ async def _fail(message: Message, ctx: ChatContext, exc: BaseException) -> None:
     await message.reply(escape(text))
 
 
-@router.message(CommandStart())
 async def on_start(message: Message, app: App, ctx: ChatContext) -> None:
     """Greeting with what the bot does."""
     async with app.flow.track(ctx, "start"):
         await message.answer(escape(t(ctx.language, "start")))
 
 
-@router.message(Command("help"))
 async def on_help(message: Message, app: App, ctx: ChatContext) -> None:
     """The link forms and commands."""
     async with app.flow.track(ctx, "help"):
         await message.answer(escape(t(ctx.language, "help")))
 
 
-@router.message(Command("post"))
 async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
     """Stats card of one post."""
     link = parse_post_argument(command.args)
@@ -84,7 +80,6 @@ async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatC
         await _fail(message, ctx, exc)
 
 
-@router.message(Command("user"))
 async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
     """Profile card of one account."""
     username = parse_username(command.args)
@@ -126,7 +121,6 @@ async def _hashtag_page(
         return text, _more_button(tag, answer.value.next_cursor, page + 1, ctx.language)
 
 
-@router.message(Command("hashtag"))
 async def on_hashtag(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
     """First page of a hashtag with a More button."""
     tag = parse_tag(command.args)
@@ -140,7 +134,6 @@ async def on_hashtag(message: Message, command: CommandObject, app: App, ctx: Ch
         await _fail(message, ctx, exc)
 
 
-@router.callback_query(HashtagMore.filter())
 async def on_hashtag_more(
     query: CallbackQuery, callback_data: HashtagMore, app: App, ctx: ChatContext
 ) -> None:
@@ -159,7 +152,6 @@ async def on_hashtag_more(
     await query.answer()
 
 
-@router.message(Command("audio"))
 async def on_audio(
     message: Message, command: CommandObject, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs
 ) -> None:
@@ -173,7 +165,20 @@ async def on_audio(
     )
 
 
-@router.message(F.text.startswith("/"), F.chat.type == "private")
 async def on_unknown_command(message: Message, ctx: ChatContext) -> None:
     """An unknown command in a private chat gets the help text rather than silence."""
     await message.answer(escape(t(ctx.language, "help")))
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="commands")
+    router.message.register(on_start, CommandStart())
+    router.message.register(on_help, Command("help"))
+    router.message.register(on_post, Command("post"))
+    router.message.register(on_user, Command("user"))
+    router.message.register(on_hashtag, Command("hashtag"))
+    router.callback_query.register(on_hashtag_more, HashtagMore.filter())
+    router.message.register(on_audio, Command("audio"))
+    router.message.register(on_unknown_command, F.text.startswith("/"), F.chat.type == "private")
+    return router

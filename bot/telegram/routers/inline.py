@@ -21,13 +21,12 @@ from bot.chat.flow import ChatContext
 from bot.telegram.render import render_card
 from bot.telegram.storage import upload_to_storage
 from bot.wiring import App
-from services.download.service import Want
+from services.download.models import Want
 from services.errors import ServiceError
 from services.links import LinkKind, find_links
 from services.metadata.models import Post
 
 log = logging.getLogger("tiktok_bot.telegram")
-router = Router(name="inline")
 
 # Results of one post are the same for everyone for a while; Telegram may reuse them for this long.
 CACHE_TIME = 300
@@ -71,7 +70,6 @@ def _article(post_id: str, post: Post | None, url: str, lang: str) -> InlineQuer
     )
 
 
-@router.inline_query()
 async def on_inline(query: InlineQuery, bot: Bot, app: App, ctx: ChatContext) -> None:
     """Answer with cached media; upload once to the storage chat when needed; else a stats article."""
     links = [
@@ -113,3 +111,10 @@ async def on_inline(query: InlineQuery, bot: Bot, app: App, ctx: ChatContext) ->
             cache_time=5,
             is_personal=True,
         )
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="inline")
+    router.inline_query.register(on_inline)
+    return router

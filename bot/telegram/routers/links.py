@@ -15,7 +15,6 @@ from services.links import LinkKind, find_links
 from services.store.chats import ChatPrefs
 
 log = logging.getLogger("tiktok_bot.telegram")
-router = Router(name="links")
 
 MEDIA_KINDS = (LinkKind.POST, LinkKind.SHORT)
 
@@ -32,8 +31,6 @@ def sender_for(bot: Bot, message: Message, app: App, ctx: ChatContext, prefs: Ch
     )
 
 
-@router.message(F.text | F.caption)
-@router.channel_post(F.text | F.caption)
 async def on_links(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Reply with the media of each TikTok link in the message (in groups, stay silent without links)."""
     text = message.text or message.caption or ""
@@ -59,3 +56,11 @@ async def on_links(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs
             await message.delete()
         except Exception:  # the bot may lack the right; keeping the message is harmless
             log.info("could not delete the link message", extra={"platform": "telegram", "chat": ctx.chat_id})
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="links")
+    router.message.register(on_links, F.text | F.caption)
+    router.channel_post.register(on_links, F.text | F.caption)
+    return router

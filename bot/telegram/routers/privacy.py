@@ -12,12 +12,9 @@ from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
 from bot.wiring import App
 
-router = Router(name="privacy")
-
 DELETE_DATA = "privacy:delete"
 
 
-@router.message(Command("privacy"))
 async def on_privacy(message: Message, app: App, ctx: ChatContext) -> None:
     """Count the user's usage rows and offer to delete them."""
     if ctx.user_id is None:
@@ -36,7 +33,6 @@ async def on_privacy(message: Message, app: App, ctx: ChatContext) -> None:
         pass
 
 
-@router.callback_query(F.data == DELETE_DATA)
 async def on_delete(query: CallbackQuery, app: App, ctx: ChatContext) -> None:
     """Delete every usage row of this user (on Telegram) and say how many."""
     await app.store.usage.flush()  # rows still queued belong to the user too
@@ -45,3 +41,11 @@ async def on_delete(query: CallbackQuery, app: App, ctx: ChatContext) -> None:
     if isinstance(query.message, Message):
         await query.message.edit_text(escape(text))
     await query.answer()
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="privacy")
+    router.message.register(on_privacy, Command("privacy"))
+    router.callback_query.register(on_delete, F.data == DELETE_DATA)
+    return router

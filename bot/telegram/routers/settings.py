@@ -16,8 +16,6 @@ from bot.chat.settings import TOGGLES, next_language
 from bot.wiring import App
 from services.store.chats import ChatPrefs
 
-router = Router(name="settings")
-
 ADMIN_STATUSES = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
 
 
@@ -64,7 +62,6 @@ async def may_change_settings(bot: Bot, ctx: ChatContext, message: Message | Non
     return member.status in ADMIN_STATUSES
 
 
-@router.message(Command("settings"))
 async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Show the settings keyboard, or a polite refusal to non-admins."""
     async with app.flow.track(ctx, "settings") as tracker:
@@ -78,7 +75,6 @@ async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, pr
         )
 
 
-@router.callback_query(SettingsToggle.filter())
 async def on_toggle(
     query: CallbackQuery,
     callback_data: SettingsToggle,
@@ -105,3 +101,11 @@ async def on_toggle(
         if isinstance(query.message, Message):
             await query.message.edit_reply_markup(reply_markup=settings_keyboard(prefs, lang))
         await query.answer(t(lang, "settings.saved"))
+
+
+def build() -> Router:
+    """This feature's router, with its handlers registered (a new one per Dispatcher)."""
+    router = Router(name="settings")
+    router.message.register(on_settings, Command("settings"))
+    router.callback_query.register(on_toggle, SettingsToggle.filter())
+    return router

@@ -1,0 +1,310 @@
+"""The download service: a chain of backends, single-flight per post, bounded concurrency, shared temp files.
+
+`DownloadService.fetch(link, want, size_limit)` tries the backends in order. It moves on after an
+UpstreamError (and after TooLarge: the next backend may pick a smaller rendition), never after PostUnavailable
+or another verdict about the post. Concurrent fetches of the same (post, want, size limit) share one
+download; its temporary files are deleted when the last `Media` holding them is closed, or at once when the
+download fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from services.download.models import Backend, Download, MediaFile, MediaKind, Progress, Want
+from services.download.streams import RetryPolicy
+from services.download.ttsave import TTSaveBackend
+from services.download.web import WebBackend
+from services.errors import (
+    InvalidLink,
+    NotConfigured,
+    ServiceError,
+    TooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+    error_code,
+)
+from services.links import LinkKind, TikTokLink
+from services.metadata.models import Post
+
+log = logging.getLogger("services.download")
+
+BACKEND_NAMES = ("ttsave", "web")
+Resolver = Callable[[TikTokLink], Awaitable[TikTokLink]]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One backend's try at a download: how long it took and the error code it ended with (None: served)."""
+
+    backend: str
+    seconds: float
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    download: Download
+    backend: str
+    attempts: tuple[Attempt, ...]
+    temp_dir: Path
+
+
+class Media:
+    """A finished download: its files stay on disk until this is closed (`async with` or `aclose()`)."""
+
+    def __init__(self, result: _Result, release: Callable[[], None]) -> None:
+        self.kind: MediaKind = result.download.kind
+        self.files: tuple[MediaFile, ...] = result.download.files
+        self.post: Post | None = result.download.post
+        self.backend: str = result.backend
+        self.attempts: list[Attempt] = list(result.attempts)
+        self._release: Callable[[], None] | None = release
+
+    @property
+    def closed(self) -> bool:
+        """Whether this holder has let go of the files."""
+        return self._release is None
+
+    @property
+    def size(self) -> int:
+        """Bytes over all files."""
+        return sum(f.size for f in self.files)
+
+    def release(self) -> None:
+        """Let go of the files; the last holder to do so deletes them. Idempotent."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    async def aclose(self) -> None:
+        """Let go of the files (as `release`)."""
+        self.release()
+
+    async def __aenter__(self) -> Media:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Media {self.kind.value} from {self.backend}: {len(self.files)} file(s), {self.size} bytes>"
+
+
+class _Flight:
+    """One download in progress or done, and how many callers hold (or await) its result."""
+
+    __slots__ = ("cleaned", "key", "refs", "task")
+
+    def __init__(self, key: tuple[str, Want, int | None]) -> None:
+        self.key = key
+        self.refs = 0
+        self.cleaned = False
+        self.task: asyncio.Task[_Result] | None = None
+
+
+class DownloadService:
+    """Downloads a post's media through a chain of backends."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        *,
+        max_concurrent: int = 4,
+        temp_root: Path | None = None,
+        attempt_timeout: float | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self._backends = list(backends)
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._temp_root = temp_root
+        self._attempt_timeout = attempt_timeout
+        self._resolver = resolver
+        self._flights: dict[tuple[str, Want, int | None], _Flight] = {}
+        self._running: set[asyncio.Task[_Result]] = set()
+
+    @property
+    def backend_names(self) -> list[str]:
+        """The backends, in the order tried."""
+        return [b.name for b in self._backends]
+
+    async def fetch(
+        self,
+        link: TikTokLink,
+        want: Want = Want.VIDEO,
+        size_limit: int | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Media:
+        """Download a post's media (see `Want`), no file over `size_limit` bytes; close the result later."""
+        if not self._backends:
+            raise NotConfigured("no download backend is configured")
+        if link.kind is LinkKind.SHORT and self._resolver is not None:
+            link = await self._resolver(link)
+        if link.kind not in (LinkKind.POST, LinkKind.SHORT):
+            raise InvalidLink(f"a {link.kind.value} link has no media to download")
+        key = (link.post_id or link.url, want, size_limit)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = _Flight(key)
+            # Only the caller that starts a download sees its progress; the others just wait for it.
+            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress))
+            self._flights[key] = flight
+            self._running.add(flight.task)
+            flight.task.add_done_callback(partial(self._landed, flight))
+        flight.refs += 1
+        assert flight.task is not None
+        try:
+            # Shielded: one caller giving up must not cancel the download the others wait for.
+            result = await asyncio.shield(flight.task)
+        except BaseException:
+            self._release(flight)
+            raise
+        return Media(result, partial(self._release, flight))
+
+    async def aclose(self) -> None:
+        """Cancel downloads in progress and close the backends."""
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(BaseException):
+                await task
+        for backend in self._backends:
+            await backend.aclose()
+
+    # --- single-flight bookkeeping ---
+
+    def _landed(self, flight: _Flight, task: asyncio.Task[_Result]) -> None:
+        self._running.discard(task)
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+        if not task.cancelled() and task.exception() is None and flight.refs == 0:
+            self._clean(flight)  # everyone waiting gave up before it finished
+
+    def _release(self, flight: _Flight) -> None:
+        flight.refs -= 1
+        if flight.refs == 0 and flight.task is not None and flight.task.done():
+            self._clean(flight)
+
+    def _clean(self, flight: _Flight) -> None:
+        task = flight.task
+        if flight.cleaned or task is None or task.cancelled() or task.exception() is not None:
+            return
+        flight.cleaned = True
+        shutil.rmtree(task.result().temp_dir, ignore_errors=True)
+
+    # --- the chain ---
+
+    async def _download(
+        self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
+    ) -> _Result:
+        async with self._semaphore:
+            attempts: list[Attempt] = []
+            failures: list[BaseException] = []
+            for backend in self._backends:
+                temp_dir = Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend.name}-", dir=self._temp_root))
+                started = time.monotonic()
+                try:
+                    download = await self._attempt(backend, link, want, size_limit, temp_dir, progress)
+                except BaseException as exc:
+                    shutil.rmtree(temp_dir, ignore_errors=True)
+                    if not isinstance(exc, Exception):
+                        raise  # cancellation
+                    attempts.append(Attempt(backend.name, time.monotonic() - started, error_code(exc)))
+                    self._log_attempt(link, attempts[-1], exc)
+                    if isinstance(exc, ServiceError) and not isinstance(exc, UpstreamError | TooLarge):
+                        _note_attempts(exc, attempts)
+                        raise  # a verdict about the post: another backend would say the same
+                    failures.append(exc)
+                    continue
+                attempts.append(Attempt(backend.name, time.monotonic() - started))
+                self._log_attempt(link, attempts[-1], None)
+                return _Result(download, backend.name, tuple(attempts), temp_dir)
+            error = _final_error(failures)
+            _note_attempts(error, attempts)
+            raise error
+
+    async def _attempt(
+        self,
+        backend: Backend,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        temp_dir: Path,
+        progress: Progress | None,
+    ) -> Download:
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                download = await backend.fetch(link, want, size_limit, temp_dir, progress)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{backend.name} took over {self._attempt_timeout:g}s", upstream=backend.name
+            ) from None
+        for file in download.files:
+            if file.path.parent != temp_dir or not file.path.is_file():
+                raise UpstreamError(f"{backend.name} reported a file it did not write", upstream=backend.name)
+            if size_limit is not None and file.size > size_limit:
+                raise TooLarge(size=file.size, limit=size_limit)
+        if not download.files:
+            raise UpstreamError(f"{backend.name} produced no files", upstream=backend.name)
+        return download
+
+    def _log_attempt(self, link: TikTokLink, attempt: Attempt, exc: BaseException | None) -> None:
+        fields = {
+            "action": "download",
+            "backend": attempt.backend,
+            "post_id": link.post_id,
+            "seconds": round(attempt.seconds, 3),
+            "outcome": attempt.error_code or "ok",
+        }
+        if exc is not None and not isinstance(exc, ServiceError):
+            log.error("download backend %s crashed", attempt.backend, exc_info=exc, extra=fields)
+        else:
+            log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
+
+
+def _final_error(failures: Sequence[BaseException]) -> BaseException:
+    """What to raise when every backend failed: TooLarge if any backend found the media too big, else the last
+    error."""
+    too_large = [f for f in failures if isinstance(f, TooLarge)]
+    if too_large:
+        return too_large[0]
+    service_errors = [f for f in failures if isinstance(f, ServiceError)]
+    return service_errors[-1] if service_errors else failures[-1]
+
+
+def _note_attempts(exc: BaseException, attempts: Sequence[Attempt]) -> None:
+    exc.add_note(
+        "attempts: " + "; ".join(f"{a.backend} {a.seconds:.2f}s {a.error_code or 'ok'}" for a in attempts)
+    )
+
+
+def build_backends(
+    names: Sequence[str],
+    *,
+    tiktok_client: httpx.AsyncClient,
+    ttsave_client: httpx.AsyncClient,
+    ttsave_url: str,
+    retry: RetryPolicy | None = None,
+) -> list[Backend]:
+    """The backends named (`ttsave`, `web`), in that order, on the given shared clients."""
+    backends: list[Backend] = []
+    for name in names:
+        if name == "ttsave":
+            backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
+        elif name == "web":
+            backends.append(WebBackend(tiktok_client, retry=retry))
+        else:
+            raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+    return backends

@@ -1,0 +1,86 @@
+"""Spooling a stream to a temporary file while counting bytes and enforcing a size limit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+from services.download.models import Progress
+from services.errors import TooLarge
+
+
+class Meter:
+    """Counts the bytes of one backend attempt and reports them to an optional progress callback."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self._progress = progress
+        self.received = 0
+        self.expected: int | None = None
+
+    def expect(self, more: int | None) -> None:
+        """Add a file's announced length to the expected total (unknown stays unknown)."""
+        if more is None:
+            return
+        self.expected = (self.expected or 0) + more
+
+    def add(self, count: int) -> None:
+        """Count received bytes."""
+        self.received += count
+        if self._progress is not None:
+            self._progress(self.received, self.expected)
+
+
+class Spool:
+    """A file being written from a stream; TooLarge as soon as it would pass `limit` bytes."""
+
+    def __init__(self, path: Path, limit: int | None, meter: Meter | None = None) -> None:
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self._meter = meter
+        # Small synchronous writes land in the page cache; a thread hop per 64 KiB chunk would cost more.
+        self._file: BinaryIO | None = path.open("xb")
+
+    def write(self, data: bytes) -> None:
+        """Append bytes, refusing to pass the limit."""
+        if self._file is None:
+            raise ValueError("write to a closed spool")
+        size = self.size + len(data)
+        if self.limit is not None and size > self.limit:
+            self.abort()
+            raise TooLarge(size=size, limit=self.limit)
+        self._file.write(data)
+        self.size = size
+        if self._meter is not None:
+            self._meter.add(len(data))
+
+    def finish(self) -> int:
+        """Close the file and return its size."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        return self.size
+
+    def abort(self) -> None:
+        """Close and delete the file."""
+        self.finish()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is not None:
+            self.abort()
+        else:
+            self.finish()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, default: str) -> str:
+    """A file name safe to create in our directory: no path parts, no odd characters, not too long."""
+    base = _UNSAFE.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("._")
+    return base[-80:] or default
