@@ -17,9 +17,11 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat.errors import error_text
 from bot.chat.i18n import catalogues, pick_language, t
 from bot.discord.context import DM_UPLOAD_LIMIT, Remembered
 from bot.wiring import App
+from services.errors import ShuttingDown
 
 log = logging.getLogger("tiktok_bot.discord")
 
@@ -85,7 +87,7 @@ class BotTree(app_commands.CommandTree["TikTokBot"]):
             bot.track_task(task)
         if bot.stopping:
             lang = pick_language(str(interaction.locale))
-            await interaction.response.send_message(t(lang, "shutdown"), ephemeral=True)
+            await interaction.response.send_message(error_text(ShuttingDown(), lang), ephemeral=True)
             return False
         return True
 

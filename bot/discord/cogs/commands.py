@@ -25,7 +25,7 @@ from bot.discord.errors import ephemeral, report
 from bot.discord.render import card_embed
 from bot.discord.sender import DiscordSender, InteractionReply
 from services.download.models import Want
-from services.errors import ServiceError
+from services.errors import ServiceError, ShuttingDown
 
 CUSTOM_ID_LIMIT = 100
 Lookup = Callable[[Tracker], Awaitable[tuple[discord.Embed, discord.ui.View | None]]]
@@ -65,7 +65,7 @@ class HashtagMore(
         bot.note_interaction(interaction)
         ctx, _ = await interaction_context(bot, interaction)
         if bot.stopping:
-            await ephemeral(interaction, t(ctx.language, "shutdown"))
+            await ephemeral(interaction, error_text(ShuttingDown(), ctx.language))
             return
         try:
             await interaction.response.defer()  # a deferred update: the message stays, no "thinking…"
@@ -127,7 +127,7 @@ class Lookups(commands.Cog):
         reply = InteractionReply(interaction)
 
         async def cancelled() -> None:
-            await reply.fail(t(ctx.language, "shutdown"))
+            await reply.fail(error_text(ShuttingDown(), ctx.language))
 
         flow = self.bot.app.flow
         try:
@@ -154,10 +154,8 @@ class Lookups(commands.Cog):
         async def queued() -> None:
             await sender.send_text(t(ctx.language, "queued"))
 
-        async def cancelled() -> None:
-            await reply.fail(t(ctx.language, "shutdown"))
-
-        async with self.bot.job(on_cancel=cancelled):
+        # Cancelled by shutdown, the flow itself tells the user to send the link again.
+        async with self.bot.job():
             await reply.defer()
             await self.bot.app.flow.deliver(ctx, link, sender, want=want, action=action, on_queued=queued)
 
@@ -209,7 +207,7 @@ class Lookups(commands.Cog):
         reply = InteractionReply(interaction)
 
         async def cancelled() -> None:
-            await reply.fail(t(ctx.language, "shutdown"))
+            await reply.fail(error_text(ShuttingDown(), ctx.language))
 
         try:
             async with self.bot.job(on_cancel=cancelled):

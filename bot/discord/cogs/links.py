@@ -20,6 +20,8 @@ log = logging.getLogger("tiktok_bot.discord")
 
 MEDIA_KINDS = (LinkKind.POST, LinkKind.SHORT)
 USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
+# Outcomes after which the media is in the channel ("duplicate": a second link to a post already sent).
+DELIVERED = frozenset({"ok", "duplicate"})
 
 
 def _guild_permissions(message: discord.Message) -> discord.Permissions | None:
@@ -65,15 +67,14 @@ class Links(commands.Cog):
         async def queued() -> None:
             await sender.send_text(t(ctx.language, "queued"))
 
-        async def cancelled() -> None:
-            await reply.fail(t(ctx.language, "shutdown"))
-
         try:
-            async with self.bot.job(on_cancel=cancelled):
+            # Cancelled by shutdown, the flow itself tells the chat to send the link again.
+            async with self.bot.job():
                 outcomes = await self.bot.app.flow.deliver_all(ctx, links, sender, on_queued=queued)
         finally:
             await reply.aclose()
-        if prefs.remove_link_message and perms is not None and all(o == "ok" for o in outcomes):
+        delivered = all(o in DELIVERED for o in outcomes)
+        if prefs.remove_link_message and perms is not None and delivered:
             await self._suppress_preview(message, perms)
 
     async def _suppress_preview(self, message: discord.Message, perms: discord.Permissions) -> None:

@@ -128,9 +128,9 @@ async def test_shutdown_cancels_what_takes_too_long_and_says_so(
             await asyncio.sleep(0.005)
     await run.shutdown()
     reply = await run.reply_to(pasted)
-    assert reply.content == "The bot is restarting — please send that again in a minute."
+    assert reply.content == "⚠️ The bot is restarting — send the link again in a minute."
     (message,) = [m for m in run.emu.interaction_messages(inter.id) if not m.deleted]
-    assert message.ephemeral and message.content.startswith("The bot is restarting")
+    assert message.ephemeral and message.content == "The bot is restarting — send the link again in a minute."
     assert sorted(r["outcome"] for r in await usage.rows()) == ["cancelled", "cancelled"]
 
 
