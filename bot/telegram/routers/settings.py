@@ -9,12 +9,12 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.chat.flow import ChatContext
-from bot.chat.i18n import languages, pick_language, t
+from bot.chat.i18n import pick_language, t
+from bot.chat.settings import TOGGLES, next_language
 from bot.telegram.render import html_text
 from bot.wiring import App
 from services.store.chats import ChatPrefs
 
-TOGGLES = ("auto_download", "captions", "slideshow_sound", "remove_link_message")
 ADMIN_STATUSES = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
 
 
@@ -59,12 +59,6 @@ async def may_change_settings(bot: Bot, ctx: ChatContext, message: Message | Non
         return False
     member = await bot.get_chat_member(ctx.chat_id, int(ctx.user_id))
     return member.status in ADMIN_STATUSES
-
-
-def next_language(current: str) -> str:
-    """auto → each catalogue language → auto."""
-    cycle = ["auto", *languages()]
-    return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else "auto"
 
 
 async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
