@@ -7,6 +7,7 @@ import pytest
 from sandbox.catalogue import Status
 from sandbox.discord import MessageFlag, StoredMessage
 from services.ratelimit import RateLimits
+from tests.e2e.conftest import wait_rows
 from tests.e2e.discord.conftest import (
     BIG,
     BY_STATUS,
@@ -256,6 +257,7 @@ async def test_settings_in_a_dm_belong_to_that_dm(discord_global: DiscordRun) ->
 async def test_stats_for_operators_only(discord_bot: DiscordRun, usage: UsageTable) -> None:
     run = discord_bot
     await run.reply_to(await run.paste(url(CLIP)))
+    await wait_rows(run.app, "link")  # the reply lands just before its usage row is written
     refused = await run.command("stats", locale="en-US")
     (message,) = await run.answered(refused)
     assert message.ephemeral and message.content == "Sorry, this command is for the bot's operators."
@@ -264,6 +266,6 @@ async def test_stats_for_operators_only(discord_bot: DiscordRun, usage: UsageTab
     callback = run.emu.interaction_responses(inter.id)[0]
     assert callback.payload == {"type": 5, "data": {"flags": EPHEMERAL}}
     assert report.ephemeral and report.content.count("```") == 6
-    assert "Usage, last today" in report.content and "requests 2" in report.content
+    assert "Usage — today" in report.content and "requests 2" in report.content
     await run.settled()
     assert [r["outcome"] for r in await usage.rows(action="stats")] == ["not_allowed", "ok"]
