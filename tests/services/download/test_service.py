@@ -296,6 +296,13 @@ async def test_concurrent_downloads_are_bounded(spool: Path) -> None:
     assert leftovers(spool) == []
 
 
+async def test_temp_root_is_created(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "b"
+    async with await DownloadService([CountingBackend()], temp_root=root).fetch(link(CLIP)) as media:
+        assert media.files[0].path.is_relative_to(root)
+    assert leftovers(root) == []
+
+
 async def test_progress_reaches_the_caller(spool: Path, web: WebBackend) -> None:
     seen: list[tuple[int, int | None]] = []
     service = DownloadService([web], temp_root=spool)
