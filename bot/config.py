@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.http import parse_routes
@@ -137,6 +137,13 @@ class DatabaseSettings(_Section):
     retention_days: int = Field(default=0, ge=0)
     flush_rows: int = Field(default=200, ge=1)
     flush_ms: int = Field(default=500, ge=1)
+
+    @model_validator(mode="after")
+    def _salt_for_hashing(self) -> DatabaseSettings:
+        # An unsalted hash of a numeric user id is undone by hashing every id; the salt is the secret.
+        if self.hash_user_ids and not (self.user_id_salt and self.user_id_salt.get_secret_value()):
+            raise ValueError("DATABASE__HASH_USER_IDS needs DATABASE__USER_ID_SALT, a long random secret")
+        return self
 
 
 class LogSettings(_Section):

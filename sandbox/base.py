@@ -82,7 +82,7 @@ class Emulator(abc.ABC):
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Start serving on `host:port` (port 0 picks a free one)."""
-        # shutdown_timeout belongs on the runner; on the site it is deprecated (an error under -W error).
+        # shutdown_timeout belongs to the runner since aiohttp 3.9; on the site it is deprecated.
         self._runner = web.AppRunner(
             self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
         )

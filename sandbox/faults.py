@@ -1,120 +1,91 @@
-"""Fault injection for emulators: queue a fault for the next matching request(s), from Python or over HTTP.
-
-From a test: `emu.fault_next("truncated")`, `emu.fault_next("slow", count=2, delay=1.5)`,
-`emu.clear_faults()`. Over HTTP (for `tiktok-bot sandbox`): `POST /_control/fault` with
-`{"mode": "truncated", "count": 1, "delay": 2.0}`; `DELETE /_control/fault` clears; `GET /_control/fault`
-lists what is queued and the modes known; `GET /_control/requests` lists the requests served.
-"""
+"""Fault modes an emulator can be told to play on its next requests, from Python or over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from sandbox.base import Emulator
+SLOW = "slow"  # answer normally after `delay` seconds (for read timeouts)
+RESET = "reset"  # drop the connection without an answer (a transport error)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Fault:
-    """A queued fault: `mode` for the next `remaining` matching requests; `delay` seconds where it stalls."""
+    """One planned fault: an HTTP status to answer with (e.g. "429", "500"), or SLOW, or RESET."""
 
-    mode: str
-    remaining: int = 1
-    delay: float | None = None
-
-
-class FaultControl(Emulator):
-    """An emulator whose behaviour per request can be spoiled on purpose."""
-
-    FAULTS: ClassVar[Mapping[str, str]] = {}  # mode -> what it does
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._faults: list[Fault] = []
-
-    def fault_next(self, mode: str, count: int = 1, *, delay: float | None = None) -> None:
-        """Make the next `count` requests that `mode` applies to fail that way."""
-        if mode not in self.FAULTS:
-            raise ValueError(f"unknown fault {mode!r}; {self.name} knows {', '.join(sorted(self.FAULTS))}")
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        self._faults.append(Fault(mode, count, delay))
-
-    def clear_faults(self) -> None:
-        """Forget every queued fault."""
-        self._faults.clear()
+    kind: str
+    delay: float = 0.0
+    path: str = ""  # only requests whose path starts with this; empty matches every data request
 
     @property
-    def pending_faults(self) -> list[Fault]:
-        """Faults still queued."""
-        return list(self._faults)
+    def status(self) -> int | None:
+        """The HTTP status this fault answers with, if it is a status fault."""
+        return int(self.kind) if self.kind.isdigit() else None
 
-    def take_fault(self, modes: Collection[str]) -> Fault | None:
-        """Consume one use of the first queued fault among `modes` (those this request can suffer)."""
-        for fault in self._faults:
-            if fault.mode in modes:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return Fault(fault.mode, 1, fault.delay)
+
+def _check(kind: str) -> str:
+    kind = str(kind).strip().lower()
+    if kind in (SLOW, RESET) or (kind.isdigit() and 400 <= int(kind) <= 599):
+        return kind
+    raise ValueError(f"unknown fault {kind!r}: use an HTTP status 400-599, {SLOW!r} or {RESET!r}")
+
+
+class FaultPlan:
+    """A queue of faults; each matching request consumes one."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Fault] = deque()
+
+    def add(self, kind: str | int, count: int = 1, *, delay: float = 0.0, path: str = "") -> None:
+        """Play fault `kind` on the next `count` matching requests."""
+        fault = Fault(_check(str(kind)), delay, path)
+        self._queue.extend([fault] * max(count, 0))
+
+    def clear(self) -> None:
+        """Forget every planned fault."""
+        self._queue.clear()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def take(self, path: str) -> Fault | None:
+        """The next fault planned for a request to `path`, removed from the plan."""
+        for fault in self._queue:
+            if path.startswith(fault.path):
+                self._queue.remove(fault)
+                return fault
         return None
 
-    def add_control_routes(self, app: web.Application) -> None:
-        """Serve the HTTP control endpoints under /_control/."""
-        app.router.add_post("/_control/fault", self._post_fault)
-        app.router.add_delete("/_control/fault", self._delete_faults)
-        app.router.add_get("/_control/fault", self._get_faults)
-        app.router.add_get("/_control/requests", self._get_requests)
-
-    async def _post_fault(self, request: web.Request) -> web.Response:
-        try:
-            data: Any = await request.json()
-            self.fault_next(str(data["mode"]), int(data.get("count", 1)), delay=_float(data.get("delay")))
-        except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"error": str(exc), "modes": dict(self.FAULTS)}, status=400)
-        return web.json_response({"queued": [asdict(f) for f in self._faults]})
-
-    async def _delete_faults(self, request: web.Request) -> web.Response:
-        self.clear_faults()
-        return web.json_response({"queued": []})
-
-    async def _get_faults(self, request: web.Request) -> web.Response:
-        return web.json_response({"queued": [asdict(f) for f in self._faults], "modes": dict(self.FAULTS)})
-
-    async def _get_requests(self, request: web.Request) -> web.Response:
-        rows = [asdict(r) for r in self.requests if not r.path.startswith("/_control/")]
-        return web.json_response({"requests": rows})
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def client_gone(request: web.Request) -> bool:
-    """Whether the client has closed the connection."""
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def stall(request: web.Request, seconds: float) -> bool:
-    """Wait `seconds`; False (at once) when the client goes meanwhile, so shutdown is never held up."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + seconds
-    while loop.time() < until:
-        if client_gone(request):
+    async def play(self, request: web.Request, fault: Fault) -> bool:
+        """Play a non-status fault; True when the request must not be answered normally."""
+        if fault.kind == SLOW:
+            await asyncio.sleep(fault.delay)
             return False
-        await asyncio.sleep(min(0.05, max(0.0, until - loop.time())))
-    return not client_gone(request)
+        if fault.kind == RESET:
+            if request.transport is not None:
+                request.transport.abort()
+            return True
+        return False
 
-
-GONE = 499
-"""The status recorded for a request whose client left before the answer (nginx's convention)."""
-
-
-def gone() -> web.Response:
-    """An answer for a client that has left; aiohttp drops it quietly."""
-    return web.Response(status=GONE, text="client closed the request")
+    async def control(self, request: web.Request) -> web.Response:
+        """`POST /_control/fault {"kind": "500", "count": 2, "delay": 0, "path": ""}`; DELETE clears."""
+        if request.method == "DELETE":
+            self.clear()
+            return web.json_response({"planned": 0})
+        try:
+            body: Any = await request.json()
+            if not isinstance(body, dict):
+                raise TypeError("body must be a JSON object")
+            self.add(
+                str(body["kind"]),
+                int(body.get("count", 1)),
+                delay=float(body.get("delay", 0.0)),
+                path=str(body.get("path", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"planned": len(self)})

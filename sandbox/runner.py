@@ -13,11 +13,22 @@ E = TypeVar("E", bound=Emulator)
 
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
-    # Each upstream issue appends its emulator here; imported here so importing the runner stays cheap.
+    # Each upstream issue appends its emulator here.
+    from sandbox.discord import DiscordEmulator
+    from sandbox.ensembledata import EnsembleDataEmulator
+    from sandbox.research import ResearchEmulator
+    from sandbox.telegram import TelegramEmulator
     from sandbox.tiktok import TikTokEmulator
     from sandbox.ttsave import TTSaveEmulator
 
-    return [TikTokEmulator(), TTSaveEmulator()]
+    return [
+        EnsembleDataEmulator(),
+        ResearchEmulator(),
+        TelegramEmulator(),
+        DiscordEmulator(),
+        TikTokEmulator(),
+        TTSaveEmulator(),
+    ]
 
 
 class Sandbox:

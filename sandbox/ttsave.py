@@ -20,7 +20,7 @@ from aiohttp import web
 
 from sandbox.blobs import Blob
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status
-from sandbox.faults import GONE, FaultControl, gone, stall
+from sandbox.fault_modes import GONE, FaultControl, gone, stall
 from sandbox.tiktok import TikTokEmulator
 
 CONTENT_TYPES = ("VIDEO_ONLY", "ORIGINAL")
@@ -118,7 +118,7 @@ class TTSaveEmulator(FaultControl):
             return web.json_response({"detail": "Invalid content type"}, status=400)
         post = self._post_for(url)
         fault = self.take_fault(self.FAULTS)
-        mode = fault.mode if fault else ""
+        mode = fault.kind if fault else ""
         served = Served(post.id if post else url, content_type, 0, mode)
         self.served.append(served)
         if mode == "slow" and not await stall(

@@ -13,6 +13,7 @@ ServiceError                      base; `code` is the stable string logged in th
 ├── RateLimited                   a user or chat asked too often; `retry_after` seconds
 ├── QuotaExceeded                 an upstream's units or daily quota are spent
 ├── NotConfigured                 no backend or provider is configured for the request
+├── StoreError                    the SQLite store failed, or refused a database newer than the code
 └── UpstreamError                 an upstream failed (5xx, bad body, transport error)
     ├── UpstreamTimeout           it did not answer in time
     ├── TruncatedStream           a stream ended before it was complete
@@ -129,6 +130,12 @@ class NotConfigured(ServiceError):
     """No backend or provider is configured for this request."""
 
     code = "not_configured"
+
+
+class StoreError(ServiceError):
+    """The SQLite store failed, or refused a database it cannot safely use."""
+
+    code = "store_error"
 
 
 class UpstreamError(ServiceError):

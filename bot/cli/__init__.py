@@ -23,9 +23,9 @@ class CommandModule(Protocol):
 
 def _modules() -> list[CommandModule]:
     # Imported here so `tiktok-bot --help` stays fast and a frontend's import cost is paid only when used.
-    from bot.cli import download, links, sandbox, settings
+    from bot.cli import download, info, links, sandbox, settings, stats
 
-    return [links, settings, download, sandbox]
+    return [links, info, settings, stats, download, sandbox]
 
 
 def build_parser() -> argparse.ArgumentParser:

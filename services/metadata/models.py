@@ -11,11 +11,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from services.links import canonical_post_url
 
 Raw = Mapping[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,52 @@ class HashtagPage:
     def url(self) -> str:
         """The hashtag's web URL."""
         return f"https://www.tiktok.com/tag/{self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
+class PostPage:
+    """One page of a list of posts (a user's posts); `next_cursor` is None at the end."""
+
+    posts: tuple[Post, ...]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """One comment on a post."""
+
+    id: str
+    text: str = ""
+    video_id: str | None = None
+    parent_id: str | None = None
+    likes: int | None = None
+    replies: int | None = None
+    created: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommentPage:
+    """One page of a post's comments; `cursor` is where the next page starts."""
+
+    comments: tuple[Comment, ...]
+    cursor: int | None = None
+    has_more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Metered(Generic[T]):
+    """A value with what fetching it cost: units charged and quota-counted HTTP requests sent."""
+
+    value: T
+    units: int = 0
+    requests: int = 0
+
+
+def created_from_id(post_id: str) -> datetime | None:
+    """A post's creation time, read from its id: the top 32 bits of a TikTok id are Unix seconds."""
+    if not post_id.isdigit():
+        return None
+    return _time(int(post_id) >> 32)
 
 
 # --- small, forgiving readers: upstreams send numbers as strings and omit fields at will ---
@@ -353,4 +400,17 @@ def profile_from_research(data: Raw, username: str) -> Profile:
         likes=_int(data.get("likes_count")),
         videos=_int(data.get("video_count")),
         private=bool(data.get("is_private")),
+    )
+
+
+def comment_from_research(comment: Raw) -> Comment:
+    """A comment from one Research API comment-list result."""
+    return Comment(
+        id=_str(comment.get("id")) or "",
+        text=_str(comment.get("text")) or "",
+        video_id=_str(comment.get("video_id")),
+        parent_id=_str(comment.get("parent_comment_id")),
+        likes=_int(comment.get("like_count")),
+        replies=_int(comment.get("reply_count")),
+        created=_time(comment.get("create_time")),
     )

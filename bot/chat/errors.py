@@ -1,0 +1,68 @@
+"""What a user reads when something fails: one friendly, localised line per error kind."""
+
+from __future__ import annotations
+
+import math
+
+from bot.chat.i18n import t
+from services.errors import (
+    InvalidLink,
+    LinkNotFound,
+    NotConfigured,
+    NotFound,
+    PostUnavailable,
+    QuotaExceeded,
+    RateLimited,
+    ServiceError,
+    TooLarge,
+    UnsafeRedirect,
+    UpstreamError,
+    UserNotFound,
+)
+
+
+def human_size(size: int | None) -> str:
+    """A byte count as people read it: 12.3 MB."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def error_text(exc: BaseException, lang: str) -> str:
+    """The reply for a failure: specific for known errors, a short apology for anything else."""
+    match exc:
+        case RateLimited():
+            return t(lang, "error.rate_limited", seconds=max(1, math.ceil(exc.retry_after)))
+        case PostUnavailable():
+            return t(lang, f"error.{exc.detail_code}")
+        case TooLarge():
+            return t(lang, "error.too_large", size=human_size(exc.size), limit=human_size(exc.limit))
+        case UserNotFound():
+            return t(lang, "error.user_not_found")
+        case NotFound():
+            return t(lang, "error.not_found")
+        case InvalidLink():
+            return t(lang, "error.invalid_link")
+        case LinkNotFound():
+            return t(lang, "error.link_not_found")
+        case UnsafeRedirect():
+            return t(lang, "error.unsafe_redirect")
+        case QuotaExceeded():
+            return t(lang, "error.quota_exceeded")
+        case NotConfigured():
+            return t(lang, "error.not_configured")
+        case UpstreamError():
+            return t(lang, "error.upstream")
+        case ServiceError():
+            return t(lang, "error.upstream")
+    return t(lang, "error.internal")
+
+
+def group_error_text(exc: BaseException, lang: str) -> str:
+    """The one short line a group sees for a failure."""
+    return t(lang, "group.failed", reason=error_text(exc, lang))

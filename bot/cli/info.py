@@ -1,0 +1,233 @@
+"""`tiktok-bot info post|user|hashtag`: metadata cards from the configured providers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from bot.config import Settings
+from services import formatting
+from services.errors import InvalidLink, NotConfigured, ServiceError
+from services.http import HttpOptions, make_client, parse_routes
+from services.links import LinkKind, TikTokLink, canonical_post_url, find_links
+from services.metadata.models import HashtagPage, Post, Profile
+from services.metadata.service import Answer, MetadataService, build_providers
+
+MAX_HASHTAG_LIMIT = 50
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `info` with its `post`, `user` and `hashtag` sub-commands."""
+    info = commands.add_parser("info", help="look up a post, user or hashtag through the metadata providers")
+    kinds = info.add_subparsers(dest="info_kind", metavar="KIND", required=True)
+
+    post = kinds.add_parser("post", help="a post's card: author, caption, duration, stats, sound, hashtags")
+    post.add_argument("url", help="a TikTok post URL (or a bare post id)")
+    post.set_defaults(handler=info_post)
+
+    user = kinds.add_parser("user", help="an account's card: name, bio, followers, likes, videos")
+    user.add_argument("name", help="a username, with or without @")
+    user.set_defaults(handler=info_user)
+
+    tag = kinds.add_parser("hashtag", help="a page of a hashtag's posts")
+    tag.add_argument("tag", help="a hashtag, with or without #")
+    tag.add_argument(
+        "--limit", type=_limit, default=10, help=f"posts to show, 1..{MAX_HASHTAG_LIMIT} (default 10)"
+    )
+    tag.add_argument(
+        "--cursor", default=None, help="where to start: the `next` cursor a previous page printed"
+    )
+    tag.set_defaults(handler=info_hashtag)
+
+    for cmd in (post, user, tag):
+        cmd.add_argument("--json", action="store_true", help="print the normalised model as JSON instead")
+
+
+def _limit(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_HASHTAG_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_HASHTAG_LIMIT}")
+    return value
+
+
+def post_link(text: str) -> TikTokLink:
+    """The post a URL (or a bare numeric post id) names; raises InvalidLink otherwise."""
+    text = text.strip()
+    if text.isdigit():
+        return TikTokLink(kind=LinkKind.POST, url=canonical_post_url(text), post_id=text)
+    links = find_links(text, limit=1)
+    if links and links[0].kind is LinkKind.POST and links[0].post_id:
+        return links[0]
+    if links and links[0].kind is LinkKind.SHORT:
+        raise InvalidLink(
+            "a short link: resolve it first with `tiktok-bot resolve URL`, then pass the post URL"
+        )
+    raise InvalidLink(f"not a TikTok post URL: {text}")
+
+
+def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
+    """The MetadataService the settings describe: providers in configured order, unconfigured skipped."""
+    ed_token = settings.ensembledata.token
+    research_secret = settings.research.client_secret
+    providers = build_providers(
+        settings.metadata.providers,
+        client=client,
+        ed_token=ed_token.get_secret_value() if ed_token else None,
+        ed_url=settings.ensembledata.url,
+        research_key=settings.research.client_key,
+        research_secret=research_secret.get_secret_value() if research_secret else None,
+        research_url=settings.research.url,
+        qps=settings.research.qps,
+        daily_quota=settings.research.daily_quota,
+    )
+    return MetadataService(providers, cache_ttl=settings.metadata.cache_ttl)
+
+
+def metadata_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled HTTP client the metadata providers share."""
+    timeout = settings.ensembledata.timeout
+    options = HttpOptions(read_timeout=timeout, write_timeout=timeout)
+    return make_client(routes=parse_routes(settings.upstream_routes), options=options)
+
+
+async def _run(
+    settings: Settings,
+    as_json: bool,
+    ask: Callable[[MetadataService], Awaitable[Answer[Any]]],
+    card: Callable[[Any], list[str]],
+) -> int:
+    try:
+        async with metadata_client(settings) as client:
+            answer = await ask(build_metadata_service(settings, client))
+    except NotConfigured as exc:
+        print(f"tiktok-bot: {exc.message}", file=sys.stderr)
+        return 2
+    except ServiceError as exc:
+        print(f"tiktok-bot: {exc.message}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(model_json(answer.value), ensure_ascii=False, indent=2))
+        print(cost_line(answer), file=sys.stderr)
+    else:
+        print("\n".join([*card(answer.value), cost_line(answer)]))
+    return 0
+
+
+async def info_post(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a post's card."""
+    try:
+        link = post_link(args.url)
+    except ServiceError as exc:
+        print(f"tiktok-bot: {exc.message}", file=sys.stderr)
+        return 1
+    return await _run(settings, args.json, lambda s: s.post(link), post_card)
+
+
+async def info_user(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a profile's card."""
+    return await _run(settings, args.json, lambda s: s.profile(args.name), profile_card)
+
+
+async def info_hashtag(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a page of a hashtag's posts."""
+    return await _run(
+        settings, args.json, lambda s: s.hashtag(args.tag, args.cursor, args.limit), hashtag_card
+    )
+
+
+# --- cards: plain text built from services.formatting ---
+
+
+def cost_line(answer: Answer[Any]) -> str:
+    """`via ensembledata · 1 unit · 1 request`, or `via research · cached`."""
+    if answer.cached:
+        return f"via {answer.provider} · cached"
+    units = f"{answer.units} unit{'' if answer.units == 1 else 's'}"
+    requests = f"{answer.requests} request{'' if answer.requests == 1 else 's'}"
+    return f"via {answer.provider} · {units} · {requests}"
+
+
+def post_card(post: Post) -> list[str]:
+    """A post as lines of text."""
+    who = f"@{post.author}" if post.author else "unknown author"
+    if post.author_name:
+        who += f" ({post.author_name})"
+    head = [who]
+    if post.created:
+        head.append(formatting.date(post.created))
+    lines = [" · ".join(head)]
+    if post.description:
+        lines.append(post.description)
+    kind = f"photos ×{post.image_count}" if post.is_photo else "video"
+    shape = [kind]
+    if post.duration:
+        shape.append(formatting.duration(post.duration))
+    if post.width and post.height:
+        shape.append(f"{post.width}×{post.height}")
+    lines.append(" · ".join(shape))
+    stats = formatting.stats_line(post.stats)
+    if stats:
+        lines.append(stats)
+    if post.music and (post.music.title or post.music.author):
+        lines.append("sound: " + " — ".join(x for x in (post.music.title, post.music.author) if x))
+    if post.hashtags:
+        lines.append(formatting.hashtag_list(post.hashtags, limit=8))
+    lines.append(post.url)
+    return lines
+
+
+def profile_card(profile: Profile) -> list[str]:
+    """A profile as lines of text."""
+    head = f"{profile.nickname} (@{profile.username})" if profile.nickname else f"@{profile.username}"
+    flags = [flag for flag, on in (("verified", profile.verified), ("private", profile.private)) if on]
+    lines = [head + (f" · {', '.join(flags)}" if flags else "")]
+    if profile.bio:
+        lines.append(profile.bio)
+    counts = formatting.profile_line(profile)
+    if counts:
+        lines.append(counts)
+    lines.append(profile.url)
+    return lines
+
+
+def hashtag_card(page: HashtagPage) -> list[str]:
+    """A hashtag page as lines of text, one per post."""
+    shown = f"{len(page.posts)} post{'' if len(page.posts) == 1 else 's'}"
+    total = f" of {formatting.compact_number(page.total)}" if page.total is not None else ""
+    lines = [f"#{page.tag} · {shown}{total}"]
+    for index, post in enumerate(page.posts, 1):
+        bits = [f"@{post.author}" if post.author else "?"]
+        if post.stats.views is not None:
+            bits.append(f"{formatting.compact_number(post.stats.views)} views")
+        if post.stats.likes is not None:
+            bits.append(f"{formatting.compact_number(post.stats.likes)} likes")
+        if post.duration:
+            bits.append(formatting.duration(post.duration))
+        caption = post.description.replace("\n", " ")
+        caption = caption if len(caption) <= 60 else caption[:59] + "…"
+        lines.append(
+            f"{index:>2}. {' · '.join(bits)} — {caption}" if caption else f"{index:>2}. {' · '.join(bits)}"
+        )
+        lines.append(f"    {post.url}")
+    if page.next_cursor:
+        lines.append(f"next page: --cursor {page.next_cursor}")
+    lines.append(page.url)
+    return lines
+
+
+def model_json(value: Any) -> Any:
+    """A model as plain JSON data: dataclasses as objects, datetimes as ISO 8601, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: model_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [model_json(v) for v in value]
+    return value

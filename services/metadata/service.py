@@ -1,0 +1,171 @@
+"""MetadataService: posts, profiles and hashtag pages from a chain of providers, cached, with their cost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+from services.errors import InvalidLink, NotConfigured, NotFound, QuotaExceeded, UpstreamError, UserNotFound
+from services.links import LinkKind, TikTokLink
+from services.metadata.models import HashtagPage, Metered, Post, Profile
+from services.metadata.providers import (
+    EnsembleDataProvider,
+    MetadataProvider,
+    ResearchProvider,
+    build_providers,
+)
+
+__all__ = [
+    "Answer",
+    "EnsembleDataProvider",
+    "MetadataProvider",
+    "MetadataService",
+    "ResearchProvider",
+    "build_providers",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Failures another provider may not share; NotFound and PostUnavailable are facts about TikTok itself.
+FALLBACK_ON = (UpstreamError, QuotaExceeded, NotConfigured)
+MAX_LIMIT = 50
+MAX_CURSOR_DIGITS = 6  # a cursor is a post offset; it rides in Telegram callback data (64 bytes with the tag)
+_USERNAME = re.compile(r"[\w.\-]{1,64}")
+_TAG = re.compile(r"\w{1,100}")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[T]):
+    """A metadata result: the value, which provider answered, and what it cost (0 when `cached`)."""
+
+    value: T
+    provider: str
+    units: int = 0
+    requests: int = 0
+    cached: bool = False
+
+
+class _TTLCache:
+    """Answers by key for `ttl` seconds, at most `max_entries` of them (the oldest go first)."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float], max_entries: int) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._max = max_entries
+        self._items: OrderedDict[Hashable, tuple[float, Answer[Any]]] = OrderedDict()
+
+    def get(self, key: Hashable) -> Answer[Any] | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            del self._items[key]
+            return None
+        return item[1]
+
+    def put(self, key: Hashable, answer: Answer[Any]) -> None:
+        if self._ttl <= 0:
+            return
+        self._items[key] = (self._clock() + self._ttl, answer)
+        self._items.move_to_end(key)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class MetadataService:
+    """Looks posts, profiles and hashtags up through providers in order, falling back on upstream trouble."""
+
+    def __init__(
+        self,
+        providers: Sequence[MetadataProvider],
+        *,
+        cache_ttl: float = 600,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 2048,
+    ) -> None:
+        if not providers:
+            raise NotConfigured("no metadata provider is configured")
+        self.providers = tuple(providers)
+        self._cache = _TTLCache(cache_ttl, clock, max_entries)
+        self._flights: dict[Hashable, asyncio.Lock] = {}
+
+    async def post(self, link: TikTokLink) -> Answer[Post]:
+        """The post a resolved post link points to."""
+        if link.kind is not LinkKind.POST or not link.post_id:
+            raise InvalidLink("not a link to a TikTok post (short links must be resolved first)")
+        return await self._ask(("post", link.post_id), "post", lambda p: p.post(link))
+
+    async def profile(self, username: str) -> Answer[Profile]:
+        """An account by username (a leading `@` is fine)."""
+        name = username.strip().removeprefix("@")
+        if not _USERNAME.fullmatch(name):
+            raise UserNotFound(f"{username!r} is not a TikTok username")
+        return await self._ask(("profile", name.lower()), "profile", lambda p: p.profile(name))
+
+    async def hashtag(self, tag: str, cursor: str | None = None, limit: int = 10) -> Answer[HashtagPage]:
+        """Up to `limit` (1..50) posts of a hashtag from `cursor`, the `next_cursor` of the previous page."""
+        name = tag.strip().removeprefix("#").lower()
+        if not _TAG.fullmatch(name):
+            raise NotFound(f"{tag!r} is not a hashtag")
+        start = cursor or None
+        if start is not None and not (start.isdigit() and len(start) <= MAX_CURSOR_DIGITS):
+            raise NotFound("that page of the hashtag no longer exists")
+        count = min(max(limit, 1), MAX_LIMIT)
+        return await self._ask(
+            ("hashtag", name, start, count), "hashtag", lambda p: p.hashtag(name, start, count)
+        )
+
+    async def _ask(
+        self, key: Hashable, action: str, call: Callable[[MetadataProvider], Awaitable[Metered[T]]]
+    ) -> Answer[T]:
+        hit = self._cache.get(key)
+        if hit is not None:
+            return _cached(hit)
+        # One upstream call per key at a time: whoever waited finds the answer in the cache.
+        lock = self._flights.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    return _cached(hit)
+                answer = await self._first_answer(action, call)
+                self._cache.put(key, answer)
+                return answer
+        finally:
+            if not lock.locked() and self._flights.get(key) is lock:
+                del self._flights[key]
+
+    async def _first_answer(
+        self, action: str, call: Callable[[MetadataProvider], Awaitable[Metered[T]]]
+    ) -> Answer[T]:
+        failure: Exception | None = None
+        for provider in self.providers:
+            try:
+                got = await call(provider)
+            except FALLBACK_ON as exc:
+                log.warning(
+                    "metadata provider %s failed (%s), trying the next",
+                    provider.name,
+                    exc.code,
+                    extra={"action": f"metadata.{action}", "backend": provider.name, "outcome": exc.code},
+                )
+                failure = exc
+                continue
+            return Answer(got.value, provider.name, got.units, got.requests)
+        assert failure is not None  # providers is never empty
+        raise failure
+
+
+def _cached(answer: Answer[T]) -> Answer[T]:
+    return replace(answer, units=0, requests=0, cached=True)

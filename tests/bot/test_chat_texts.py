@@ -1,0 +1,91 @@
+"""Catalogues and error texts: every language has every key; every error kind has its own reply."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.chat.errors import error_text, human_size
+from bot.chat.i18n import catalogues, pick_language, t
+from services.errors import (
+    InvalidLink,
+    LinkNotFound,
+    NotConfigured,
+    PostUnavailable,
+    QuotaExceeded,
+    RateLimited,
+    TooLarge,
+    UnavailableReason,
+    UnsafeRedirect,
+    UpstreamError,
+    UpstreamTimeout,
+    UserNotFound,
+)
+
+
+def test_every_language_has_every_key_and_placeholders() -> None:
+    cats = catalogues()
+    assert {"en", "ru"} <= set(cats)
+    english = cats["en"]
+    for lang, cat in cats.items():
+        assert set(cat) == set(english), lang
+        for key, text in english.items():
+            assert _fields(cat[key]) == _fields(text), (lang, key)
+
+
+def _fields(text: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+@pytest.mark.parametrize(
+    ("code", "preferred", "expected"),
+    [
+        ("ru", None, "ru"),
+        ("ru-RU", None, "ru"),
+        ("en-US", None, "en"),
+        ("de", None, "en"),
+        (None, None, "en"),
+        ("en", "ru", "ru"),
+        ("ru", "auto", "ru"),
+        ("ru", "xx", "ru"),
+    ],
+)
+def test_pick_language(code: str | None, preferred: str | None, expected: str) -> None:
+    assert pick_language(code, preferred) == expected
+
+
+ERRORS = [
+    RateLimited(12.2),
+    *(PostUnavailable(r) for r in UnavailableReason),
+    TooLarge(size=64_000_000, limit=50_000_000),
+    UserNotFound(),
+    InvalidLink(),
+    LinkNotFound(),
+    UnsafeRedirect(),
+    QuotaExceeded(),
+    NotConfigured(),
+    UpstreamError(),
+    RuntimeError("boom"),
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_each_error_kind_has_a_distinct_text(lang: str) -> None:
+    texts = [error_text(exc, lang) for exc in ERRORS]
+    assert len(set(texts)) == len(texts)
+    assert all(text and "{" not in text for text in texts)
+    assert "13" in error_text(RateLimited(12.2), lang)
+    assert "64.0 MB" in error_text(TooLarge(size=64_000_000, limit=50_000_000), lang)
+    assert error_text(UpstreamTimeout(), lang) == error_text(UpstreamError(), lang)
+
+
+def test_russian_differs_from_english() -> None:
+    assert t("ru", "error.unavailable:private") != t("en", "error.unavailable:private")
+    assert "boom" not in error_text(RuntimeError("boom"), "en")
+
+
+def test_human_size() -> None:
+    assert human_size(512) == "512 B"
+    assert human_size(50_000_000) == "50.0 MB"
+    assert human_size(2_000_000_000) == "2.0 GB"

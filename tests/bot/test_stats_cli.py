@@ -1,0 +1,113 @@
+"""`tiktok-bot stats`: on a database not yet created, on a populated one, and on one it must refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from services.store import Store, UsageEvent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if "__" in key or key == "UPSTREAM_ROUTES":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state" / "bot.sqlite3"
+    monkeypatch.setenv("DATABASE__PATH", str(path))
+    return path
+
+
+def populate(path: Path) -> None:
+    async def write() -> None:
+        store = await Store.open(path)
+        now = datetime.now(UTC)
+        for n in range(30):
+            store.usage.record(
+                UsageEvent(
+                    platform="telegram" if n % 3 else "discord",
+                    action="link" if n % 5 else "post",
+                    user_id=n % 4,
+                    chat_id=100 + n % 2,
+                    target=f"73{n % 3}",
+                    backend="ttsave",
+                    outcome="ok" if n % 10 else "upstream_error",
+                    latency_ms=float(n),
+                    at=now - timedelta(hours=n),
+                )
+            )
+        store.usage.record(UsageEvent("telegram", "link", at=now - timedelta(days=30)))
+        await store.aclose()
+
+    asyncio.run(write())
+
+
+def test_fresh_database_table(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert f"Database {db_path} (not created yet: no usage recorded)" in out
+    assert "(7 days)" in out and "requests        0" in out
+    assert not db_path.exists() and not db_path.parent.exists()  # reading stats creates nothing
+
+
+def test_fresh_database_json(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--days", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["exists"] is False and data["database"] == str(db_path)
+    assert data["days"] == 2 and data["requests"] == 0 and data["top_posts"] == []
+    assert data["latency_ms"] == {"p50": None, "p95": None}
+
+
+def test_populated_database_table(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(db_path)
+    assert main(["stats", "--days", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Database {db_path}"
+    assert "requests        24" in out  # 0..23 hours old; the 24-hour-old row fell out while the CLI started
+    assert "backend  requests  errors  error rate" in out
+
+
+def test_populated_database_json(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(db_path)
+    assert main(["stats", "--json", "--top", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["exists"] is True
+    assert data["requests"] == 30  # the 30-day-old row is outside the default 7 days
+    assert data["by_platform"] == {"telegram": 20, "discord": 10}
+    assert data["by_action"] == {"link": 24, "post": 6}
+    assert data["by_outcome"] == {"ok": 27, "upstream_error": 3}
+    assert data["unique_users"] == 8  # users 0-3 on each platform
+    assert data["unique_chats"] == 4
+    assert data["top_posts"] == [{"target": "730", "count": 10}, {"target": "731", "count": 10}]
+    assert data["backends"] == [{"backend": "ttsave", "requests": 30, "errors": 3, "error_rate": 0.1}]
+    # Latencies 0..29: nearest rank 15 of 30 is 14, rank 29 is 28.
+    assert data["latency_ms"] == {"p50": 14.0, "p95": 28.0}
+
+
+def test_database_newer_than_the_code(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    populate(db_path)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (999, 'future', 0)")
+    conn.close()
+    assert main(["stats"]) == 1
+    err = capsys.readouterr().err
+    assert "schema version 999, newer than this code" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_days_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["stats", "--days", "0"])
+    assert "must be more than 0" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""services.formatting: the exact rounding of compact numbers, durations, dates and hashtag lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services import formatting
+from services.metadata.models import Profile, Stats
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0"),
+        (7, "7"),
+        (999, "999"),
+        (1_000, "1K"),
+        (1_049, "1K"),
+        (1_099, "1K"),
+        (1_100, "1.1K"),
+        (1_234, "1.2K"),
+        (1_299, "1.2K"),  # rounded down: never overstate a count
+        (9_999, "9.9K"),
+        (12_345, "12.3K"),
+        (99_999, "99.9K"),
+        (100_000, "100K"),
+        (123_456, "123K"),
+        (999_999, "999K"),  # not "1000K", not "1M"
+        (1_000_000, "1M"),
+        (1_534_000, "1.5M"),
+        (3_400_000, "3.4M"),
+        (3_499_999, "3.4M"),
+        (99_950_000, "99.9M"),
+        (100_000_000, "100M"),
+        (999_999_999, "999M"),
+        (1_000_000_000, "1B"),
+        (1_100_000_000, "1.1B"),
+        (1_304_183_341, "1.3B"),
+        (123_456_789_012, "123B"),
+        (-1_234, "-1.2K"),
+    ],
+)
+def test_compact_number(n: int, text: str) -> None:
+    assert formatting.compact_number(n) == text
+
+
+def _value(text: str) -> float:
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9}
+    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
+
+
+@given(st.integers(min_value=0, max_value=10**13))
+def test_compact_number_never_overstates_and_stays_close(n: int) -> None:
+    text = formatting.compact_number(n)
+    shown = _value(text)
+    assert shown <= n
+    # Off by less than one step of the last shown digit (a tenth below 100 units, a unit above).
+    assert n - shown < max(n * 0.1, 1)
+    assert len(text) <= 5 or text.endswith("B")
+
+
+def test_maybe_number() -> None:
+    assert formatting.maybe_number(None) == "—"
+    assert formatting.maybe_number(None, "?") == "?"
+    assert formatting.maybe_number(1500) == "1.5K"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0:00"),
+        (0.4, "0:00"),
+        (0.5, "0:01"),  # halves round up
+        (7, "0:07"),
+        (7.6, "0:08"),
+        (59.5, "1:00"),
+        (95, "1:35"),
+        (600, "10:00"),
+        (3599, "59:59"),
+        (3600, "1:00:00"),
+        (3723, "1:02:03"),
+        (36_000, "10:00:00"),
+        (-3, "0:00"),
+    ],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert formatting.duration(seconds) == text
+
+
+def test_dates_are_utc() -> None:
+    moment = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert formatting.date(moment) == "2023-11-14"
+    assert formatting.date_time(moment) == "2023-11-14 22:13 UTC"
+    # The same instant seen from UTC+3 is already the next day there; the card still says the UTC date.
+    east = moment.astimezone(timezone(timedelta(hours=3)))
+    assert formatting.date(east) == "2023-11-14"
+    assert formatting.date_time(east) == "2023-11-14 22:13 UTC"
+    assert formatting.date(datetime(2024, 2, 29, 23, 59)) == "2024-02-29"  # naive: taken as UTC
+
+
+@pytest.mark.parametrize(
+    ("tags", "limit", "text"),
+    [
+        ((), 5, ""),
+        (("pasta",), 5, "#pasta"),
+        (("pasta", "#cooking"), 5, "#pasta #cooking"),
+        (("a", "b", "c", "d", "e", "f", "g"), 5, "#a #b #c #d #e +2"),
+        (("a", "A", "b", "a"), 5, "#a #b"),  # case-insensitive duplicates go
+        (("a", "b", "c"), 3, "#a #b #c"),
+        (("a", "b", "c"), 0, "+3"),
+        (("", " ", "#"), 5, ""),
+    ],
+)
+def test_hashtag_list(tags: tuple[str, ...], limit: int, text: str) -> None:
+    assert formatting.hashtag_list(tags, limit) == text
+
+
+def test_stats_and_profile_lines_leave_out_unknowns() -> None:
+    stats = Stats(views=1_534_000, likes=240_100, comments=1_320, shares=905, saves=5_012)
+    assert formatting.stats_line(stats) == "1.5M views · 240K likes · 1.3K comments · 905 shares · 5K saves"
+    assert formatting.stats_line(Stats(views=12)) == "12 views"
+    assert formatting.stats_line(Stats()) == ""
+    profile = Profile("cook", followers=1_234_567, following=321, likes=98_765_432, videos=42)
+    assert formatting.profile_line(profile) == "1.2M followers · 321 following · 98.7M likes · 42 videos"
+    assert formatting.profile_line(Profile("x", videos=0)) == "0 videos"
+
+
+def test_no_markup() -> None:
+    # Platform-neutral: what a caption says is passed through for the frontend to escape.
+    assert formatting.hashtag_list(["<b>"]) == "#<b>"
