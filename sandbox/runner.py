@@ -13,7 +13,7 @@ E = TypeVar("E", bound=Emulator)
 
 def all_emulators() -> list[Emulator]:
     """One fresh instance of every emulator the sandbox offers."""
-    # Each upstream issue appends its emulator here.
+    # Imported here so importing the runner stays cheap.
     from sandbox.discord import DiscordEmulator
     from sandbox.ensembledata import EnsembleDataEmulator
     from sandbox.research import ResearchEmulator
@@ -22,12 +22,12 @@ def all_emulators() -> list[Emulator]:
     from sandbox.ttsave import TTSaveEmulator
 
     return [
+        TikTokEmulator(),
+        TTSaveEmulator(),
         EnsembleDataEmulator(),
         ResearchEmulator(),
         TelegramEmulator(),
         DiscordEmulator(),
-        TikTokEmulator(),
-        TTSaveEmulator(),
     ]
 
 

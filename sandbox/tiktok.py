@@ -27,7 +27,7 @@ from aiohttp import web
 
 from sandbox.blobs import Blob
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status
-from sandbox.fault_modes import GONE, FaultControl, gone, stall
+from sandbox.fault_control import GONE, FaultControl, gone, stall
 
 WEB_HOSTS = ("www.tiktok.com", "tiktok.com", "m.tiktok.com")
 SHORT_HOSTS = ("vm.tiktok.com", "vt.tiktok.com")

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from sandbox.blobs import Blob
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status
-from sandbox.fault_modes import GONE, FaultControl, gone, stall
+from sandbox.fault_control import GONE, FaultControl, gone, stall
 from sandbox.tiktok import TikTokEmulator
 
 CONTENT_TYPES = ("VIDEO_ONLY", "ORIGINAL")

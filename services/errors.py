@@ -13,6 +13,7 @@ ServiceError                      base; `code` is the stable string logged in th
 ├── RateLimited                   a user or chat asked too often; `retry_after` seconds
 ├── QuotaExceeded                 an upstream's units or daily quota are spent
 ├── NotConfigured                 no backend or provider is configured for the request
+├── ShuttingDown                  the process is stopping; the request was cancelled
 ├── StoreError                    the SQLite store failed, or refused a database newer than the code
 └── UpstreamError                 an upstream failed (5xx, bad body, transport error)
     ├── UpstreamTimeout           it did not answer in time
@@ -136,6 +137,12 @@ class StoreError(ServiceError):
     """The SQLite store failed, or refused a database it cannot safely use."""
 
     code = "store_error"
+
+
+class ShuttingDown(ServiceError):
+    """The bot is restarting; the request was cancelled."""
+
+    code = "shutting_down"
 
 
 class UpstreamError(ServiceError):

@@ -14,6 +14,7 @@ from services.errors import (
     QuotaExceeded,
     RateLimited,
     ServiceError,
+    ShuttingDown,
     TooLarge,
     UnsafeRedirect,
     UpstreamError,
@@ -56,6 +57,8 @@ def error_text(exc: BaseException, lang: str) -> str:
             return t(lang, "error.quota_exceeded")
         case NotConfigured():
             return t(lang, "error.not_configured")
+        case ShuttingDown():
+            return t(lang, "error.shutting_down")
         case UpstreamError():
             return t(lang, "error.upstream")
         case ServiceError():

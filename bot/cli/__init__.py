@@ -23,9 +23,9 @@ class CommandModule(Protocol):
 
 def _modules() -> list[CommandModule]:
     # Imported here so `tiktok-bot --help` stays fast and a frontend's import cost is paid only when used.
-    from bot.cli import download, info, links, sandbox, settings, stats
+    from bot.cli import download, info, links, run, sandbox, settings, stats
 
-    return [links, info, settings, stats, download, sandbox]
+    return [links, download, info, stats, settings, sandbox, run]
 
 
 def build_parser() -> argparse.ArgumentParser:

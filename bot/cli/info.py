@@ -10,15 +10,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from bot.config import Settings
+from bot.wiring import build_metadata_service, metadata_client
 from services import formatting
 from services.errors import InvalidLink, NotConfigured, ServiceError
-from services.http import HttpOptions, make_client, parse_routes
 from services.links import LinkKind, TikTokLink, canonical_post_url, find_links
 from services.metadata.models import HashtagPage, Post, Profile
-from services.metadata.service import Answer, MetadataService, build_providers
+from services.metadata.service import Answer, MetadataService
 
 MAX_HASHTAG_LIMIT = 50
 
@@ -70,31 +68,6 @@ def post_link(text: str) -> TikTokLink:
             "a short link: resolve it first with `tiktok-bot resolve URL`, then pass the post URL"
         )
     raise InvalidLink(f"not a TikTok post URL: {text}")
-
-
-def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
-    """The MetadataService the settings describe: providers in configured order, unconfigured skipped."""
-    ed_token = settings.ensembledata.token
-    research_secret = settings.research.client_secret
-    providers = build_providers(
-        settings.metadata.providers,
-        client=client,
-        ed_token=ed_token.get_secret_value() if ed_token else None,
-        ed_url=settings.ensembledata.url,
-        research_key=settings.research.client_key,
-        research_secret=research_secret.get_secret_value() if research_secret else None,
-        research_url=settings.research.url,
-        qps=settings.research.qps,
-        daily_quota=settings.research.daily_quota,
-    )
-    return MetadataService(providers, cache_ttl=settings.metadata.cache_ttl)
-
-
-def metadata_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled HTTP client the metadata providers share."""
-    timeout = settings.ensembledata.timeout
-    options = HttpOptions(read_timeout=timeout, write_timeout=timeout)
-    return make_client(routes=parse_routes(settings.upstream_routes), options=options)
 
 
 async def _run(

@@ -13,6 +13,7 @@ from services.errors import (
     PostUnavailable,
     QuotaExceeded,
     RateLimited,
+    ShuttingDown,
     TooLarge,
     UnavailableReason,
     UnsafeRedirect,
@@ -65,6 +66,7 @@ ERRORS = [
     UnsafeRedirect(),
     QuotaExceeded(),
     NotConfigured(),
+    ShuttingDown(),
     UpstreamError(),
     RuntimeError("boom"),
 ]

@@ -1,0 +1,368 @@
+"""The link-to-media flow both frontends share: limits, resolution, the sent-media cache, download, usage log.
+
+A frontend supplies a `MediaSender` that knows its platform's upload calls; everything else — which
+links, in what order, whether a cached reference can be re-sent, what to do when it is stale or the file is
+too large, and what goes into the usage log — lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from services.download.models import Want
+from services.download.service import DownloadService, Media
+from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
+from services.links import LinkKind, ShortLinkResolver, TikTokLink
+from services.metadata.models import Music, Post, Stats
+from services.metadata.service import MetadataService
+from services.ratelimit import ConcurrencyGate, RateLimits
+from services.store import Store
+from services.store.usage import UsageEvent
+
+log = logging.getLogger("tiktok_bot.flow")
+
+PRIVATE_CHAT_TYPES = frozenset({"private", "dm"})
+QueuedNotice = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatContext:
+    """Who asked, where: enough to limit, localise, reply and log."""
+
+    platform: str
+    chat_id: int | str
+    chat_type: str
+    user_id: int | str | None
+    language: str = "en"
+
+    @property
+    def is_private(self) -> bool:
+        """A one-to-one chat, where every failure gets its specific answer."""
+        return self.chat_type in PRIVATE_CHAT_TYPES
+
+
+class StaleReference(Exception):
+    """The platform rejected a cached file reference; the flow downloads afresh."""
+
+
+@dataclass(slots=True)
+class Sent:
+    """What a sender delivered: references to cache (variant -> ref) and bytes uploaded."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    bytes_sent: int = 0
+
+
+class MediaSender(Protocol):
+    """A platform's way of delivering media into one chat."""
+
+    @property
+    def upload_limit(self) -> int:
+        """Bytes one upload may carry in this destination."""
+
+    async def working(self, want: Want) -> None:
+        """Show that the bot is working (chat action, typing)."""
+
+    async def send_cached(self, post: Post | None, refs: Mapping[str, str], want: Want) -> Sent:
+        """Re-send from cached references; raise StaleReference if the platform refuses one."""
+
+    async def send_media(self, media: Media, post: Post | None, want: Want) -> Sent:
+        """Upload downloaded media with its caption; return references worth caching."""
+
+    async def send_too_large(self, post: Post | None, link: TikTokLink, error: TooLarge) -> None:
+        """Tell the chat the media is over the limit, with the stats and the link."""
+
+    async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
+        """Tell the chat one link failed (the sender knows how terse to be in this chat)."""
+
+
+@dataclass(slots=True)
+class Tracker:
+    """What one interaction did, filled in by its body, recorded when it ends."""
+
+    target: str | None = None
+    backend: str | None = None
+    bytes_sent: int = 0
+    cache_hit: bool = False
+    units: int = 0
+    outcome: str = "ok"
+
+
+def _post_to_json(post: Post) -> str:
+    data = asdict(post)
+    data["created"] = post.created.isoformat() if post.created else None
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _post_from_json(text: str) -> Post | None:
+    try:
+        data: dict[str, Any] = json.loads(text)
+        data["stats"] = Stats(**data.get("stats") or {})
+        data["music"] = Music(**data["music"]) if data.get("music") else None
+        data["hashtags"] = tuple(data.get("hashtags") or ())
+        data["created"] = datetime.fromisoformat(data["created"]) if data.get("created") else None
+        return Post(**data)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+POST_VARIANT = "post"
+
+
+class _KeyedLock:
+    """A lock shared by everyone delivering one post, forgotten when the last of them is done."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+def variant_prefix(want: Want) -> str:
+    """The cache-variant family one request uses: `video:` refs for videos/photos, `audio:` for sound only."""
+    return "audio:" if want is Want.AUDIO else "media:"
+
+
+class LinkFlow:
+    """Turns links in a chat into media in that chat, once per post when it can."""
+
+    def __init__(
+        self,
+        *,
+        resolver: ShortLinkResolver,
+        downloads: DownloadService,
+        store: Store,
+        limits: RateLimits,
+        gate: ConcurrencyGate,
+        metadata: MetadataService | None = None,
+    ) -> None:
+        self.resolver = resolver
+        self.downloads = downloads
+        self.store = store
+        self.limits = limits
+        self.gate = gate
+        self.metadata = metadata
+        self._locks: dict[tuple[str, str, str], _KeyedLock] = {}
+
+    @asynccontextmanager
+    async def track(
+        self, ctx: ChatContext, action: str, target: str | None = None, *, tracker: Tracker | None = None
+    ) -> AsyncIterator[Tracker]:
+        """Time the body and record one usage row with its outcome, whatever happens."""
+        tracker = tracker or Tracker(target=target)
+        started = time.perf_counter()
+        try:
+            yield tracker
+        except BaseException as exc:
+            tracker.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else error_code(exc)
+            raise
+        finally:
+            latency = (time.perf_counter() - started) * 1000
+            self.store.usage.record(
+                UsageEvent(
+                    platform=ctx.platform,
+                    action=action,
+                    chat_id=ctx.chat_id,
+                    chat_type=ctx.chat_type,
+                    user_id=ctx.user_id,
+                    target=tracker.target,
+                    backend=tracker.backend,
+                    outcome=tracker.outcome,
+                    bytes_sent=tracker.bytes_sent,
+                    latency_ms=latency,
+                    cache_hit=tracker.cache_hit,
+                    units=tracker.units,
+                )
+            )
+            log.info(
+                "%s %s",
+                action,
+                tracker.outcome,
+                extra={
+                    "platform": ctx.platform,
+                    "chat": ctx.chat_id,
+                    "action": action,
+                    "target": tracker.target,
+                    "backend": tracker.backend,
+                    "outcome": tracker.outcome,
+                    "latency_ms": round(latency, 1),
+                },
+            )
+
+    def check_limits(self, ctx: ChatContext) -> None:
+        """Count one request against the user's and the chat's limits (raises RateLimited)."""
+        self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id))
+
+    async def deliver_all(
+        self,
+        ctx: ChatContext,
+        links: Sequence[TikTokLink],
+        sender: MediaSender,
+        *,
+        want: Want = Want.VIDEO,
+        action: str = "link",
+        on_queued: QueuedNotice | None = None,
+    ) -> list[str]:
+        """Deliver each link's media in order, each post once; every failure is answered and logged."""
+        seen: set[str] = set()
+        return [
+            await self.deliver(ctx, link, sender, want=want, action=action, on_queued=on_queued, seen=seen)
+            for link in links
+        ]
+
+    async def deliver(
+        self,
+        ctx: ChatContext,
+        link: TikTokLink,
+        sender: MediaSender,
+        *,
+        want: Want = Want.VIDEO,
+        action: str = "link",
+        on_queued: QueuedNotice | None = None,
+        seen: set[str] | None = None,
+    ) -> str:
+        """Deliver one link's media; answer and log any failure. Returns the logged outcome."""
+        tracker = Tracker(target=link.post_id or link.code or link.url)
+        try:
+            async with self.track(ctx, action, tracker=tracker):
+                self.check_limits(ctx)
+                async with self.gate.slot(on_queued):
+                    resolved = await self.resolve(link)
+                    assert resolved.post_id is not None
+                    tracker.target = resolved.post_id
+                    if seen is not None:
+                        if resolved.post_id in seen:
+                            tracker.outcome = "duplicate"  # a short and a long link to one post: one reply
+                            return tracker.outcome
+                        seen.add(resolved.post_id)
+                    await self.send_post(ctx.platform, resolved, sender, want, tracker)
+        except TooLarge as exc:
+            await self._answer_too_large(sender, link, exc)
+        except ServiceError as exc:
+            await self._answer(sender, exc, link)
+        except asyncio.CancelledError:
+            # Shutting down mid-delivery: say so rather than leave the chat waiting, then stop.
+            await asyncio.shield(self._answer(sender, ShuttingDown(), link))
+            raise
+        except Exception as exc:
+            log.exception("unexpected failure", extra={"platform": ctx.platform, "chat": ctx.chat_id})
+            await self._answer(sender, exc, link)
+        return tracker.outcome
+
+    async def _answer(self, sender: MediaSender, exc: BaseException, link: TikTokLink | None) -> None:
+        try:
+            await sender.send_error(exc, link)
+        except Exception:
+            log.exception("could not send the error reply")
+
+    async def _answer_too_large(self, sender: MediaSender, link: TikTokLink, exc: TooLarge) -> None:
+        post: Post | None = None
+        if self.metadata is not None and link.post_id:
+            try:
+                post = (await self.metadata.post(link)).value
+            except ServiceError:
+                post = None
+        try:
+            await sender.send_too_large(post, link, exc)
+        except Exception:
+            log.exception("could not send the too-large reply")
+
+    async def resolve(self, link: TikTokLink) -> TikTokLink:
+        """The post link behind `link` (short links are resolved safely)."""
+        if link.kind is LinkKind.SHORT:
+            link = await self.resolver.resolve(link)
+        if link.kind is not LinkKind.POST or not link.post_id:
+            raise InvalidLink("not a post link")
+        return link
+
+    async def send_post(
+        self, platform: str, link: TikTokLink, sender: MediaSender, want: Want, tracker: Tracker
+    ) -> None:
+        """Send a resolved post's media: by cached references when they work, else download and upload."""
+        post_id = link.post_id
+        assert post_id is not None
+        prefix = variant_prefix(want)
+        # One delivery per post and kind at a time: a burst of the same link downloads and uploads once,
+        # and everyone after the first is served from the cache it filled.
+        key = (platform, post_id, prefix)
+        slot = self._locks.get(key)
+        if slot is None:
+            slot = self._locks[key] = _KeyedLock()
+        slot.users += 1
+        try:
+            async with slot.lock:
+                if await self._send_from_cache(platform, post_id, sender, want, tracker):
+                    return
+                await sender.working(want)
+                async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
+                    tracker.backend = media.backend
+                    post = await self._complete(link, media.post, tracker)
+                    sent = await sender.send_media(media, post, want)
+                    tracker.bytes_sent = sent.bytes_sent
+                    await self._remember(platform, post_id, prefix, sent, post)
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._locks[key]
+
+    async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
+        """The post's metadata for the caption: from the backend if it has stats, else from metadata."""
+        if post is not None and post.stats.views is not None and post.author:
+            return post
+        if self.metadata is None:
+            return post
+        try:
+            answer = await self.metadata.post(link)
+        except ServiceError as exc:
+            # The media is here; a caption without stats is better than no reply.
+            log.info("no metadata for the caption: %s", exc.code)
+            return post
+        tracker.units += answer.units
+        return answer.value
+
+    async def cached_refs(
+        self, platform: str, post_id: str, want: Want
+    ) -> tuple[dict[str, str], Post | None]:
+        """The cached references (variant -> ref) of a post and its cached metadata, if any."""
+        prefix = variant_prefix(want)
+        refs = await self.store.media.get_many(platform, post_id, prefix)
+        if not refs:
+            return {}, None
+        meta = await self.store.media.get(platform, post_id, POST_VARIANT)
+        return {k.removeprefix(prefix): v for k, v in refs.items()}, (_post_from_json(meta) if meta else None)
+
+    async def _send_from_cache(
+        self, platform: str, post_id: str, sender: MediaSender, want: Want, tracker: Tracker
+    ) -> bool:
+        refs, post = await self.cached_refs(platform, post_id, want)
+        if not refs:
+            return False
+        try:
+            sent = await sender.send_cached(post, refs, want)
+        except StaleReference:
+            log.info("stale cached reference, downloading again", extra={"platform": platform})
+            await self.store.media.invalidate(platform, post_id)
+            return False
+        tracker.cache_hit = True
+        tracker.backend = "cache"
+        tracker.bytes_sent = sent.bytes_sent
+        return True
+
+    async def _remember(
+        self, platform: str, post_id: str, prefix: str, sent: Sent, post: Post | None
+    ) -> None:
+        if not sent.refs:
+            return
+        for variant, ref in sent.refs.items():
+            await self.store.media.put(platform, post_id, prefix + variant, ref)
+        if post is not None:
+            await self.store.media.put(platform, post_id, POST_VARIANT, _post_to_json(post))

@@ -1,0 +1,36 @@
+"""The operator's /stats message, the same on every platform: one compact block per period."""
+
+from __future__ import annotations
+
+from bot.chat.i18n import t
+from services.store.stats import StatsReport
+
+PERIODS = ((1, "today"), (7, "7 days"), (30, "30 days"))
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
+
+
+def stats_block(report: StatsReport, label: str, lang: str) -> list[str]:
+    """Lines for one period: requests, users, chats, errors per backend, latency, cache hits, units."""
+    lines = [
+        t(lang, "stats.title", days=label),
+        f"requests {report.requests} · users {report.unique_users} · chats {report.unique_chats}",
+        f"errors {report.errors} ({report.error_rate:.1%})",
+        f"latency p50 {_ms(report.latency_p50_ms)} · p95 {_ms(report.latency_p95_ms)}",
+    ]
+    ratio = report.cache_hit_ratio
+    lines.append(
+        f"cache hits {report.cache_hits}/{report.media_replies}"
+        + (f" ({ratio:.0%})" if ratio is not None else "")
+        + f" · units {report.units}"
+    )
+    if report.backends:
+        lines.append(
+            "backends: "
+            + ", ".join(f"{b.backend} {b.requests} req, {b.error_rate:.0%} err" for b in report.backends)
+        )
+    if report.top_posts:
+        lines.append("top: " + ", ".join(f"{target} ×{count}" for target, count in report.top_posts[:3]))
+    return lines

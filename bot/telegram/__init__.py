@@ -1,0 +1,1 @@
+"""The Telegram frontend (aiogram 3)."""

@@ -1,0 +1,120 @@
+"""Builds the process-lifetime objects from Settings in one place, and closes them in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+
+from bot.chat.flow import LinkFlow
+from bot.config import Settings
+from services.download.service import DownloadService, build_backends
+from services.errors import NotConfigured
+from services.http import HttpOptions, make_client, parse_routes
+from services.links import ShortLinkResolver
+from services.metadata.service import MetadataService, build_providers
+from services.ratelimit import ConcurrencyGate, RateLimits
+from services.store import Store
+
+log = logging.getLogger("tiktok_bot.wiring")
+
+
+@dataclass
+class App:
+    """Everything a frontend needs, built once per process."""
+
+    settings: Settings
+    store: Store
+    downloads: DownloadService
+    resolver: ShortLinkResolver
+    flow: LinkFlow
+    metadata: MetadataService | None = None
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Flush the usage log and close every client, whatever fails on the way."""
+        for closer in (self.downloads.aclose, self.store.aclose, *(c.aclose for c in self.clients)):
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while closing")
+
+
+def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
+    """The MetadataService the settings describe: providers in configured order, unconfigured skipped."""
+    ed_token = settings.ensembledata.token
+    research_secret = settings.research.client_secret
+    providers = build_providers(
+        settings.metadata.providers,
+        client=client,
+        ed_token=ed_token.get_secret_value() if ed_token else None,
+        ed_url=settings.ensembledata.url,
+        research_key=settings.research.client_key,
+        research_secret=research_secret.get_secret_value() if research_secret else None,
+        research_url=settings.research.url,
+        qps=settings.research.qps,
+        daily_quota=settings.research.daily_quota,
+    )
+    return MetadataService(providers, cache_ttl=settings.metadata.cache_ttl)
+
+
+def metadata_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled HTTP client the metadata providers share."""
+    timeout = settings.ensembledata.timeout
+    options = HttpOptions(read_timeout=timeout, write_timeout=timeout)
+    return make_client(routes=parse_routes(settings.upstream_routes), options=options)
+
+
+async def build_app(settings: Settings) -> App:
+    """Open the store, build one HTTP client per upstream family and the services on top of them."""
+    routes = parse_routes(settings.upstream_routes)
+    tiktok = make_client(
+        routes=routes, browser=True, options=HttpOptions(read_timeout=settings.download.timeout)
+    )
+    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    meta = metadata_client(settings)
+    clients = [tiktok, ttsave, meta]
+    db = settings.database
+    store = await Store.open(
+        db.path,
+        flush_rows=db.flush_rows,
+        flush_ms=db.flush_ms,
+        hash_user_ids=db.hash_user_ids,
+        salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
+        retention_days=db.retention_days,
+    )
+    downloads = DownloadService(
+        build_backends(
+            settings.download.backends,
+            tiktok_client=tiktok,
+            ttsave_client=ttsave,
+            ttsave_url=settings.ttsave.url,
+        ),
+        max_concurrent=settings.download.max_concurrent,
+        temp_root=settings.download.temp_dir,
+    )
+    try:
+        metadata: MetadataService | None = build_metadata_service(settings, meta)
+    except NotConfigured:
+        log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
+        metadata = None
+    resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
+    limits = settings.limits
+    flow = LinkFlow(
+        resolver=resolver,
+        downloads=downloads,
+        store=store,
+        limits=RateLimits(user_per_minute=limits.user_per_minute, chat_per_minute=limits.chat_per_minute),
+        gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
+        metadata=metadata,
+    )
+    return App(
+        settings=settings,
+        store=store,
+        downloads=downloads,
+        resolver=resolver,
+        flow=flow,
+        metadata=metadata,
+        clients=clients,
+    )

@@ -1,0 +1,117 @@
+"""End-to-end fixtures: every sandbox emulator on loopback, and the bot's App built from their environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, load_settings
+from bot.telegram.app import run_telegram
+from bot.wiring import App, build_app
+from sandbox.runner import Sandbox
+from sandbox.telegram import TelegramEmulator
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """Every emulator, started on loopback ports."""
+    box = Sandbox()
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.stop()
+
+
+@pytest.fixture
+def extra_env() -> dict[str, str]:
+    """Settings a test module adds to the sandbox environment (override to change them)."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    sandbox: Sandbox, tmp_path: Path, extra_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings pointing at the sandbox, with a fresh database; nothing from the developer's .env."""
+    for key in list(os.environ):
+        if "__" in key or key == "UPSTREAM_ROUTES":
+            monkeypatch.delenv(key)
+    env = {
+        **sandbox.env(),
+        "DATABASE__PATH": str(tmp_path / "bot.sqlite3"),
+        "DATABASE__FLUSH_MS": "20",
+        "DOWNLOAD__TEMP_DIR": str(tmp_path / "downloads"),
+        **extra_env,
+    }
+    (tmp_path / "downloads").mkdir()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings(None)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[App]:
+    """The bot's process-lifetime objects, closed (and the usage log flushed) at the end."""
+    built = await build_app(settings)
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+async def usage_rows(app: App) -> list[dict[str, object]]:
+    """Every usage row written so far, as dicts (the log is flushed first)."""
+    await app.store.usage.flush()
+    names = (
+        "platform",
+        "chat_id",
+        "chat_type",
+        "user_id",
+        "action",
+        "target",
+        "backend",
+        "outcome",
+        "bytes_sent",
+        "latency_ms",
+        "cache_hit",
+        "units",
+    )
+    rows = await app.store.db.fetchall(f"SELECT {', '.join(names)} FROM usage ORDER BY id")  # noqa: S608 - fixed column names
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+async def wait_rows(
+    app: App,
+    action: str,
+    count: int = 1,
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109
+) -> list[dict[str, object]]:
+    """The usage rows of one action once at least `count` exist (a reply lands before its row is logged)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = [r for r in await usage_rows(app) if r["action"] == action]
+        if len(rows) >= count:
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"only {len(rows)} {action!r} rows after {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def tg(app: App, sandbox: Sandbox) -> AsyncIterator[TelegramEmulator]:
+    """The Telegram frontend running against the emulator until the test ends."""
+    emu = sandbox.get(TelegramEmulator)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_telegram(app, stop))
+    await emu.wait_for(method="deleteWebhook", timeout=10)
+    try:
+        yield emu
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
