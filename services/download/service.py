@@ -210,6 +210,8 @@ class DownloadService:
         self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
     ) -> _Result:
         async with self._semaphore:
+            if self._temp_root is not None:
+                self._temp_root.mkdir(parents=True, exist_ok=True)
             attempts: list[Attempt] = []
             failures: list[BaseException] = []
             for backend in self._backends:

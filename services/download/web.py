@@ -469,7 +469,7 @@ class WebBackend:
         post_id = link.post_id if link.kind is LinkKind.POST and link.post_id else None
         if post_id is None:
             post_id = await self._resolve(link.url, session)
-        item = check_page(await self.read_page(post_id, session))
+        item = check_page(await self._read_page(post_id, session))
         meter = Meter(progress)
         files: list[MediaFile] = []
         music = item.music_url
@@ -507,9 +507,14 @@ class WebBackend:
     async def aclose(self) -> None:
         """Nothing to release: the HTTP client is shared and closed by its owner."""
 
-    async def read_page(self, post_id: str, session: _Session | None = None) -> PostPage:
+    async def read_page(self, post_id: str) -> PostPage:
+        """GET a post page in a session of its own and parse it (for metadata without media)."""
+        return await self._read_page(
+            post_id, _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
+        )
+
+    async def _read_page(self, post_id: str, session: _Session) -> PostPage:
         """GET the post page (following allowed redirects, keeping cookies) and parse it."""
-        session = session or _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
         url = httpx.URL(PAGE_URL.format(post_id=post_id))
         for _ in range(_MAX_HOPS):
             async with open_stream(

@@ -76,9 +76,16 @@ async def tiktok_client(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def ttsave_client() -> AsyncIterator[httpx.AsyncClient]:
-    """The client for TTSave (reached by its own URL); a short read timeout so `slow` faults bite."""
-    async with make_client(options=HttpOptions(read_timeout=0.3)) as client:
+    """The client for TTSave (reached by its own URL)."""
+    async with make_client(options=HttpOptions(read_timeout=5.0)) as client:
         yield client
+
+
+@pytest.fixture
+async def impatient_ttsave(sandbox: Sandbox) -> AsyncIterator[TTSaveBackend]:
+    """A TTSave backend whose client gives up after 0.3 s of silence, so `slow` faults (2 s) bite."""
+    async with make_client(options=HttpOptions(read_timeout=0.3)) as client:
+        yield TTSaveBackend(client, sandbox.env()["TTSAVE__URL"], retry=INSTANT)
 
 
 @pytest.fixture
