@@ -35,7 +35,7 @@ from services.download.models import (
     role_for,
 )
 from services.download.spool import Meter, Spool
-from services.download.streams import RetryPolicy, body_errors, open_stream, read_capped
+from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import (
     LinkNotFound,
     PostUnavailable,
@@ -50,6 +50,7 @@ from services.errors import (
 from services.http import is_allowed_url
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import Post, post_from_web
+from services.retry import RetryPolicy
 
 NAME = "web"
 PAGE_URL = "https://www.tiktok.com/@_/video/{post_id}"
@@ -454,7 +455,7 @@ class WebBackend:
         # The shared client must not keep cookies between fetches (users): switch its jar off.
         client.cookies = refusing_cookie_jar()
         self._client = client
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DOWNLOAD_RETRY
 
     async def fetch(
         self,

@@ -38,7 +38,7 @@ from services.metadata.models import (
     profile_from_mobile,
     profile_from_web,
 )
-from services.metadata.retry import RetryPolicy, retry_after
+from services.retry import RetryPolicy, retry_after
 
 UPSTREAM = "ensembledata"
 DEFAULT_URL = "https://ensembledata.com/apis"

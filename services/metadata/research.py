@@ -41,7 +41,7 @@ from services.metadata.models import (
     post_from_research,
     profile_from_research,
 )
-from services.metadata.retry import RetryPolicy
+from services.retry import RetryPolicy
 
 UPSTREAM = "research"
 DEFAULT_URL = "https://open.tiktokapis.com"

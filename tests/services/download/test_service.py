@@ -48,6 +48,9 @@ async def test_served_by_the_first_backend(chain: list[Backend], spool: Path, ti
         assert [a.backend for a in media.attempts] == ["ttsave"] and media.attempts[0].error_code is None
         assert media.files[0].path.read_bytes() == media_file("clip.mp4")
         assert media.files[0].path.is_relative_to(spool)
+        # TTSave says nothing of the video's size; the service reads it from the file.
+        video = media.files[0]
+        assert (video.width, video.height, video.duration) == (320, 568, 3.0)
     assert media.closed and leftovers(spool) == []
     assert tiktok.requests == []
 
