@@ -100,12 +100,6 @@ class DownloadSettings(_Section):
 
     _split = field_validator("backends", mode="before")(_split_commas)
 
-    @field_validator("temp_dir", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        # `DOWNLOAD__TEMP_DIR=` in .env means "the system default", not the working directory.
-        return None if isinstance(value, str) and not value.strip() else value
-
     @field_validator("backends")
     @classmethod
     def _known_backends(cls, value: list[str]) -> list[str]:
@@ -182,6 +176,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
+        # `KEY=` in .env (as .env.example has it) means "not set", not an empty value.
+        env_ignore_empty=True,
         extra="ignore",
     )
 
