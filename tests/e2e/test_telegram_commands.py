@@ -167,3 +167,19 @@ async def test_shutdown_flushes_the_usage_log(sandbox: Sandbox, settings: object
     finally:
         await store.aclose()
     assert ("post", "ok") in rows
+
+
+async def test_video_over_the_limit_goes_out_as_a_smaller_rendition(
+    tg: TelegramEmulator, app: App, sandbox: Sandbox
+) -> None:
+    from sandbox.tiktok import TikTokEmulator
+
+    chat, mark = await say(tg, BIG.url)
+    call = await tg.wait_for(method="sendVideo", chat_id=chat, after=mark, timeout=30)
+    [video] = call.files
+    fits = max(r.size for r in BIG.renditions if r.codec == "h264" and r.size <= 50_000_000)
+    assert video.size == fits  # TTSave's 64 MB original did not fit 50 MB; the web backend chose this one
+    assert (int(call.params["width"]), int(call.params["height"])) == (1080, 1920)
+    rows = await wait_rows(app, "link")
+    assert (rows[-1]["backend"], rows[-1]["outcome"]) == ("web", "ok")
+    assert sandbox.get(TikTokEmulator).downloads(BIG.id) == 1
