@@ -15,6 +15,7 @@ from aiogram.types import (
     Message,
     ReplyParameters,
 )
+from aiogram.types.media_union import MediaUnion
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
@@ -197,11 +198,11 @@ class TelegramSender:
                 refs[f"photo:{index}"] = msg.photo[-1].file_id
                 index += 1
                 continue
-            group = [
+            group: list[MediaUnion] = [
                 InputMediaPhoto(media=item, caption=first_caption if i == 0 else None)
                 for i, item in enumerate(chunk)
             ]
-            messages = await self.bot.send_media_group(media=group, **self._where())  # type: ignore[arg-type]
+            messages = await self.bot.send_media_group(media=group, **self._where())
             for msg in messages:
                 assert msg.photo
                 refs[f"photo:{index}"] = msg.photo[-1].file_id
