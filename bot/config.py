@@ -177,6 +177,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
+        # `KEY=` in .env (as .env.example has it) means "not set", not an empty value.
+        env_ignore_empty=True,
         extra="ignore",
     )
 

@@ -84,6 +84,7 @@ async def build_app(settings: Settings) -> App:
         salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
         retention_days=db.retention_days,
     )
+    resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
     downloads = DownloadService(
         build_backends(
             settings.download.backends,
@@ -93,13 +94,14 @@ async def build_app(settings: Settings) -> App:
         ),
         max_concurrent=settings.download.max_concurrent,
         temp_root=settings.download.temp_dir,
+        attempt_timeout=settings.download.timeout,
+        resolver=resolver.resolve,
     )
     try:
         metadata: MetadataService | None = build_metadata_service(settings, meta)
     except NotConfigured:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
-    resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
     limits = settings.limits
     flow = LinkFlow(
         resolver=resolver,

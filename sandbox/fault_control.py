@@ -1,9 +1,11 @@
-"""Fault injection for emulators: queue a fault for the next matching request(s), from Python or over HTTP.
+"""Named fault kinds for emulators whose failures are protocol-specific (a cut stream, a cookie-less page).
 
-From a test: `emu.fault_next("truncated")`, `emu.fault_next("slow", count=2, delay=1.5)`,
-`emu.clear_faults()`. Over HTTP (for `tiktok-bot sandbox`): `POST /_control/fault` with
-`{"mode": "truncated", "count": 1, "delay": 2.0}`; `DELETE /_control/fault` clears; `GET /_control/fault`
-lists what is queued and the modes known; `GET /_control/requests` lists the requests served.
+`sandbox.faults.FaultPlan` plays HTTP statuses, `slow` and `reset`; the TikTok and TTSave emulators need modes
+of their own, so this is the same control with a named set of kinds per emulator (`FAULTS`). From a test:
+`emu.fault_next("truncated")`, `emu.fault_next("slow", count=2, delay=1.5)`, `emu.clear_faults()`. Over HTTP
+(for `tiktok-bot sandbox`), as the other emulators: `POST /_control/fault {"kind": "truncated", "count": 1,
+"delay": 2.0}`; `DELETE /_control/fault` clears; `GET /_control/fault` lists what is queued and every kind
+known; `GET /_control/requests` lists the requests served.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from sandbox.base import Emulator
 
 @dataclass(slots=True)
 class Fault:
-    """A queued fault: `mode` for the next `remaining` matching requests; `delay` seconds where it stalls."""
+    """A queued fault: `kind` for the next `remaining` matching requests; `delay` seconds where it stalls."""
 
-    mode: str
+    kind: str
     remaining: int = 1
     delay: float | None = None
 
@@ -30,19 +32,19 @@ class Fault:
 class FaultControl(Emulator):
     """An emulator whose behaviour per request can be spoiled on purpose."""
 
-    FAULTS: ClassVar[Mapping[str, str]] = {}  # mode -> what it does
+    FAULTS: ClassVar[Mapping[str, str]] = {}  # kind -> what it does
 
     def __init__(self) -> None:
         super().__init__()
         self._faults: list[Fault] = []
 
-    def fault_next(self, mode: str, count: int = 1, *, delay: float | None = None) -> None:
-        """Make the next `count` requests that `mode` applies to fail that way."""
-        if mode not in self.FAULTS:
-            raise ValueError(f"unknown fault {mode!r}; {self.name} knows {', '.join(sorted(self.FAULTS))}")
+    def fault_next(self, kind: str, count: int = 1, *, delay: float | None = None) -> None:
+        """Make the next `count` requests that fault `kind` applies to fail that way."""
+        if kind not in self.FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; {self.name} knows {', '.join(sorted(self.FAULTS))}")
         if count < 1:
             raise ValueError("count must be at least 1")
-        self._faults.append(Fault(mode, count, delay))
+        self._faults.append(Fault(kind, count, delay))
 
     def clear_faults(self) -> None:
         """Forget every queued fault."""
@@ -53,14 +55,14 @@ class FaultControl(Emulator):
         """Faults still queued."""
         return list(self._faults)
 
-    def take_fault(self, modes: Collection[str]) -> Fault | None:
-        """Consume one use of the first queued fault among `modes` (those this request can suffer)."""
+    def take_fault(self, kinds: Collection[str]) -> Fault | None:
+        """Consume one use of the first queued fault among `kinds` (those this request can suffer)."""
         for fault in self._faults:
-            if fault.mode in modes:
+            if fault.kind in kinds:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
-                return Fault(fault.mode, 1, fault.delay)
+                return Fault(fault.kind, 1, fault.delay)
         return None
 
     def add_control_routes(self, app: web.Application) -> None:
@@ -73,9 +75,10 @@ class FaultControl(Emulator):
     async def _post_fault(self, request: web.Request) -> web.Response:
         try:
             data: Any = await request.json()
-            self.fault_next(str(data["mode"]), int(data.get("count", 1)), delay=_float(data.get("delay")))
+            kind = data["kind"] if "kind" in data else data["mode"]  # `mode` is accepted as an alias
+            self.fault_next(str(kind), int(data.get("count", 1)), delay=_float(data.get("delay")))
         except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"error": str(exc), "modes": dict(self.FAULTS)}, status=400)
+            return web.json_response({"error": str(exc), "kinds": dict(self.FAULTS)}, status=400)
         return web.json_response({"queued": [asdict(f) for f in self._faults]})
 
     async def _delete_faults(self, request: web.Request) -> web.Response:
@@ -83,7 +86,7 @@ class FaultControl(Emulator):
         return web.json_response({"queued": []})
 
     async def _get_faults(self, request: web.Request) -> web.Response:
-        return web.json_response({"queued": [asdict(f) for f in self._faults], "modes": dict(self.FAULTS)})
+        return web.json_response({"queued": [asdict(f) for f in self._faults], "kinds": dict(self.FAULTS)})
 
     async def _get_requests(self, request: web.Request) -> web.Response:
         rows = [asdict(r) for r in self.requests if not r.path.startswith("/_control/")]

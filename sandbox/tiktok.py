@@ -309,7 +309,7 @@ class TikTokEmulator(FaultControl):
 
     async def _post_page(self, request: web.Request, post_id: str) -> web.StreamResponse:
         fault = self.take_fault(self.PAGE_FAULTS)
-        mode = fault.mode if fault else ""
+        mode = fault.kind if fault else ""
         if mode == "slow" and not await stall(
             request, fault.delay if fault and fault.delay is not None else 3.0
         ):
@@ -375,7 +375,7 @@ class TikTokEmulator(FaultControl):
         )
         self.media_log.append(hit)
         fault = self.take_fault(self.CDN_FAULTS) if asset.needs_cookie else None
-        mode = fault.mode if fault else ""
+        mode = fault.kind if fault else ""
         if asset.needs_cookie and (not cookie_ok or not referer.startswith("https://www.tiktok.com/")):
             hit.status = 403
             raise web.HTTPForbidden(text="Access Denied")

@@ -118,7 +118,7 @@ class TTSaveEmulator(FaultControl):
             return web.json_response({"detail": "Invalid content type"}, status=400)
         post = self._post_for(url)
         fault = self.take_fault(self.FAULTS)
-        mode = fault.mode if fault else ""
+        mode = fault.kind if fault else ""
         served = Served(post.id if post else url, content_type, 0, mode)
         self.served.append(served)
         if mode == "slow" and not await stall(

@@ -18,7 +18,10 @@ ServiceError                      base; `code` is the stable string logged in th
 └── UpstreamError                 an upstream failed (5xx, bad body, transport error)
     ├── UpstreamTimeout           it did not answer in time
     ├── TruncatedStream           a stream ended before it was complete
-    └── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
+    ├── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
+    └── MultipartError            (services.download.multipart) a multipart body that cannot be parsed:
+                                  MalformedMultipart, HeaderTooLarge, TooManyParts, and
+                                  MultipartTruncated (also a TruncatedStream)
 ```
 """
 

@@ -9,6 +9,8 @@ from services.formatting import compact_number, duration
 from services.metadata.models import HashtagPage, Post, Profile
 
 DESCRIPTION_LIMIT = 300
+# Posts per hashtag page (one metadata call, one card, one "More" button).
+HASHTAG_PAGE_SIZE = 5
 
 
 @dataclass(frozen=True, slots=True)

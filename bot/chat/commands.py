@@ -1,10 +1,12 @@
-"""Command arguments both frontends accept: a post link, a username (or profile link), a hashtag."""
+"""Command arguments both frontends accept (post link, username, hashtag) and the service behind them."""
 
 from __future__ import annotations
 
 import re
 
+from services.errors import NotConfigured
 from services.links import LinkKind, TikTokLink, find_links
+from services.metadata.service import MetadataService
 
 _USERNAME = re.compile(r"^@?([A-Za-z0-9_.-]{1,64})$")
 _TAG = re.compile(r"^#?(\w{1,100})$", re.UNICODE)
@@ -40,3 +42,10 @@ def parse_tag(args: str | None) -> str | None:
             return link.tag
     match = _TAG.match(text.split()[0])
     return match.group(1).lower() if match else None
+
+
+def require_metadata(metadata: MetadataService | None) -> MetadataService:
+    """The metadata service, or NotConfigured when no provider is set up (the user is told so)."""
+    if metadata is None:
+        raise NotConfigured("no metadata provider is configured")
+    return metadata

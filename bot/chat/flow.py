@@ -128,7 +128,7 @@ class _KeyedLock:
 
 
 def variant_prefix(want: Want) -> str:
-    """The cache-variant family one request uses: `video:` refs for videos/photos, `audio:` for sound only."""
+    """The cache-variant family of a request: `media:` for a video or a slideshow, `audio:` for the sound."""
     return "audio:" if want is Want.AUDIO else "media:"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import time
@@ -15,7 +14,7 @@ from services.download.models import FileRole, MediaFile, Want
 from services.download.service import BACKEND_NAMES, DownloadService, Media, build_backends
 from services.errors import ServiceError, error_code
 from services.http import HttpOptions, make_client, parse_routes
-from services.links import LinkKind, TikTokLink, canonical_post_url, find_links
+from services.links import LinkKind, ShortLinkResolver, TikTokLink, find_links
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,6 +55,7 @@ async def download(args: argparse.Namespace, settings: Settings) -> int:
         max_concurrent=1,
         temp_root=settings.download.temp_dir,
         attempt_timeout=settings.download.timeout,
+        resolver=ShortLinkResolver(tiktok, ttl=0).resolve,
     )
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
@@ -142,27 +142,6 @@ class ProgressBar:
             self._out.flush()
 
 
-_FALLBACK_POST = re.compile(r"https?://(?:www\.|m\.)?tiktok\.com/@([\w.-]*)/(?:video|photo)/(\d{1,21})")
-_FALLBACK_SHORT = re.compile(r"https?://(?:v[mt]\.tiktok\.com|(?:www\.)?tiktok\.com/t)/(\w+)")
-
-
 def post_link(text: str) -> TikTokLink | None:
     """The first post or short link in `text`."""
-    try:
-        links = find_links(text, limit=5)
-    except NotImplementedError:  # until link recognition lands: the plain post and short-link forms
-        links = _fallback_links(text)
-    return next((link for link in links if link.kind in (LinkKind.POST, LinkKind.SHORT)), None)
-
-
-def _fallback_links(text: str) -> list[TikTokLink]:
-    post = _FALLBACK_POST.search(text)
-    if post is not None:
-        user = post.group(1) or None
-        return [
-            TikTokLink(LinkKind.POST, canonical_post_url(post.group(2), user), post.group(2), username=user)
-        ]
-    short = _FALLBACK_SHORT.search(text)
-    if short is not None:
-        return [TikTokLink(LinkKind.SHORT, short.group(0), code=short.group(1))]
-    return []
+    return next((link for link in find_links(text) if link.kind in (LinkKind.POST, LinkKind.SHORT)), None)

@@ -51,7 +51,7 @@ def _runners(settings: Settings, wanted: tuple[str, ...]) -> dict[str, Runner]:
 
         runners["telegram"] = run_telegram
     if "discord" in wanted and settings.discord.token is not None:
-        from bot.discord.app import run_discord  # type: ignore[import-untyped,unused-ignore]
+        from bot.discord.app import run_discord
 
         runners["discord"] = run_discord
     return runners

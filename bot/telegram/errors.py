@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from html import escape
 
 from aiogram import Dispatcher
 from aiogram.types import ErrorEvent
 
 from bot.chat.errors import error_text
 from bot.chat.i18n import pick_language
+from bot.telegram.render import html_text
 
 log = logging.getLogger("tiktok_bot.telegram")
 
@@ -32,7 +32,7 @@ def register_error_handler(dp: Dispatcher) -> None:
             user = message.from_user
             lang = pick_language(user.language_code if user else None)
             try:
-                await message.answer(escape(error_text(event.exception, lang)))
+                await message.answer(html_text(error_text(event.exception, lang)))
             except Exception:
                 log.exception("could not send the apology", extra={"platform": "telegram", "chat": chat_id})
         elif update.callback_query is not None:

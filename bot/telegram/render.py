@@ -11,6 +11,16 @@ CAPTION_LIMIT = 1024
 MESSAGE_LIMIT = 4096
 
 
+def html_text(text: str) -> str:
+    """Text escaped for Telegram HTML (quotes may stay as they are)."""
+    return escape(text, quote=False)
+
+
+def html_attr(value: str) -> str:
+    """A value escaped for an HTML attribute."""
+    return escape(value, quote=True)
+
+
 def visible_length(text: str) -> int:
     """Length as Telegram counts it after entity parsing: UTF-16 code units of the plain text."""
     return len(text.encode("utf-16-le")) // 2
@@ -18,15 +28,15 @@ def visible_length(text: str) -> int:
 
 def render_card(card: Card, lang: str, *, limit: int = CAPTION_LIMIT, with_link: bool = True) -> str:
     """The card as Telegram HTML whose visible text fits in `limit`."""
-    head = f"<b>{escape(card.title)}</b>"
+    head = f"<b>{html_text(card.title)}</b>"
     figures = "  ".join(f"{icon} {value}" for icon, value, _ in card.figures)
-    tail_parts = [p for p in (escape(figures), escape(card.footer)) if p]
+    tail_parts = [p for p in (html_text(figures), html_text(card.footer)) if p]
     if with_link:
-        tail_parts.append(f'<a href="{escape(card.url, quote=True)}">{escape(t(lang, "card.open"))}</a>')
-    rows = [f'<a href="{escape(url, quote=True)}">{escape(text)}</a>' for text, url in card.lines]
+        tail_parts.append(f'<a href="{html_attr(card.url)}">{html_text(t(lang, "card.open"))}</a>')
+    rows = [f'<a href="{html_attr(url)}">{html_text(text)}</a>' for text, url in card.lines]
 
     def assemble(text: str, rows: list[str]) -> str:
-        return "\n".join(p for p in (head, escape(text) if text else "", *rows, *tail_parts) if p)
+        return "\n".join(p for p in (head, html_text(text) if text else "", *rows, *tail_parts) if p)
 
     def plain_len(text: str, rows: list[str]) -> int:
         plain = [card.title, text, *(r for r, _ in card.lines[: len(rows)]), figures, card.footer]

@@ -15,12 +15,13 @@ from aiogram.types import (
     Message,
     ReplyParameters,
 )
+from aiogram.types.media_union import MediaUnion
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
 from bot.chat.flow import Sent, StaleReference
 from bot.chat.i18n import t
-from bot.telegram.render import render_card
+from bot.telegram.render import html_attr, html_text, render_card
 from services.download.models import FileRole, MediaFile, MediaKind, Want
 from services.download.service import Media
 from services.errors import TooLarge, UpstreamError
@@ -107,22 +108,18 @@ class TelegramSender:
 
     async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
         """A specific answer in private chats, one short line elsewhere."""
-        from html import escape
-
         text = error_text(error, self.lang) if self.private else group_error_text(error, self.lang)
-        await self.send_text(escape(text))
+        await self.send_text(html_text(text))
 
     async def send_too_large(self, post: Post | None, link: TikTokLink, error: TooLarge) -> None:
         """The stats card and the link instead of a file that does not fit."""
-        from html import escape
-
-        note = escape(error_text(error, self.lang))
+        note = html_text(error_text(error, self.lang))
         if post is not None:
             body = render_card(post_card(post, self.lang), self.lang, limit=3500)
             await self.send_text(f"{note}\n\n{body}")
         else:
-            url = escape(link.url, quote=True)
-            await self.send_text(f'{note}\n<a href="{url}">{escape(t(self.lang, "card.open"))}</a>')
+            url = html_attr(link.url)
+            await self.send_text(f'{note}\n<a href="{url}">{html_text(t(self.lang, "card.open"))}</a>')
 
     # --- uploads -------------------------------------------------------------------------------------------
 
@@ -201,11 +198,11 @@ class TelegramSender:
                 refs[f"photo:{index}"] = msg.photo[-1].file_id
                 index += 1
                 continue
-            group = [
+            group: list[MediaUnion] = [
                 InputMediaPhoto(media=item, caption=first_caption if i == 0 else None)
                 for i, item in enumerate(chunk)
             ]
-            messages = await self.bot.send_media_group(media=group, **self._where())  # type: ignore[arg-type]
+            messages = await self.bot.send_media_group(media=group, **self._where())
             for msg in messages:
                 assert msg.photo
                 refs[f"photo:{index}"] = msg.photo[-1].file_id

@@ -176,8 +176,8 @@ def _decode_header_bytes(raw: bytes) -> str:
 def _parse_headers(block: bytes) -> tuple[tuple[str, str], ...]:
     """Header lines (CRLF or LF, obsolete folding allowed) into (lower-case name, value) pairs."""
     headers: list[tuple[str, str]] = []
-    for raw_line in block.split(b"\n"):
-        line = _decode_header_bytes(raw_line.rstrip(b"\r"))
+    for raw_line in _decode_header_bytes(block).split("\n"):
+        line = raw_line.rstrip("\r")
         if not line:
             continue
         if line[0] in " \t":
@@ -192,6 +192,21 @@ def _parse_headers(block: bytes) -> tuple[tuple[str, str], ...]:
             raise MalformedMultipart(f"bad header line in a part: {line[:80]!r}")
         headers.append((name.lower(), value.strip()))
     return tuple(headers)
+
+
+def _part_start(headers: tuple[tuple[str, str], ...]) -> PartStart:
+    """The PartStart event for a header block: its file name and bare, lower-case content type."""
+    ctype = disposition = None
+    for name, value in headers:
+        if name == "content-type" and ctype is None:
+            ctype = value
+        elif name == "content-disposition" and disposition is None:
+            disposition = value
+    return PartStart(
+        headers,
+        filename=filename_of(disposition),
+        content_type=ctype.partition(";")[0].strip().lower() or None if ctype else None,
+    )
 
 
 class MultipartParser:
@@ -370,8 +385,11 @@ class MultipartParser:
             return None
         else:
             scan = pos + self._header_scan
-            lf_lf = buf.find(b"\n\n", scan)
-            lf_crlf = buf.find(b"\n\r\n", scan)
+            # Never look past the limit (and a terminator): a miss would otherwise scan the whole chunk,
+            # and the second search only needs to look before the first one's hit.
+            limit = pos + self._max_header_bytes + 4
+            lf_crlf = buf.find(b"\n\r\n", scan, limit)
+            lf_lf = buf.find(b"\n\n", scan, lf_crlf + 1 if lf_crlf >= 0 else limit)
             if lf_lf < 0 and lf_crlf < 0:
                 # The limit counts the block without its last line end; up to three bytes here may be that
                 # CR and the start of the terminator, so any chunking reaches the same verdict.
@@ -391,16 +409,7 @@ class MultipartParser:
         self._parts += 1
         if self._parts > self._max_parts:
             raise TooManyParts(f"more than {self._max_parts} parts in a multipart body")
-        headers = _parse_headers(block)
-        part = PartStart(headers)
-        ctype = part.header("content-type")
-        events.append(
-            PartStart(
-                headers,
-                filename=filename_of(part.header("content-disposition")),
-                content_type=parse_header_value(ctype)[0] if ctype else None,
-            )
-        )
+        events.append(_part_start(_parse_headers(block)))
         self._state = _BODY
         self._header_scan = 0
         # The header block's last LF doubles as the line start of a delimiter right after it (an empty body).

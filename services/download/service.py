@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from services.download.models import Backend, Download, MediaFile, MediaKind, Progress, Want
-from services.download.streams import RetryPolicy
+from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
+from services.download.probe import probe_mp4
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.errors import (
@@ -37,6 +38,7 @@ from services.errors import (
 )
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import Post
+from services.retry import RetryPolicy
 
 log = logging.getLogger("services.download")
 
@@ -210,6 +212,8 @@ class DownloadService:
         self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
     ) -> _Result:
         async with self._semaphore:
+            if self._temp_root is not None:
+                self._temp_root.mkdir(parents=True, exist_ok=True)
             attempts: list[Attempt] = []
             failures: list[BaseException] = []
             for backend in self._backends:
@@ -230,7 +234,7 @@ class DownloadService:
                     continue
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
                 self._log_attempt(link, attempts[-1], None)
-                return _Result(download, backend.name, tuple(attempts), temp_dir)
+                return _Result(with_video_info(download), backend.name, tuple(attempts), temp_dir)
             error = _final_error(failures)
             _note_attempts(error, attempts)
             raise error
@@ -272,6 +276,22 @@ class DownloadService:
             log.error("download backend %s crashed", attempt.backend, exc_info=exc, extra=fields)
         else:
             log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
+
+
+def with_video_info(download: Download) -> Download:
+    """The download with each video's width, height and duration filled in from its file where missing."""
+    files = []
+    for file in download.files:
+        if file.role is FileRole.VIDEO and not (file.width and file.height and file.duration):
+            info = probe_mp4(file.path)
+            file = dataclasses.replace(
+                file,
+                width=file.width or info.width,
+                height=file.height or info.height,
+                duration=file.duration or info.duration,
+            )
+        files.append(file)
+    return dataclasses.replace(download, files=tuple(files))
 
 
 def _final_error(failures: Sequence[BaseException]) -> BaseException:

@@ -5,45 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 
 import httpx
 
 from services.errors import TruncatedStream, UpstreamError, UpstreamTimeout
+from services.retry import RetryPolicy, retry_after
 
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Retry transport errors, 5xx and 429 (after its Retry-After) — never any other 4xx."""
-
-    attempts: int = 3
-    backoff: float = 0.5  # the first delay; it doubles on each retry
-    max_delay: float = 10.0  # caps both the backoff and a server's Retry-After
-
-    def retryable(self, status: int) -> bool:
-        """Whether an answer with this status is worth asking again."""
-        return status == 429 or status >= 500
-
-    def delay(self, retry: int, response: httpx.Response | None = None) -> float:
-        """Seconds to wait before retry number `retry` (1-based)."""
-        wait = self.backoff * 2.0 ** (retry - 1)
-        if response is not None and response.status_code == 429:
-            after = _retry_after(response.headers.get("Retry-After"))
-            if after is not None:
-                wait = after
-        return max(0.0, min(wait, self.max_delay))
-
-
-INSTANT = RetryPolicy(attempts=3, backoff=0.0, max_delay=0.0)
-"""Retries without waiting: for tests."""
-
-
-def _retry_after(value: str | None) -> float | None:
-    # Only the delta-seconds form; an HTTP date falls back to our own backoff.
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+# Downloads retry less and wait less than metadata calls: a user is waiting on the other end.
+DOWNLOAD_RETRY = RetryPolicy(retries=2, backoff=0.5, max_delay=10.0)
 
 
 @asynccontextmanager
@@ -55,8 +24,8 @@ async def open_stream(
     upstream: str,
 ) -> AsyncIterator[httpx.Response]:
     """Send a request built by `build` until an answer is final, and yield it unread (closed on exit)."""
-    for attempt in range(1, policy.attempts + 1):
-        last = attempt == policy.attempts
+    for attempt in range(policy.retries + 1):
+        last = attempt == policy.retries
         try:
             response = await client.send(build(), stream=True)
         except httpx.TimeoutException as exc:
@@ -72,7 +41,7 @@ async def open_stream(
             await asyncio.sleep(policy.delay(attempt))
             continue
         if policy.retryable(response.status_code) and not last:
-            wait = policy.delay(attempt, response)
+            wait = policy.delay(attempt, retry_after(response) if response.status_code == 429 else None)
             await response.aclose()
             await asyncio.sleep(wait)
             continue

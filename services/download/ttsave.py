@@ -28,10 +28,11 @@ from services.download.models import (
 )
 from services.download.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from services.download.spool import Meter, Spool, safe_name
-from services.download.streams import RetryPolicy, body_errors, open_stream, read_capped
+from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import ServiceError, UpstreamError, UpstreamRejected
 from services.links import TikTokLink, canonical_post_url
 from services.metadata.models import Post
+from services.retry import RetryPolicy
 
 NAME = "ttsave"
 ORIGINAL = "ORIGINAL"
@@ -157,7 +158,7 @@ class TTSaveBackend:
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DOWNLOAD_RETRY
         self._max_parts = max_parts
 
     async def ping(self) -> bool:

@@ -35,7 +35,7 @@ from services.download.models import (
     role_for,
 )
 from services.download.spool import Meter, Spool
-from services.download.streams import RetryPolicy, body_errors, open_stream, read_capped
+from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import (
     LinkNotFound,
     PostUnavailable,
@@ -50,6 +50,7 @@ from services.errors import (
 from services.http import is_allowed_url
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import Post, post_from_web
+from services.retry import RetryPolicy
 
 NAME = "web"
 PAGE_URL = "https://www.tiktok.com/@_/video/{post_id}"
@@ -454,7 +455,7 @@ class WebBackend:
         # The shared client must not keep cookies between fetches (users): switch its jar off.
         client.cookies = refusing_cookie_jar()
         self._client = client
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DOWNLOAD_RETRY
 
     async def fetch(
         self,
@@ -469,7 +470,7 @@ class WebBackend:
         post_id = link.post_id if link.kind is LinkKind.POST and link.post_id else None
         if post_id is None:
             post_id = await self._resolve(link.url, session)
-        item = check_page(await self.read_page(post_id, session))
+        item = check_page(await self._read_page(post_id, session))
         meter = Meter(progress)
         files: list[MediaFile] = []
         music = item.music_url
@@ -507,9 +508,14 @@ class WebBackend:
     async def aclose(self) -> None:
         """Nothing to release: the HTTP client is shared and closed by its owner."""
 
-    async def read_page(self, post_id: str, session: _Session | None = None) -> PostPage:
+    async def read_page(self, post_id: str) -> PostPage:
+        """GET a post page in a session of its own and parse it (for metadata without media)."""
+        return await self._read_page(
+            post_id, _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
+        )
+
+    async def _read_page(self, post_id: str, session: _Session) -> PostPage:
         """GET the post page (following allowed redirects, keeping cookies) and parse it."""
-        session = session or _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
         url = httpx.URL(PAGE_URL.format(post_id=post_id))
         for _ in range(_MAX_HOPS):
             async with open_stream(

@@ -28,6 +28,7 @@ from services.errors import (
     UpstreamTimeout,
     UserNotFound,
 )
+from services.metadata.loose import as_list, as_map, json_or_none
 from services.metadata.models import (
     HashtagPage,
     Metered,
@@ -38,7 +39,7 @@ from services.metadata.models import (
     profile_from_mobile,
     profile_from_web,
 )
-from services.metadata.retry import RetryPolicy, retry_after
+from services.retry import RetryPolicy, retry_after
 
 UPSTREAM = "ensembledata"
 DEFAULT_URL = "https://ensembledata.com/apis"
@@ -155,7 +156,7 @@ class EnsembleDataClient:
     async def post_info(self, url: str) -> Metered[Post]:
         """One post by its full web URL (`/tt/post/info`)."""
         reply = await self._get("/tt/post/info", {"url": url}, Subject.POST)
-        items = [p for p in _list(reply.body.get("data")) if isinstance(p, Mapping)]
+        items = [p for p in as_list(reply.body.get("data")) if isinstance(p, Mapping)]
         if not items:
             raise PostUnavailable(
                 UnavailableReason.DELETED, "EnsembleData returned no post", upstream=UPSTREAM
@@ -169,13 +170,13 @@ class EnsembleDataClient:
         if len(ids) > MAX_POST_IDS:
             raise ValueError(f"multi_post_info takes at most {MAX_POST_IDS} ids, got {len(ids)}")
         reply = await self._get("/tt/post/multi-info", {"ids": ";".join(ids)}, Subject.POST)
-        posts = tuple(post_from_aweme(p) for p in _list(reply.body.get("data")) if isinstance(p, Mapping))
+        posts = tuple(post_from_aweme(p) for p in as_list(reply.body.get("data")) if isinstance(p, Mapping))
         return Metered(posts, reply.units, reply.requests)
 
     async def user_info(self, username: str) -> Metered[Profile]:
         """A profile by username (`/tt/user/info`, web camelCase shape)."""
         reply = await self._get("/tt/user/info", {"username": username}, Subject.USER)
-        profile = profile_from_web(_map(reply.body.get("data")))
+        profile = profile_from_web(as_map(reply.body.get("data")))
         if not profile.username:
             raise UpstreamError("EnsembleData user info had no user", upstream=UPSTREAM)
         return Metered(profile, reply.units, reply.requests)
@@ -183,7 +184,7 @@ class EnsembleDataClient:
     async def user_info_from_secuid(self, sec_uid: str) -> Metered[Profile]:
         """A profile by secUid (`/tt/user/info-from-secuid`, mobile snake_case shape)."""
         reply = await self._get("/tt/user/info-from-secuid", {"secUid": sec_uid}, Subject.USER)
-        profile = profile_from_mobile(_map(_map(reply.body.get("data")).get("user")))
+        profile = profile_from_mobile(as_map(as_map(reply.body.get("data")).get("user")))
         if not profile.username:
             raise UpstreamError("EnsembleData user info had no user", upstream=UPSTREAM)
         return Metered(profile, reply.units, reply.requests)
@@ -195,7 +196,7 @@ class EnsembleDataClient:
             params["start_cursor"] = cursor
         reply = await self._get("/tt/user/posts", params, Subject.USER)
         # This endpoint's body is top-level: {"data": [aweme...], "nextCursor": ...}.
-        posts = tuple(post_from_aweme(p) for p in _list(reply.body.get("data")) if isinstance(p, Mapping))
+        posts = tuple(post_from_aweme(p) for p in as_list(reply.body.get("data")) if isinstance(p, Mapping))
         return Metered(PostPage(posts, _cursor(reply.body.get("nextCursor"))), reply.units, reply.requests)
 
     async def hashtag_posts(self, tag: str, cursor: int | None = None) -> Metered[HashtagPage]:
@@ -204,8 +205,8 @@ class EnsembleDataClient:
         if cursor is not None:
             params["cursor"] = cursor
         reply = await self._get("/tt/hashtag/posts", params, Subject.HASHTAG)
-        data = _map(reply.body.get("data"))
-        posts = tuple(post_from_aweme(p) for p in _list(data.get("data")) if isinstance(p, Mapping))
+        data = as_map(reply.body.get("data"))
+        posts = tuple(post_from_aweme(p) for p in as_list(data.get("data")) if isinstance(p, Mapping))
         page = HashtagPage(tag=tag, posts=posts, next_cursor=_cursor(data.get("nextCursor")))
         return Metered(page, reply.units, reply.requests)
 
@@ -264,7 +265,7 @@ class EnsembleDataClient:
                 units += charged
                 self.units_spent += charged
                 self.requests_sent += 1
-                body = _json(response)
+                body = json_or_none(response)
                 if isinstance(body, Mapping) and "data" in body:
                     return _Reply(body, units, requests)
                 status = response.status_code
@@ -284,21 +285,6 @@ class EnsembleDataClient:
             if attempt < self._policy.retries:
                 await asyncio.sleep(self._policy.delay(attempt, wait))
         raise failure
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _cursor(value: Any) -> str | None:

@@ -30,6 +30,7 @@ from services.errors import (
     UpstreamTimeout,
     UserNotFound,
 )
+from services.metadata.loose import as_list, as_map, json_or_none
 from services.metadata.models import (
     CommentPage,
     HashtagPage,
@@ -41,7 +42,7 @@ from services.metadata.models import (
     post_from_research,
     profile_from_research,
 )
-from services.metadata.retry import RetryPolicy
+from services.retry import RetryPolicy
 
 UPSTREAM = "research"
 DEFAULT_URL = "https://open.tiktokapis.com"
@@ -320,7 +321,7 @@ class ResearchClient:
         if search_id is not None:
             body["search_id"] = search_id
         data, requests = await self._post(VIDEO_QUERY_PATH, fields, body, subject="video")
-        posts = tuple(post_from_research(v) for v in _list(data.get("videos")) if isinstance(v, Mapping))
+        posts = tuple(post_from_research(v) for v in as_list(data.get("videos")) if isinstance(v, Mapping))
         sid = data.get("search_id")
         page = VideoPage(
             posts=posts,
@@ -440,7 +441,7 @@ class ResearchClient:
         }
         data, requests = await self._post(COMMENTS_PATH, COMMENT_FIELDS, body, subject="video")
         comments = tuple(
-            comment_from_research(c) for c in _list(data.get("comments")) if isinstance(c, Mapping)
+            comment_from_research(c) for c in as_list(data.get("comments")) if isinstance(c, Mapping)
         )
         page = CommentPage(
             comments=comments,
@@ -480,13 +481,13 @@ class ResearchClient:
             raise UpstreamError(
                 f"Research API unreachable ({type(exc).__name__})", upstream=UPSTREAM
             ) from exc
-        body = _json(response)
+        body = json_or_none(response)
         token = body.get("access_token") if isinstance(body, Mapping) else None
         if isinstance(token, str) and token:
             expires = body.get("expires_in") if isinstance(body, Mapping) else None
             return token, float(expires) if isinstance(expires, int | float) else 7200.0
-        error = _map(body).get("error") or "no access_token"
-        description = _map(body).get("error_description") or ""
+        error = as_map(body).get("error") or "no access_token"
+        description = as_map(body).get("error_description") or ""
         status = response.status_code
         if status >= 500:
             raise UpstreamError(
@@ -529,18 +530,18 @@ class ResearchClient:
                 failure = UpstreamError(f"Research API unreachable ({type(exc).__name__})", upstream=UPSTREAM)
             else:
                 status = response.status_code
-                payload = _json(response)
+                payload = json_or_none(response)
                 if not isinstance(payload, Mapping) and status < 500:
                     raise UpstreamError(
                         f"Research API answered {status} without a JSON envelope",
                         upstream=UPSTREAM,
                         status=status,
                     )
-                error = _map(_map(payload).get("error"))
+                error = as_map(as_map(payload).get("error"))
                 code = str(error.get("code") or "")
                 message = str(error.get("message") or "")
                 if status == 200 and code == "ok":
-                    return _map(_map(payload).get("data")), requests
+                    return as_map(as_map(payload).get("data")), requests
                 if status == 401 and code in ("access_token_invalid", "") and not refreshed:
                     refreshed = True
                     self._forget_token(token)
@@ -595,21 +596,6 @@ def map_error(status: int, code: str, message: str, subject: str) -> ServiceErro
     return UpstreamRejected(
         f"Research API answered {status} {code}{said}".strip(), upstream=UPSTREAM, status=status
     )
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _int(value: Any, default: int) -> int:

@@ -102,3 +102,8 @@ def test_secrets_masked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "very-secret" not in out and "hush" not in out
     assert json.loads(out)["telegram"]["token"] == "**********"
+
+
+def test_empty_temp_dir_means_the_system_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOWNLOAD__TEMP_DIR", "")
+    assert load_settings(None).download.temp_dir is None

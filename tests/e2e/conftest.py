@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings, load_settings
+from bot.telegram.app import run_telegram
 from bot.wiring import App, build_app
 from sandbox.runner import Sandbox
+from sandbox.telegram import TelegramEmulator
 
 
 @pytest.fixture
@@ -99,3 +101,17 @@ async def wait_rows(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"only {len(rows)} {action!r} rows after {timeout}s")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def tg(app: App, sandbox: Sandbox) -> AsyncIterator[TelegramEmulator]:
+    """The Telegram frontend running against the emulator until the test ends."""
+    emu = sandbox.get(TelegramEmulator)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_telegram(app, stop))
+    await emu.wait_for(method="deleteWebhook", timeout=10)
+    try:
+        yield emu
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)

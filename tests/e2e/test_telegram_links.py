@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.telegram.app import run_telegram
 from bot.wiring import App
 from sandbox.catalogue import CATALOGUE, MEDIA_DIR, Status
 from sandbox.runner import Sandbox
@@ -33,20 +31,6 @@ def by_status(status: Status) -> str:
 
 def sha(name: str) -> str:
     return hashlib.sha256((MEDIA_DIR / name).read_bytes()).hexdigest()
-
-
-@pytest.fixture
-async def tg(app: App, sandbox: Sandbox) -> AsyncIterator[TelegramEmulator]:
-    """The Telegram frontend running against the emulator until the test ends."""
-    emu = sandbox.get(TelegramEmulator)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_telegram(app, stop))
-    await emu.wait_for(method="deleteWebhook", timeout=10)
-    try:
-        yield emu
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
 
 
 async def test_video_link_in_a_private_chat(tg: TelegramEmulator, sandbox: Sandbox, app: App) -> None:

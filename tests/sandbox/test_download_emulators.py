@@ -184,10 +184,10 @@ async def test_short_links(client: httpx.AsyncClient, url: str, status: int, tar
 async def test_fault_control_over_http(client: httpx.AsyncClient, sandbox: Sandbox) -> None:
     tiktok = sandbox.get(TikTokEmulator)
     async with httpx.AsyncClient(base_url=tiktok.base_url) as control:
-        queued = await control.post("/_control/fault", json={"mode": "page_500", "count": 2})
-        assert queued.json()["queued"] == [{"mode": "page_500", "remaining": 2, "delay": None}]
-        unknown = await control.post("/_control/fault", json={"mode": "nonsense"})
-        assert unknown.status_code == 400 and "page_500" in unknown.json()["modes"]
+        queued = await control.post("/_control/fault", json={"kind": "page_500", "count": 2})
+        assert queued.json()["queued"] == [{"kind": "page_500", "remaining": 2, "delay": None}]
+        unknown = await control.post("/_control/fault", json={"mode": "nonsense"})  # `mode` is an alias
+        assert unknown.status_code == 400 and "page_500" in unknown.json()["kinds"]
         assert (await client.get(f"https://www.tiktok.com/@_/video/{CLIP}")).status_code == 500
         listed = await control.get("/_control/fault")
         assert listed.json()["queued"][0]["remaining"] == 1

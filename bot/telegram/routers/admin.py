@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
@@ -11,6 +9,7 @@ from aiogram.types import Message
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
 from bot.chat.stats import PERIODS, stats_block
+from bot.telegram.render import html_text
 from bot.wiring import App
 
 
@@ -19,13 +18,13 @@ async def on_stats(message: Message, app: App, ctx: ChatContext) -> None:
     async with app.flow.track(ctx, "stats") as tracker:
         if ctx.user_id not in app.settings.telegram.admins:
             tracker.outcome = "not_allowed"
-            await message.reply(escape(t(ctx.language, "not_allowed")))
+            await message.reply(html_text(t(ctx.language, "not_allowed")))
             return
         await app.store.usage.flush()  # the figures include everything recorded so far
         blocks = []
         for days, label in PERIODS:
             report = await app.store.stats(days)
-            blocks.append("\n".join(escape(line) for line in stats_block(report, label, ctx.language)))
+            blocks.append("\n".join(html_text(line) for line in stats_block(report, label, ctx.language)))
         await message.reply("\n\n".join(f"<pre>{b}</pre>" for b in blocks))
 
 

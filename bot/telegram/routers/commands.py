@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from html import escape
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
@@ -15,7 +14,7 @@ from bot.chat.commands import parse_post_argument, parse_tag, parse_username
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
 from bot.telegram.filters import Where
-from bot.telegram.render import MESSAGE_LIMIT, render_card
+from bot.telegram.render import MESSAGE_LIMIT, html_text, render_card
 from bot.telegram.routers.links import sender_for
 from bot.wiring import App
 from services.download.models import Want
@@ -46,26 +45,26 @@ async def _fail(message: Message, ctx: ChatContext, exc: BaseException) -> None:
     from bot.chat.errors import error_text, group_error_text
 
     text = error_text(exc, ctx.language) if ctx.is_private else group_error_text(exc, ctx.language)
-    await message.reply(escape(text))
+    await message.reply(html_text(text))
 
 
 async def on_start(message: Message, app: App, ctx: ChatContext) -> None:
     """Greeting with what the bot does."""
     async with app.flow.track(ctx, "start"):
-        await message.answer(escape(t(ctx.language, "start")))
+        await message.answer(html_text(t(ctx.language, "start")))
 
 
 async def on_help(message: Message, app: App, ctx: ChatContext) -> None:
     """The link forms and commands."""
     async with app.flow.track(ctx, "help"):
-        await message.answer(escape(t(ctx.language, "help")))
+        await message.answer(html_text(t(ctx.language, "help")))
 
 
 async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
     """Stats card of one post."""
     link = parse_post_argument(command.args)
     if link is None:
-        await message.reply(escape(t(ctx.language, "usage.post")))
+        await message.reply(html_text(t(ctx.language, "usage.post")))
         return
     try:
         async with app.flow.track(ctx, "post", link.post_id or link.code) as tracker:
@@ -85,7 +84,7 @@ async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatC
     """Profile card of one account."""
     username = parse_username(command.args)
     if username is None:
-        await message.reply(escape(t(ctx.language, "usage.user")))
+        await message.reply(html_text(t(ctx.language, "usage.user")))
         return
     try:
         async with app.flow.track(ctx, "user", username) as tracker:
@@ -126,7 +125,7 @@ async def on_hashtag(message: Message, command: CommandObject, app: App, ctx: Ch
     """First page of a hashtag with a More button."""
     tag = parse_tag(command.args)
     if tag is None:
-        await message.reply(escape(t(ctx.language, "usage.hashtag")))
+        await message.reply(html_text(t(ctx.language, "usage.hashtag")))
         return
     try:
         text, markup = await _hashtag_page(app, ctx, tag, None, 1)
@@ -159,7 +158,7 @@ async def on_audio(
     """Only the sound of a post."""
     link = parse_post_argument(command.args)
     if link is None:
-        await message.reply(escape(t(ctx.language, "usage.audio")))
+        await message.reply(html_text(t(ctx.language, "usage.audio")))
         return
     await app.flow.deliver(
         ctx, link, sender_for(bot, message, app, ctx, prefs), want=Want.AUDIO, action="audio"
@@ -168,7 +167,7 @@ async def on_audio(
 
 async def on_unknown_command(message: Message, ctx: ChatContext) -> None:
     """An unknown command in a private chat gets the help text rather than silence."""
-    await message.answer(escape(t(ctx.language, "help")))
+    await message.answer(html_text(t(ctx.language, "help")))
 
 
 def build() -> Router:

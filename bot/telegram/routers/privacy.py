@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -11,6 +9,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
 from bot.telegram.filters import Where
+from bot.telegram.render import html_text
 from bot.wiring import App
 
 DELETE_DATA = "privacy:delete"
@@ -28,7 +27,7 @@ async def on_privacy(message: Message, app: App, ctx: ChatContext) -> None:
             [InlineKeyboardButton(text=t(ctx.language, "privacy.delete"), callback_data=DELETE_DATA)]
         ]
     )
-    await message.reply(escape(text), reply_markup=keyboard)
+    await message.reply(html_text(text), reply_markup=keyboard)
     # Recorded after counting, so the answer matches what the user saw.
     async with app.flow.track(ctx, "privacy"):
         pass
@@ -40,7 +39,7 @@ async def on_delete(query: CallbackQuery, app: App, ctx: ChatContext) -> None:
     count = await app.store.usage.delete_user("telegram", query.from_user.id)
     text = t(ctx.language, "privacy.deleted", count=count)
     if isinstance(query.message, Message):
-        await query.message.edit_text(escape(text))
+        await query.message.edit_text(html_text(text))
     await query.answer()
 
 

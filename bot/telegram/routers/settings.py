@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from aiogram import Bot, Router
 from aiogram.enums import ChatMemberStatus
 from aiogram.filters import Command
@@ -11,11 +9,12 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.chat.flow import ChatContext
-from bot.chat.i18n import languages, pick_language, t
+from bot.chat.i18n import pick_language, t
+from bot.chat.settings import TOGGLES, next_language
+from bot.telegram.render import html_text
 from bot.wiring import App
 from services.store.chats import ChatPrefs
 
-TOGGLES = ("auto_download", "captions", "slideshow_sound", "remove_link_message")
 ADMIN_STATUSES = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
 
 
@@ -62,21 +61,15 @@ async def may_change_settings(bot: Bot, ctx: ChatContext, message: Message | Non
     return member.status in ADMIN_STATUSES
 
 
-def next_language(current: str) -> str:
-    """auto → each catalogue language → auto."""
-    cycle = ["auto", *languages()]
-    return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else "auto"
-
-
 async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Show the settings keyboard, or a polite refusal to non-admins."""
     async with app.flow.track(ctx, "settings") as tracker:
         if not await may_change_settings(bot, ctx, message):
             tracker.outcome = "not_allowed"
-            await message.reply(escape(t(ctx.language, "settings.admins_only")))
+            await message.reply(html_text(t(ctx.language, "settings.admins_only")))
             return
         await message.reply(
-            f"<b>{escape(t(ctx.language, 'settings.title'))}</b>",
+            f"<b>{html_text(t(ctx.language, 'settings.title'))}</b>",
             reply_markup=settings_keyboard(prefs, ctx.language),
         )
 

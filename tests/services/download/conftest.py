@@ -12,11 +12,12 @@ from sandbox.catalogue import CATALOGUE, T0, FixturePost, Status, post_id_at
 from sandbox.runner import Sandbox
 from sandbox.tiktok import TikTokEmulator
 from sandbox.ttsave import TTSaveEmulator
-from services.download.streams import INSTANT
+from services.download.streams import DOWNLOAD_RETRY
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import LinkKind, TikTokLink, canonical_post_url
+from services.retry import RetryPolicy
 
 CLIP = post_id_at(T0, 1)  # 3 s H.264 clip, with bytevc2 and H.265 renditions beside it
 BIG = post_id_at(T0 + 86_400, 2)  # renditions of 64, 30, 12 and 6 MB, all H.264
@@ -39,6 +40,10 @@ def link(post_id: str) -> TikTokLink:
 def short(code: str, host: str = "vm.tiktok.com") -> TikTokLink:
     """A short link."""
     return TikTokLink(LinkKind.SHORT, f"https://{host}/{code}/", code=code)
+
+
+# The production retry count without the waits.
+INSTANT = RetryPolicy(retries=DOWNLOAD_RETRY.retries, backoff=0.0, max_delay=0.0)
 
 
 @pytest.fixture
@@ -76,9 +81,16 @@ async def tiktok_client(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def ttsave_client() -> AsyncIterator[httpx.AsyncClient]:
-    """The client for TTSave (reached by its own URL); a short read timeout so `slow` faults bite."""
-    async with make_client(options=HttpOptions(read_timeout=0.3)) as client:
+    """The client for TTSave (reached by its own URL)."""
+    async with make_client(options=HttpOptions(read_timeout=5.0)) as client:
         yield client
+
+
+@pytest.fixture
+async def impatient_ttsave(sandbox: Sandbox) -> AsyncIterator[TTSaveBackend]:
+    """A TTSave backend whose client gives up after 0.3 s of silence, so `slow` faults (2 s) bite."""
+    async with make_client(options=HttpOptions(read_timeout=0.3)) as client:
+        yield TTSaveBackend(client, sandbox.env()["TTSAVE__URL"], retry=INSTANT)
 
 
 @pytest.fixture

@@ -111,20 +111,20 @@ async def test_posts_ttsave_cannot_serve(
 
 
 async def test_slow_once_is_retried(
-    ttsave_backend: TTSaveBackend, ttsave: TTSaveEmulator, spool: Path
+    impatient_ttsave: TTSaveBackend, ttsave: TTSaveEmulator, spool: Path
 ) -> None:
-    ttsave.fault_next("slow", delay=1.0)
-    got = await ttsave_backend.fetch(link(CLIP), Want.VIDEO, None, spool)
+    ttsave.fault_next("slow", delay=2.0)
+    got = await impatient_ttsave.fetch(link(CLIP), Want.VIDEO, None, spool)
     assert got.files[0].size == len(media_file("clip.mp4"))
     assert [s.fault for s in ttsave.served] == ["slow", ""]
 
 
 async def test_slow_every_time_is_a_timeout(
-    ttsave_backend: TTSaveBackend, ttsave: TTSaveEmulator, spool: Path
+    impatient_ttsave: TTSaveBackend, ttsave: TTSaveEmulator, spool: Path
 ) -> None:
-    ttsave.fault_next("slow", count=3, delay=1.0)
+    ttsave.fault_next("slow", count=3, delay=2.0)
     with pytest.raises(UpstreamTimeout):
-        await ttsave_backend.fetch(link(CLIP), Want.VIDEO, None, spool)
+        await impatient_ttsave.fetch(link(CLIP), Want.VIDEO, None, spool)
     assert len(ttsave.served) == 3
 
 

@@ -243,6 +243,18 @@ async def test_legacy_page_formats(web: WebBackend, tiktok: TikTokEmulator, spoo
     )
 
 
+@pytest.mark.parametrize(("mode", "source"), [("", "universal"), ("sigi", "sigi"), ("next_data", "next")])
+async def test_read_page(web: WebBackend, tiktok: TikTokEmulator, mode: str, source: str) -> None:
+    if mode:
+        tiktok.fault_next(mode)
+    page = await web.read_page(BIG)
+    assert (page.source, page.status_code) == (source, 0)
+    assert page.item is not None and page.item.post.duration == 95.0
+    assert [(r.codec, r.size) for r in page.item.renditions] == [
+        (Codec.H264, n * MB) for n in (64, 30, 12, 6)
+    ]
+
+
 @pytest.mark.parametrize("mode", ["sigi", "next_data"])
 async def test_legacy_formats_carry_status(
     web: WebBackend, tiktok: TikTokEmulator, spool: Path, mode: str

@@ -1,0 +1,13 @@
+"""The chat settings both frontends offer as buttons: which ones toggle, and how the language cycles."""
+
+from __future__ import annotations
+
+from bot.chat.i18n import languages
+
+TOGGLES = ("auto_download", "captions", "slideshow_sound", "remove_link_message")
+
+
+def next_language(current: str) -> str:
+    """auto → each catalogue language → auto."""
+    cycle = ["auto", *languages()]
+    return cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else "auto"

@@ -1,0 +1,1 @@
+"""The Discord frontend (discord.py 2): links to media, slash commands, settings and stats."""

@@ -1,0 +1,87 @@
+"""Who and where for each Discord event: the ChatContext, the chat's settings and language."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.chat.flow import ChatContext
+from bot.chat.i18n import pick_language
+from services.store.chats import ChatPrefs
+
+if TYPE_CHECKING:
+    from bot.discord.app import TikTokBot
+
+PLATFORM = "discord"
+DM_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+def settings_key(guild_id: int | None, channel_id: int) -> int:
+    """Settings belong to a server (changed by its managers), or to one DM."""
+    return guild_id if guild_id is not None else channel_id
+
+
+def interaction_settings_key(interaction: discord.Interaction[Any]) -> int:
+    """The settings an interaction's chat uses."""
+    return settings_key(interaction.guild_id, interaction.channel_id or interaction.user.id)
+
+
+def chat_type(guild_id: int | None) -> str:
+    """`guild` for server channels and threads, `dm` for direct messages."""
+    return "guild" if guild_id is not None else "dm"
+
+
+class Remembered:
+    """A bounded map of the most recently seen ids to a value (locales, upload limits)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._items: OrderedDict[int, Any] = OrderedDict()
+
+    def put(self, key: int, value: Any) -> None:
+        """Remember `value` for `key`, forgetting the oldest key when full."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def get(self, key: int) -> Any:
+        """The value remembered for `key`, or None."""
+        return self._items.get(key)
+
+
+async def message_context(bot: TikTokBot, message: discord.Message) -> tuple[ChatContext, ChatPrefs]:
+    """Context of a pasted message; it carries no locale: the user's last known one, else the guild's."""
+    guild = message.guild
+    guild_id = guild.id if guild is not None else None
+    prefs = await bot.app.store.chats.get(PLATFORM, settings_key(guild_id, message.channel.id))
+    known: str | None = bot.user_locales.get(message.author.id)
+    guild_locale = str(guild.preferred_locale) if guild is not None else None
+    lang = pick_language(known or guild_locale, prefs.language)
+    ctx = ChatContext(
+        platform=PLATFORM,
+        chat_id=message.channel.id,
+        chat_type=chat_type(guild_id),
+        user_id=message.author.id,
+        language=lang,
+    )
+    return ctx, prefs
+
+
+async def interaction_context(
+    bot: TikTokBot, interaction: discord.Interaction[Any]
+) -> tuple[ChatContext, ChatPrefs]:
+    """Context of a command or button: the language of the user's client unless the chat chose one."""
+    channel_id = interaction.channel_id or interaction.user.id
+    prefs = await bot.app.store.chats.get(PLATFORM, interaction_settings_key(interaction))
+    lang = pick_language(str(interaction.locale), prefs.language)
+    ctx = ChatContext(
+        platform=PLATFORM,
+        chat_id=channel_id,
+        chat_type=chat_type(interaction.guild_id),
+        user_id=interaction.user.id,
+        language=lang,
+    )
+    return ctx, prefs

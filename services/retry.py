@@ -1,0 +1,38 @@
+"""The one retry policy every upstream client declares: which answers to ask again, and the waits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Up to `retries` more attempts after the first, on transport errors, 5xx and 429 — never another 4xx.
+
+    The wait before retry n (0-based) is `backoff * 2**n`, capped at `max_delay`; a 429's Retry-After wins.
+    """
+
+    retries: int = 3
+    backoff: float = 0.5
+    max_delay: float = 30.0
+
+    @staticmethod
+    def retryable(status: int) -> bool:
+        """Whether an answer with this status is worth asking again."""
+        return status == 429 or status >= 500
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt `attempt` (0-based); an upstream's Retry-After wins."""
+        wait = retry_after if retry_after is not None else self.backoff * 2.0**attempt
+        return max(0.0, min(wait, self.max_delay))
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The delay a 429/503 asked for, in seconds (only the delta-seconds form; an HTTP date is ignored)."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
