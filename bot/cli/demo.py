@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.config import Settings, settings_from
+from bot.discord.app import TikTokBot, run_discord
 from bot.logs import setup_logging
+from bot.telegram.app import run_telegram
 from bot.wiring import App, build_app
-from sandbox.demo import Logged, Outcome, Printer, TelegramScript
+from sandbox.demo.discord import DiscordScript
+from sandbox.demo.script import Logged, Outcome, Printer
+from sandbox.demo.telegram import TelegramScript
+from sandbox.discord import DiscordEmulator
 from sandbox.runner import Sandbox
 from sandbox.telegram import TelegramEmulator
 from services.store.stats import render_stats_table
@@ -28,8 +33,6 @@ INTRO = (
     "of TikTok web + CDN + short links, TTSave, EnsembleData, the Research API, the Telegram Bot API",
     "and Discord. Media the chats receive and the bot's database go to {out}/.",
 )
-
-Frontend = Callable[[App, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,16 +98,23 @@ async def run_demo(out_dir: Path, out: TextIO | None = None) -> int:
         settings = demo_settings(sandbox.env(), out_dir)
         app = await build_app(settings)
         stop = asyncio.Event()
-        frontends = _frontends()
-        tasks = [asyncio.create_task(run(app, stop), name=name) for name, run in frontends.items()]
+        discord_bots: list[TikTokBot] = []
+        tasks = [
+            asyncio.create_task(run_telegram(app, stop), name="telegram"),
+            asyncio.create_task(run_discord(app, stop, on_start=discord_bots.append), name="discord"),
+        ]
         try:
             for line in INTRO:
                 printer.line(line.format(out=out_dir))
+            usage = _usage_reader(app)
             tg = sandbox.get(TelegramEmulator)
             await tg.wait_for(method="deleteWebhook", timeout=10)  # polling is about to start
-            part = await TelegramScript(tg, _usage_reader(app), out_dir, printer).run()
-            outcome.add(part)
-            await _check_frontends(tasks, outcome)
+            await TelegramScript(tg, usage, out_dir, printer, outcome).run()
+            if await _discord_ready(discord_bots, tasks[1]):
+                await DiscordScript(sandbox.get(DiscordEmulator), usage, out_dir, printer, outcome).run()
+            elif not tasks[1].done():
+                outcome.failures.append("the Discord frontend was not ready within 15 s")
+            _check_frontends(tasks, outcome)
             printer.heading("Operator stats (tiktok-bot stats)")
             printer.line(render_stats_table(await app.store.stats(days=1)))
         finally:
@@ -125,16 +135,19 @@ async def run_demo(out_dir: Path, out: TextIO | None = None) -> int:
     return 1 if outcome.failures else 0
 
 
-def _frontends() -> dict[str, Frontend]:
-    from bot.telegram.app import run_telegram
+async def _discord_ready(bots: list[TikTokBot], task: asyncio.Task[None], within: float = 15.0) -> bool:
+    """Wait until discord.py has connected and seen the demo server (False if it stopped instead)."""
+    deadline = time.monotonic() + within
+    while not (bots and bots[0].is_ready()):
+        if task.done() or time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
-    return {"telegram": run_telegram}
 
-
-async def _check_frontends(tasks: Sequence[asyncio.Task[None]], outcome: Outcome) -> None:
+def _check_frontends(tasks: Sequence[asyncio.Task[None]], outcome: Outcome) -> None:
     """A frontend that stopped during the script is a failure of its own."""
     for task in tasks:
         if task.done():
             exc = task.exception()
             outcome.failures.append(f"the {task.get_name()} frontend stopped: {exc!r}")
-            outcome.failed_steps.add(task.get_name())

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli.demo import run_demo
-from sandbox import demo
 from sandbox.catalogue import CATALOGUE, MEDIA_DIR, Status
+from sandbox.demo import script
 
 
 def media(name: str) -> bytes:
@@ -30,6 +30,12 @@ async def test_the_demo_passes_and_saves_what_the_chats_received(tmp_path: Path)
     assert "This post is private" in text
     assert "edits its message to" in text  # the More button paged the hashtag
     assert "by action" in text  # the operator stats at the end
+    # Discord: a link uploaded, the same link again by the attachment's URL, a slash command paged.
+    assert "replies with 7301444403200000001_video.mp4 45.8 kB" in text
+    assert "/attachments/" in text
+    assert "defers (“thinking…”), then fills in its answer with a button [More ▶]" in text
+    assert "edits its answer with a button" in text
+    assert "discord          4" in text
     saved = tmp_path / "demo-out" / "telegram" / "01-video-1.mp4"
     assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(media("clip.mp4")).digest()
     assert (tmp_path / "demo-out" / "demo.sqlite3").exists()
@@ -40,8 +46,8 @@ async def test_a_step_without_its_reply_fails_the_demo(
 ) -> None:
     # The "video" of the script is now a deleted post: its steps get an apology instead of a video.
     deleted = next(p for p in CATALOGUE.posts.values() if p.status is Status.DELETED)
-    monkeypatch.setattr(demo, "CLIP", deleted)
-    monkeypatch.setattr(demo, "STEP_TIMEOUT", 0.5)
+    monkeypatch.setattr(script, "CLIP", deleted)
+    monkeypatch.setattr(script, "STEP_TIMEOUT", 0.5)
     out = io.StringIO()
     code = await run_demo(tmp_path / "demo-out", out)
     text = out.getvalue()
@@ -51,3 +57,4 @@ async def test_a_step_without_its_reply_fails_the_demo(
     assert "telegram step 5 (/post: a post's stats): sendMessage: expected '@sandbox.cook'" in text
     assert "telegram step 10 (the same video again, in the group: a cache hit)" in text
     assert "telegram step 3 " not in text
+    assert "discord step 11 (a link in a server channel): expected 1 attachment(s), got 0" in text
