@@ -7,7 +7,8 @@ from the first message to the last video, messages/s, upstream downloads (TTSave
 lag of the bot's event loop, and errors (failed calls, error replies, usage rows whose outcome is not ok).
 Targets: exactly 100 downloads, ≥ 200 msg/s, lag ≤ 50 ms, 0 errors.
 
-Run: .venv/bin/python bench/load.py [--messages 1000] [--users 200] [--posts 100] [--size-kb 256]
+Run: .venv/bin/python bench/load.py [--messages 1000] [--users 200] [--posts 100] [--size-kb 256] [--rounds N]
+(with several rounds, the verdicts use the medians: the shared 2-core VM's other tenants show up as lag.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import random
 import signal
 import sqlite3
+import statistics
 import time
 
 from rig import Rig
@@ -99,30 +101,50 @@ async def main(messages: int, users: int, posts: int, size_kb: int) -> dict[str,
         "rows": sum(outcomes.values()),
         "errors": failed_calls + error_replies + bad_rows,
         "posts": posts,
+        "users": users,
     }
 
 
-def report(f: dict[str, float]) -> None:
+def round_line(index: int, f: dict[str, float]) -> str:
+    """One round in one line."""
+    return (
+        f"  round {index}: {f['total_s']:.2f} s, {f['rate']:.0f} msg/s, {f['downloads']:.0f} downloads, "
+        f"worst lag {f['worst_lag_ms']:.1f} ms (p99 {f['p99_lag_ms']:.1f}), {f['errors']:.0f} errors, "
+        f"bot CPU {f['cpu_ms_per_message']:.2f} ms a message"
+    )
+
+
+def report(rounds: list[dict[str, float]]) -> None:
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
-    print(f"load: {f['messages']:.0f} link messages, 200 users, {f['posts']:.0f} posts, default limits")
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    f = rounds[0]
     print(
-        f"  total time      {f['total_s']:.2f} s (the bot's CPU: {f['cpu_ms_per_message']:.2f} ms a message)"
+        f"load: {f['messages']:.0f} link messages, {f['users']:.0f} users, {f['posts']:.0f} posts, "
+        f"default limits; {len(rounds)} round(s), a fresh bot each"
     )
-    print(f"  messages/s      {f['rate']:.0f} (target ≥ 200: {verdict(f['rate'] >= 200)})")
+    for index, figures in enumerate(rounds, 1):
+        print(round_line(index, figures))
+    rate, lag = median("rate"), median("worst_lag_ms")
+    downloads = {r["downloads"] for r in rounds}
+    errors = sum(r["errors"] for r in rounds)
+    print(f"  total time      {median('total_s'):.2f} s (median)")
+    print(f"  messages/s      {rate:.0f} (median; target ≥ 200: {verdict(rate >= 200)})")
     print(
-        f"  downloads       {f['downloads']:.0f} (target exactly {f['posts']:.0f}: "
-        f"{verdict(f['downloads'] == f['posts'])})"
+        f"  downloads       {', '.join(f'{d:.0f}' for d in sorted(downloads))} "
+        f"(target exactly {f['posts']:.0f} every round: {verdict(downloads == {f['posts']})})"
+    )
+    worst = max(r["worst_lag_ms"] for r in rounds)
+    print(
+        f"  worst loop lag  {lag:.1f} ms (median of the rounds' worst; the worst of all {worst:.1f} ms; "
+        f"target ≤ 50 ms: {verdict(lag <= 50)})"
     )
     print(
-        f"  worst loop lag  {f['worst_lag_ms']:.1f} ms, p99 {f['p99_lag_ms']:.1f} ms "
-        f"(target ≤ 50 ms: {verdict(f['worst_lag_ms'] <= 50)})"
-    )
-    print(
-        f"  errors          {f['errors']:.0f} (failed calls {f['failed_calls']:.0f}, error replies "
-        f"{f['error_replies']:.0f}, usage rows not ok {f['bad_rows']:.0f} of {f['rows']:.0f}; "
-        f"target 0: {verdict(f['errors'] == 0)})"
+        f"  errors          {errors:.0f} (failed calls, error replies, usage rows not ok, over all rounds; "
+        f"target 0: {verdict(errors == 0)})"
     )
 
 
@@ -132,5 +154,9 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--posts", type=int, default=100)
     parser.add_argument("--size-kb", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    report(asyncio.run(main(args.messages, args.users, args.posts, args.size_kb)))
+    results = [
+        asyncio.run(main(args.messages, args.users, args.posts, args.size_kb)) for _ in range(args.rounds)
+    ]
+    report(results)
