@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.demo import script
-from sandbox.demo.script import Part, RowCheck, cache_hit, downloaded, first_line, human_size, text_lines
+from sandbox.demo.script import (
+    Part,
+    RowCheck,
+    cache_hit,
+    downloaded,
+    first_line,
+    human_size,
+    text_lines,
+    took,
+)
 from sandbox.discord import DiscordEmulator, Interaction, MessageFlag, StoredMessage
 
 _MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")  # [text](url) -> text
@@ -95,14 +104,14 @@ class DiscordScript(Part):
         except TimeoutError:
             self.fail(number, title, f"no reply within {script.STEP_TIMEOUT:g} s")
             return
-        took = time.monotonic() - started
+        elapsed = time.monotonic() - started
         if len(reply.attachments) != attachments:
             self.fail(number, title, f"expected {attachments} attachment(s), got {len(reply.attachments)}")
         problem = check(reply) if check else None
         if problem:
             self.fail(number, title, problem)
         row = await self.await_row(number, title, user_id, "link", before)
-        self._show(number, reply, took)
+        self._show(number, reply, elapsed)
         self.show_row(number, title, row, row_check)
 
     async def command(self, title: str, name: str, user_id: int, **options: Any) -> StoredMessage | None:
@@ -122,12 +131,12 @@ class DiscordScript(Part):
         except (TimeoutError, LookupError, PermissionError) as exc:
             self.fail(number, title, f"no answer: {exc!r}")
             return None
-        took = time.monotonic() - started
+        elapsed = time.monotonic() - started
         callback = self.emu.interaction_responses(inter.id)[0]
         deferred = isinstance(callback.payload, dict) and callback.payload.get("type") == 5
         verb = "defers (“thinking…”), then fills in its answer" if deferred else "answers"
         row = await self.await_row(number, title, user_id, name, before)
-        self._show(number, answer, took, verb=verb)
+        self._show(number, answer, elapsed, verb=verb)
         self.show_row(number, title, row, None)
         if not _buttons(answer):
             self.fail(number, title, "expected a More button")
@@ -152,9 +161,9 @@ class DiscordScript(Part):
         except (TimeoutError, LookupError, PermissionError) as exc:
             self.fail(number, title, f"no edit: {exc!r}")
             return
-        took = time.monotonic() - started
+        elapsed = time.monotonic() - started
         row = await self.await_row(number, title, user_id, "hashtag", before)
-        self._show(number, self.emu.message(message.id), took, verb="edits its answer")
+        self._show(number, self.emu.message(message.id), elapsed, verb="edits its answer")
         self.show_row(number, title, row, None)
 
     async def _answered(self, inter: Interaction) -> StoredMessage:
@@ -166,7 +175,7 @@ class DiscordScript(Part):
         await self.emu.transcript.wait_until(done, timeout=script.STEP_TIMEOUT)
         return next(m for m in self.emu.interaction_messages(inter.id) if not m.flags & MessageFlag.LOADING)
 
-    def _show(self, number: int, message: StoredMessage, took: float, verb: str = "replies") -> None:
+    def _show(self, number: int, message: StoredMessage, seconds: float, verb: str = "replies") -> None:
         """Print a message of the bot: attachments (saved), embed, buttons."""
         files = ", ".join(f"{a.filename} {human_size(a.size)}" for a in message.attachments)
         head = f"{verb}" + (f" with {files}" if files else "")
@@ -175,7 +184,7 @@ class DiscordScript(Part):
         labels = [label for label, _ in _buttons(message)]
         if labels:
             head += f" with a button [{' | '.join(labels)}]"
-        self.printer.line(f"  bot ▸ {took:5.2f} s  {head}")
+        self.printer.line(f"  bot ▸ {took(seconds)}  {head}")
         for attachment in message.attachments:
             where = self.save(
                 number,

@@ -170,6 +170,11 @@ def human_size(size: int) -> str:
     return f"{size / 1000 / 1000:.1f} MB"
 
 
+def took(seconds: float) -> str:
+    """A duration in a fixed width: `  45 ms`, `1.23 s`."""
+    return f"{seconds * 1000:4.0f} ms" if seconds < 1 else f"{seconds:5.2f} s"
+
+
 def first_line(text: str, limit: int = 72) -> str:
     """The first non-empty line of `text`, cut to `limit` characters."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")

@@ -17,6 +17,7 @@ from sandbox.demo.script import (
     human_size,
     outcome_is,
     text_lines,
+    took,
 )
 from sandbox.telegram import TelegramEmulator
 from sandbox.telegram.transcript import Call, SentFile
@@ -205,7 +206,7 @@ class TelegramScript(Part):
                 continue
             shown = True
             head, *rest = self._describe(number, call)
-            self.printer.line(f"  bot ▸ {call.answered - started:5.2f} s  {head}")
+            self.printer.line(f"  bot ▸ {took(call.answered - started)}  {head}")
             for extra in rest:
                 self.printer.line(f"{'':16}{extra}")
         if not shown:
@@ -232,8 +233,8 @@ class TelegramScript(Part):
             return [f"audio “{audio.get('title')}” by {audio.get('performer')}, {size}, {how}", *where]
         if call.method == "sendPhoto":
             return [f"photo {size}, {how} — “{caption}”", *where]
-        verb = "edits its message to" if call.method == "editMessageText" else "text"
-        return [f"{verb}:{_buttons_note(message)}", *text_lines(str(message.get("text") or ""))]
+        verb = "edits its message" if call.method == "editMessageText" else "a message"
+        return [f"{verb}{_buttons_note(message)}:", *text_lines(str(message.get("text") or ""))]
 
 
 # --- checks of replies --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ async def test_the_demo_passes_and_saves_what_the_chats_received(tmp_path: Path)
     assert "by file_id, nothing uploaded" in text
     assert "link ok · via cache · cache hit" in text
     assert "This post is private" in text
-    assert "edits its message to" in text  # the More button paged the hashtag
+    assert "edits its message with a button [More ▶]:" in text  # the More button paged the hashtag
     assert "by action" in text  # the operator stats at the end
     # Discord: a link uploaded, the same link again by the attachment's URL, a slash command paged.
     assert "replies with 7301444403200000001_video.mp4 45.8 kB" in text
