@@ -208,13 +208,22 @@ def _stream(parts: list[_Part], newline: bytes, cut: int | None) -> Iterator[byt
     yield newline + delimiter + b"--" + newline
 
 
-def _rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """Regroup pieces into writes of exactly `size` bytes (the last may be shorter)."""
+def _rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes | memoryview]:
+    """Regroup pieces into writes of exactly `size` bytes (the last may be shorter); copies only at joins."""
     buffer = bytearray()
     for piece in pieces:
-        buffer += piece
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
+        view = memoryview(piece)
+        if buffer:
+            take = size - len(buffer)
+            buffer += view[:take]
+            view = view[take:]
+            if len(buffer) < size:
+                continue
+            yield bytes(buffer)
+            buffer.clear()
+        while len(view) >= size:
+            yield view[:size]
+            view = view[size:]
+        buffer += view
     if buffer:
         yield bytes(buffer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,7 @@ from sandbox.blobs import media_file
 from sandbox.catalogue import CATALOGUE, T0, post_id_at
 from sandbox.runner import Sandbox, all_emulators
 from sandbox.tiktok import HOME, TikTokEmulator
-from sandbox.ttsave import BOUNDARY, TTSaveEmulator
+from sandbox.ttsave import BOUNDARY, TTSaveEmulator, _rechunk
 from services.download.multipart import MultipartParser, PartData, PartStart
 from services.http import make_client, parse_routes
 
@@ -282,3 +283,14 @@ async def test_ttsave_validation(sandbox: Sandbox) -> None:
         ],
     }
     assert not_json.status_code == 422
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 16381])
+def test_ttsave_rechunk_regroups_into_exact_writes(size: int) -> None:
+    rng = random.Random(size)
+    for _ in range(200):
+        pieces = [rng.randbytes(rng.randrange(0, 3 * size + 5)) for _ in range(rng.randrange(0, 8))]
+        out = [bytes(p) for p in _rechunk(iter(pieces), size)]
+        assert b"".join(out) == b"".join(pieces)
+        assert all(len(piece) == size for piece in out[:-1])
+        assert not out or 0 < len(out[-1]) <= size
