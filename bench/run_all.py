@@ -4,8 +4,8 @@ Each prints its own figures; this adds a heading, the wall time of each, and at 
 (the figures in bench/README.md come from such a run). A benchmark that fails is reported and the rest still
 run; the exit code is 1 if any failed.
 
-Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay memory cache load multipart usage_log
-media_cache links telegram_upload; default all)
+Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, "relay --backends web", memory, cache,
+load, multipart, usage_log, media_cache, links, telegram_upload; default all)
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 
 # name -> arguments; sizes chosen so the whole run stays within a few minutes on a 2-core machine.
 BENCHMARKS: dict[str, list[str]] = {
-    "relay": ["--runs", "15"],
+    "relay": ["--runs", "20"],
+    "relay --backends web": ["--runs", "20", "--backends", "web"],
     "memory": [],
     "cache": ["--runs", "100"],
     "load": ["--rounds", "3"],
@@ -66,8 +67,9 @@ def main(names: list[str]) -> int:
     started = time.monotonic()
     failed: list[str] = []
     for name in names or list(BENCHMARKS):
-        command = [sys.executable, str(HERE / f"{name}.py"), *BENCHMARKS[name]]
-        print(f"\n=== {name}: {' '.join(['bench/' + name + '.py', *BENCHMARKS[name]])}", flush=True)
+        script = name.split()[0]
+        command = [sys.executable, str(HERE / f"{script}.py"), *BENCHMARKS[name]]
+        print(f"\n=== {name}: {' '.join([f'bench/{script}.py', *BENCHMARKS[name]])}", flush=True)
         began = time.monotonic()
         code = subprocess.call(command, cwd=HERE.parent)
         print(f"--- {name}: {time.monotonic() - began:.1f} s" + (f", FAILED (exit {code})" if code else ""))
