@@ -6,6 +6,7 @@ import abc
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiohttp import web
 
@@ -101,7 +102,7 @@ class Emulator(abc.ABC):
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> Emulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

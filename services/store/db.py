@@ -128,7 +128,7 @@ class Database:
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             if name != MEMORY:
-                await conn.execute("PRAGMA journal_mode = WAL")
+                await _use_wal(conn, busy_timeout_ms / 1000)
             # In WAL mode NORMAL survives a process crash; only an OS crash may lose the last commits.
             await conn.execute("PRAGMA synchronous = NORMAL")
             version = await _migrate(conn, name, migrations)
@@ -289,6 +289,21 @@ async def _migrate(conn: aiosqlite.Connection, name: str, migrations: Sequence[M
             raise
         current = migration.version
     return current
+
+
+async def _use_wal(conn: aiosqlite.Connection, patience: float) -> None:
+    """Switch the file to WAL, waiting out another process that holds it (SQLite's busy handler does not)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            # Changing the journal mode needs the file to itself; a second process opening it at the same
+            # moment gets "locked" at once rather than after busy_timeout.
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

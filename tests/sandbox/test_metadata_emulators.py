@@ -16,22 +16,6 @@ CLIP = post_id_at(T0, 1)
 
 
 @pytest.fixture
-async def ed_emu() -> AsyncIterator[EnsembleDataEmulator]:
-    emu = EnsembleDataEmulator()
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
-async def research_emu() -> AsyncIterator[ResearchEmulator]:
-    emu = ResearchEmulator()
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=5.0) as client:
         yield client

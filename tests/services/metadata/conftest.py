@@ -44,22 +44,6 @@ class FakeSleep:
 
 
 @pytest.fixture
-async def ed_emu() -> AsyncIterator[EnsembleDataEmulator]:
-    emu = EnsembleDataEmulator()
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
-async def research_emu() -> AsyncIterator[ResearchEmulator]:
-    emu = ResearchEmulator()
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=5.0) as client:
         yield client

@@ -1,0 +1,24 @@
+"""Fixtures shared across test packages: the metadata emulators on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sandbox.ensembledata import EnsembleDataEmulator
+from sandbox.research import ResearchEmulator
+
+
+@pytest.fixture
+async def ed_emu() -> AsyncIterator[EnsembleDataEmulator]:
+    """The EnsembleData emulator, started for one test."""
+    async with EnsembleDataEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+async def research_emu() -> AsyncIterator[ResearchEmulator]:
+    """The Research API emulator, started for one test."""
+    async with ResearchEmulator() as emu:
+        yield emu
