@@ -9,8 +9,8 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.chat.cards import hashtag_card, post_card, profile_card
-from bot.chat.commands import parse_post_argument, parse_tag, parse_username
+from bot.chat.cards import HASHTAG_PAGE_SIZE, hashtag_card, post_card, profile_card
+from bot.chat.commands import parse_post_argument, parse_tag, parse_username, require_metadata
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
 from bot.telegram.filters import Where
@@ -18,13 +18,10 @@ from bot.telegram.render import MESSAGE_LIMIT, html_text, render_card
 from bot.telegram.routers.links import sender_for
 from bot.wiring import App
 from services.download.models import Want
-from services.errors import NotConfigured, ServiceError
-from services.metadata.service import MetadataService
+from services.errors import ServiceError
 from services.store.chats import ChatPrefs
 
 log = logging.getLogger("tiktok_bot.telegram")
-
-HASHTAG_PAGE = 5
 
 
 class HashtagMore(CallbackData, prefix="ht"):
@@ -33,12 +30,6 @@ class HashtagMore(CallbackData, prefix="ht"):
     tag: str
     cursor: str
     page: int
-
-
-def _metadata(app: App) -> MetadataService:
-    if app.metadata is None:
-        raise NotConfigured("no metadata provider is configured")
-    return app.metadata
 
 
 async def _fail(message: Message, ctx: ChatContext, exc: BaseException) -> None:
@@ -71,7 +62,7 @@ async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatC
             app.flow.check_limits(ctx)
             link = await app.flow.resolve(link)
             tracker.target = link.post_id
-            answer = await _metadata(app).post(link)
+            answer = await require_metadata(app.metadata).post(link)
             tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
             await message.reply(
                 render_card(post_card(answer.value, ctx.language), ctx.language, limit=MESSAGE_LIMIT)
@@ -89,7 +80,7 @@ async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatC
     try:
         async with app.flow.track(ctx, "user", username) as tracker:
             app.flow.check_limits(ctx)
-            answer = await _metadata(app).profile(username)
+            answer = await require_metadata(app.metadata).profile(username)
             tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
             await message.reply(
                 render_card(profile_card(answer.value, ctx.language), ctx.language, limit=MESSAGE_LIMIT)
@@ -114,9 +105,11 @@ async def _hashtag_page(
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     async with app.flow.track(ctx, "hashtag", tag) as tracker:
         app.flow.check_limits(ctx)
-        answer = await _metadata(app).hashtag(tag, cursor, limit=HASHTAG_PAGE)
+        answer = await require_metadata(app.metadata).hashtag(tag, cursor, limit=HASHTAG_PAGE_SIZE)
         tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
-        card = hashtag_card(answer.value, ctx.language, page_number=page, offset=(page - 1) * HASHTAG_PAGE)
+        card = hashtag_card(
+            answer.value, ctx.language, page_number=page, offset=(page - 1) * HASHTAG_PAGE_SIZE
+        )
         text = render_card(card, ctx.language, limit=MESSAGE_LIMIT)
         return text, _more_button(tag, answer.value.next_cursor, page + 1, ctx.language)
 
