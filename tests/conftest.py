@@ -8,6 +8,9 @@ import pytest
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
+from tests.engines.redis import redis_client, redis_prefix, redis_server
+
+__all__ = ["redis_client", "redis_prefix", "redis_server"]  # fixtures for every test package
 
 
 @pytest.fixture

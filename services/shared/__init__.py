@@ -1,0 +1,111 @@
+"""State replicas share: one Protocol per concern, an in-process engine (`memory`) and a Redis one (`redis`).
+
+Like aiogram's `BaseStorage` / `MemoryStorage` / `RedisStorage`: the services are written against these
+Protocols, and only `bot/wiring.py` picks the engine (`REDIS__URL` unset: everything stays in this process).
+
+- `FlightLocks`: the per-post single-flight lock; in Redis a lease, renewed while held, so a dead holder's
+  lock lapses and a waiter on another replica goes on to find the result in the shared cache.
+- `RateWindows`: sliding windows of hits per key (per-user, per-chat limits).
+- `TTLCache`: string values with a time to live (short links, metadata answers).
+- `PostRefs`: the hot layer of the sent-media cache (every variant of a post in one entry).
+- `Counters`: counters that expire (the Research API's daily quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class FlightLocks(Protocol):
+    """One holder per key at a time, across every process sharing the engine."""
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Wait for the key, hold it for the body, then let the next waiter in."""
+        ...
+
+
+class RateWindows(Protocol):
+    """Sliding windows of hits, one per key, each with its own limit."""
+
+    async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
+        """Count one hit on every key if each is under its limit and return 0; else count none and return
+        the seconds until all would be."""
+        ...
+
+
+class TTLCache(Protocol):
+    """Strings by key, each forgotten after its time to live."""
+
+    async def get(self, key: str) -> str | None:
+        """The live value for `key`, or None."""
+        ...
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        """Remember `value` for `ttl` seconds (nothing when ttl <= 0)."""
+        ...
+
+
+class PostRefs(Protocol):
+    """The sent-media cache's hot layer: a post's variants (variant -> reference) under one key.
+
+    `load` returns the entry (None: not held) and a generation; `fill` stores what the database said only if
+    no write came in between, so an overlapping write is never overwritten by an older read.
+    """
+
+    async def load(self, key: str) -> tuple[dict[str, str] | None, int]:
+        """The variants held for `key` (None if not held), and the generation to pass to `fill`."""
+        ...
+
+    async def fill(self, key: str, variants: Mapping[str, str], generation: int) -> None:
+        """Hold `variants` (possibly none) for `key`, unless a write came in since `load`."""
+        ...
+
+    async def set(self, key: str, variant: str, ref: str) -> None:
+        """Record one variant written to the database."""
+        ...
+
+    async def drop(self, key: str, variant: str | None = None) -> None:
+        """Forget one variant (or the whole entry) deleted from the database."""
+        ...
+
+
+class Counters(Protocol):
+    """Counters that expire, with a ceiling checked and raised in one step."""
+
+    async def value(self, key: str) -> int:
+        """The current count (0 if none)."""
+        ...
+
+    async def take(self, key: str, limit: int, ttl: float) -> bool:
+        """Add one if the count is under `limit` and return True; else return False. Expires `ttl` s after
+        its first hit."""
+        ...
+
+
+class Engine(Protocol):
+    """Something to close on shutdown."""
+
+    async def aclose(self) -> None:
+        """Release connections and background tasks."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SharedState:
+    """Every shared concern, from one engine."""
+
+    engine: str
+    locks: FlightLocks
+    windows: RateWindows
+    short_links: TTLCache
+    metadata: TTLCache
+    media: PostRefs
+    counters: Counters
+    closer: Engine
+
+    async def aclose(self) -> None:
+        """Close the engine's connections."""
+        await self.closer.aclose()

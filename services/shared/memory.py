@@ -1,0 +1,202 @@
+"""The in-process engine of the shared-state Protocols: the default, for one process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+from services.shared import SharedState
+
+Clock = Callable[[], float]
+
+
+class _Slot:
+    """A lock shared by everyone waiting on one key, forgotten when the last of them is done."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class MemoryFlightLocks:
+    """One asyncio.Lock per key in use."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, _Slot] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Wait for the key, hold it for the body."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot()
+        slot.users += 1
+        try:
+            async with slot.lock:
+                yield
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._slots[key]
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+class MemoryRateWindows:
+    """Hit times per key in deques; a key with no hit left in its window is forgotten."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def _wait(self, key: str, limit: int, window: float, now: float) -> float:
+        hits = self._hits.get(key)
+        if hits is None:
+            return 0.0
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if not hits:
+            del self._hits[key]  # memory stays bounded by the keys active in the last window
+            return 0.0
+        return max(0.0, hits[0] + window - now) if len(hits) >= limit else 0.0
+
+    async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
+        """Count one hit on every key if all are under their limits; else the seconds to wait."""
+        now = self._clock()
+        wait = max((self._wait(key, limit, window, now) for key, limit in limits), default=0.0)
+        if wait > 0:
+            return wait
+        for key, _ in limits:
+            self._hits.setdefault(key, deque()).append(now)
+        return 0.0
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
+class MemoryTTLCache:
+    """Values with an expiry in an insertion-ordered dict, at most `max_entries` (the oldest go first)."""
+
+    def __init__(self, *, clock: Clock = time.monotonic, max_entries: int = 10_000) -> None:
+        self._clock = clock
+        self._max = max_entries
+        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    async def get(self, key: str) -> str | None:
+        """The live value for `key`, or None."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            del self._items[key]
+            return None
+        return item[1]
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        """Remember `value` for `ttl` seconds."""
+        if ttl <= 0:
+            return
+        self._items[key] = (self._clock() + ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class MemoryPostRefs:
+    """An LRU of posts; one generation counter for all (bumped by every write) guards `fill`."""
+
+    def __init__(self, *, max_posts: int = 4096) -> None:
+        self._max = max_posts
+        self._posts: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._generation = 0
+
+    async def load(self, key: str) -> tuple[dict[str, str] | None, int]:
+        """The held variants (a copy) and the generation."""
+        held = self._posts.get(key)
+        if held is None:
+            return None, self._generation
+        self._posts.move_to_end(key)
+        return dict(held), self._generation
+
+    async def fill(self, key: str, variants: Mapping[str, str], generation: int) -> None:
+        """Hold what the database said, unless something was written since `load`."""
+        if generation != self._generation:
+            return
+        self._posts[key] = dict(variants)
+        self._posts.move_to_end(key)
+        while len(self._posts) > self._max:
+            self._posts.popitem(last=False)
+
+    async def set(self, key: str, variant: str, ref: str) -> None:
+        """Update a held entry (an entry not held is loaded from the database when next asked)."""
+        self._generation += 1
+        held = self._posts.get(key)
+        if held is not None:
+            held[variant] = ref
+
+    async def drop(self, key: str, variant: str | None = None) -> None:
+        """Forget one variant or the whole entry."""
+        self._generation += 1
+        if variant is None:
+            self._posts.pop(key, None)
+        else:
+            held = self._posts.get(key)
+            if held is not None:
+                held.pop(variant, None)
+
+    def __len__(self) -> int:
+        return len(self._posts)
+
+
+class MemoryCounters:
+    """Counters with an expiry, in a dict; expired ones are swept as others are taken."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    async def value(self, key: str) -> int:
+        """The current count (0 if none or expired)."""
+        item = self._counts.get(key)
+        if item is None or item[0] <= self._clock():
+            return 0
+        return item[1]
+
+    async def take(self, key: str, limit: int, ttl: float) -> bool:
+        """Add one if under `limit`."""
+        now = self._clock()
+        for stale in [k for k, (expires, _) in self._counts.items() if expires <= now]:
+            del self._counts[stale]
+        expires, count = self._counts.get(key, (now + ttl, 0))
+        if count >= limit:
+            return False
+        self._counts[key] = (expires, count + 1)
+        return True
+
+
+class _NothingToClose:
+    async def aclose(self) -> None:
+        """Nothing: the state dies with the process."""
+
+
+def memory_state(*, clock: Clock = time.monotonic) -> SharedState:
+    """Every shared concern kept in this process (the default)."""
+    return SharedState(
+        engine="memory",
+        locks=MemoryFlightLocks(),
+        windows=MemoryRateWindows(clock=clock),
+        short_links=MemoryTTLCache(clock=clock),
+        metadata=MemoryTTLCache(clock=clock, max_entries=2048),
+        media=MemoryPostRefs(),
+        counters=MemoryCounters(clock=clock),
+        closer=_NothingToClose(),
+    )

@@ -1,0 +1,277 @@
+"""The Redis engine of the shared-state Protocols (redis-py asyncio): state every replica sees.
+
+Each multi-step change is one Lua script, so replicas never interleave inside it. Keys live under one
+prefix (`tiktok-bot:` by default), so several bots can share a Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from services.shared import SharedState
+from services.shared.memory import MemoryFlightLocks
+
+log = logging.getLogger("services.shared.redis")
+
+Clock = Callable[[], float]
+HELD = "\x00"  # the field marking a post entry as held (a post with no variant is still an answer)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_TAKE_WINDOWS = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if oldest[2] then wait = math.max(wait, tonumber(oldest[2]) + window - now) end
+  end
+end
+if wait > 0 then return tostring(wait) end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[3])
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+end
+return '0'
+"""
+_FILL = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_SET = """
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[2], '', ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+_DROP = """
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+return redis.call('HDEL', KEYS[1], ARGV[2])
+"""
+_TAKE_COUNT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+if n == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisFlightLocks:
+    """A lease per key (SET NX PX), renewed while held, released only by its holder.
+
+    Waiters in this process queue on a local lock first, so one of them at a time polls Redis. A holder that
+    dies stops renewing; its lease lapses after `lease` seconds and the next waiter goes on.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        *,
+        lease: float = 30.0,
+        poll: tuple[float, float] = (0.01, 0.1),
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix + "lock:"
+        self.lease = lease
+        self._poll = poll
+        self._local = MemoryFlightLocks()
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Wait for the lease on `key`, keep it renewed through the body, then release it."""
+        async with self._local.hold(key):
+            name = self._prefix + key
+            token = secrets.token_hex(16)
+            delay = self._poll[0]
+            while not await self._redis.set(name, token, nx=True, px=_ms(self.lease)):
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, self._poll[1])
+            keeper = asyncio.create_task(self._keep(name, token))
+            try:
+                yield
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                # Shielded: a cancelled holder still lets the next waiter in now rather than after the lease.
+                await asyncio.shield(self._let_go(name, token))
+
+    async def _keep(self, name: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                renewed = await self._renew(keys=[name], args=[token, _ms(self.lease)])
+            except aioredis.RedisError as exc:
+                log.warning("could not renew lease %s: %s", name, exc)
+                continue
+            if not renewed:
+                log.warning("lease %s lapsed while held: another replica may run the same work", name)
+                return
+
+    async def _let_go(self, name: str, token: str) -> None:
+        try:
+            await self._release(keys=[name], args=[token])
+        except aioredis.RedisError as exc:
+            log.warning("could not release lease %s (it lapses on its own): %s", name, exc)
+
+
+class RedisRateWindows:
+    """A sorted set of hit times per key; both the check and the hits are one script."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, *, clock: Clock = time.time) -> None:
+        # Wall-clock time from this host: replicas must keep their clocks in sync (NTP) for shared windows.
+        self._prefix = prefix + "window:"
+        self._clock = clock
+        self._script = client.register_script(_TAKE_WINDOWS)
+
+    async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
+        """Count one hit on every key if all are under their limits; else the seconds to wait."""
+        if not limits:
+            return 0.0
+        keys = [self._prefix + key for key, _ in limits]
+        args: list[Any] = [repr(self._clock()), repr(window), secrets.token_hex(8)]
+        args += [limit for _, limit in limits]
+        return float(await self._script(keys=keys, args=args))
+
+
+class RedisTTLCache:
+    """GET and SET PX under a prefix."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    async def get(self, key: str) -> str | None:
+        """The live value, or None."""
+        value = await self._redis.get(self._prefix + key)
+        return None if value is None else str(value)
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        """Remember `value` for `ttl` seconds."""
+        if ttl > 0:
+            await self._redis.set(self._prefix + key, value, px=_ms(ttl))
+
+
+class RedisPostRefs:
+    """A hash per post (variant -> reference) and a generation counter per post guarding `fill`.
+
+    Unlike the in-process layer, a write creates the entry when absent: with a database per replica the
+    hash is how the others learn of it. An entry missing some variant the database has only costs that
+    variant a fresh download.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, *, ttl: float = 7 * 86400) -> None:
+        self._redis = client
+        self._prefix = prefix + "media:"
+        self._ttl = _ms(ttl)
+        self._fill = client.register_script(_FILL)
+        self._set = client.register_script(_SET)
+        self._drop = client.register_script(_DROP)
+
+    def _keys(self, key: str) -> list[str]:
+        return [self._prefix + key, self._prefix + "gen:" + key]
+
+    async def load(self, key: str) -> tuple[dict[str, str] | None, int]:
+        """The held variants and the generation."""
+        entry, gen = self._keys(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(entry)
+            pipe.get(gen)
+            held, generation = await pipe.execute()
+        if not held:
+            return None, int(generation or 0)
+        return {k: v for k, v in held.items() if k != HELD}, int(generation or 0)
+
+    async def fill(self, key: str, variants: Mapping[str, str], generation: int) -> None:
+        """Hold what the database said, unless something was written since `load`."""
+        pairs: list[str] = [HELD, ""]
+        for variant, ref in variants.items():
+            pairs += [variant, ref]
+        await self._fill(keys=self._keys(key), args=[str(generation), self._ttl, *pairs])
+
+    async def set(self, key: str, variant: str, ref: str) -> None:
+        """Record one variant (creating the entry if absent)."""
+        await self._set(keys=self._keys(key), args=[self._ttl, HELD, variant, ref])
+
+    async def drop(self, key: str, variant: str | None = None) -> None:
+        """Forget one variant or the whole entry."""
+        await self._drop(keys=self._keys(key), args=[self._ttl, variant or ""])
+
+
+class RedisCounters:
+    """A string counter per key, expiring `ttl` after its first hit."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix + "count:"
+        self._take = client.register_script(_TAKE_COUNT)
+
+    async def value(self, key: str) -> int:
+        """The current count."""
+        return int(await self._redis.get(self._prefix + key) or 0)
+
+    async def take(self, key: str, limit: int, ttl: float) -> bool:
+        """Add one if under `limit`."""
+        return bool(await self._take(keys=[self._prefix + key], args=[limit, _ms(ttl)]))
+
+
+class _Connection:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def connect(url: str, *, client_name: str | None = None) -> aioredis.Redis:
+    """A pooled client for `url` (redis:// or rediss:// or unix://), answering str."""
+    return aioredis.from_url(url, decode_responses=True, client_name=client_name)
+
+
+async def redis_state(
+    client: aioredis.Redis, *, prefix: str = "tiktok-bot:", lease: float = 30.0, clock: Clock = time.time
+) -> SharedState:
+    """Every shared concern kept in Redis (checked with a PING first, so a wrong URL fails at start-up)."""
+    await client.ping()
+    return SharedState(
+        engine="redis",
+        locks=RedisFlightLocks(client, prefix, lease=lease),
+        windows=RedisRateWindows(client, prefix, clock=clock),
+        short_links=RedisTTLCache(client, prefix + "short:"),
+        metadata=RedisTTLCache(client, prefix + "meta:"),
+        media=RedisPostRefs(client, prefix),
+        counters=RedisCounters(client, prefix),
+        closer=_Connection(client),
+    )
