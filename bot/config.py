@@ -62,8 +62,19 @@ class DiscordSettings(_Section):
     guild_ids: CommaInts = Field(default_factory=list)
     admins: CommaInts = Field(default_factory=list)
     message_content: bool = True
+    # Sharding across processes: this process runs `shard_ids` of `shard_count` (both unset: one process).
+    shard_ids: CommaInts = Field(default_factory=list)
+    shard_count: int | None = Field(default=None, ge=1)
 
-    _split = field_validator("guild_ids", "admins", mode="before")(_split_commas)
+    _split = field_validator("guild_ids", "admins", "shard_ids", mode="before")(_split_commas)
+
+    @model_validator(mode="after")
+    def _shards(self) -> DiscordSettings:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("DISCORD__SHARD_IDS needs DISCORD__SHARD_COUNT, the total over all processes")
+        if self.shard_count is not None and any(not 0 <= i < self.shard_count for i in self.shard_ids):
+            raise ValueError(f"DISCORD__SHARD_IDS must be between 0 and {self.shard_count - 1}")
+        return self
 
 
 class TTSaveSettings(_Section):
@@ -147,6 +158,14 @@ class DatabaseSettings(_Section):
         return self
 
 
+class RedisSettings(_Section):
+    """Shared state for replicas: unset, everything stays in this process."""
+
+    url: SecretStr | None = None  # may carry a password: redis://:secret@host:6379/0
+    prefix: str = "tiktok-bot:"
+    lease: float = Field(default=30.0, gt=0)
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -190,6 +209,7 @@ class Settings(BaseSettings):
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     upstream_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)

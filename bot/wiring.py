@@ -15,6 +15,10 @@ from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver
 from services.metadata.service import MetadataService, build_providers
 from services.ratelimit import ConcurrencyGate, RateLimits
+from services.shared import SharedState
+from services.shared.memory import memory_state
+from services.shared.redis import connect as connect_redis
+from services.shared.redis import redis_state
 from services.store import Store
 
 log = logging.getLogger("tiktok_bot.wiring")
@@ -31,17 +35,41 @@ class App:
     flow: LinkFlow
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    shared: SharedState = field(default_factory=memory_state)
 
     async def aclose(self) -> None:
         """Flush the usage log and close every client, whatever fails on the way."""
-        for closer in (self.downloads.aclose, self.store.aclose, *(c.aclose for c in self.clients)):
+        closers = (
+            self.downloads.aclose,
+            self.store.aclose,
+            *(c.aclose for c in self.clients),
+            self.shared.aclose,
+        )
+        for closer in closers:
             try:
                 await closer()
             except Exception:
                 log.exception("error while closing")
 
 
-def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
+async def build_shared_state(settings: Settings) -> SharedState:
+    """The one place the engine of shared state is chosen: Redis when REDIS__URL is set, else this process."""
+    url = settings.redis.url
+    if url is None or not url.get_secret_value():
+        return memory_state()
+    client = connect_redis(url.get_secret_value(), client_name="tiktok-bot")
+    try:
+        state = await redis_state(client, prefix=settings.redis.prefix, lease=settings.redis.lease)
+    except BaseException:
+        await client.aclose()
+        raise
+    log.info("shared state in Redis", extra={"action": "startup", "backend": "redis"})
+    return state
+
+
+def build_metadata_service(
+    settings: Settings, client: httpx.AsyncClient, shared: SharedState | None = None
+) -> MetadataService:
     """The MetadataService the settings describe: providers in configured order, unconfigured skipped."""
     ed_token = settings.ensembledata.token
     research_secret = settings.research.client_secret
@@ -55,8 +83,13 @@ def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> Met
         research_url=settings.research.url,
         qps=settings.research.qps,
         daily_quota=settings.research.daily_quota,
+        counters=shared.counters if shared is not None else None,
     )
-    return MetadataService(providers, cache_ttl=settings.metadata.cache_ttl)
+    return MetadataService(
+        providers,
+        cache_ttl=settings.metadata.cache_ttl,
+        cache=shared.metadata if shared is not None else None,
+    )
 
 
 def metadata_client(settings: Settings) -> httpx.AsyncClient:
@@ -75,6 +108,7 @@ async def build_app(settings: Settings) -> App:
     ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
     meta = metadata_client(settings)
     clients = [tiktok, ttsave, meta]
+    shared = await build_shared_state(settings)
     db = settings.database
     store = await Store.open(
         db.path,
@@ -83,8 +117,9 @@ async def build_app(settings: Settings) -> App:
         hash_user_ids=db.hash_user_ids,
         salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
         retention_days=db.retention_days,
+        media_hot=shared.media,
     )
-    resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
+    resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl, cache=shared.short_links)
     downloads = DownloadService(
         build_backends(
             settings.download.backends,
@@ -98,7 +133,7 @@ async def build_app(settings: Settings) -> App:
         resolver=resolver.resolve,
     )
     try:
-        metadata: MetadataService | None = build_metadata_service(settings, meta)
+        metadata: MetadataService | None = build_metadata_service(settings, meta, shared)
     except NotConfigured:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
@@ -107,9 +142,14 @@ async def build_app(settings: Settings) -> App:
         resolver=resolver,
         downloads=downloads,
         store=store,
-        limits=RateLimits(user_per_minute=limits.user_per_minute, chat_per_minute=limits.chat_per_minute),
+        limits=RateLimits(
+            user_per_minute=limits.user_per_minute,
+            chat_per_minute=limits.chat_per_minute,
+            windows=shared.windows,
+        ),
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
+        locks=shared.locks,
     )
     return App(
         settings=settings,
@@ -119,4 +159,5 @@ async def build_app(settings: Settings) -> App:
         flow=flow,
         metadata=metadata,
         clients=clients,
+        shared=shared,
     )

@@ -12,6 +12,7 @@ post ends the walk without fetching the post page.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from services.errors import (
     UpstreamTimeout,
 )
 from services.http import is_allowed_url
+from services.shared import TTLCache
+from services.shared.memory import MemoryTTLCache
 
 
 class LinkKind(StrEnum):
@@ -307,39 +310,31 @@ class ShortLinkResolver:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 10_000,
         max_body: int = 16 * 1024,
+        cache: TTLCache | None = None,
     ) -> None:
         self._client = client
         self._ttl = ttl
         self._max_hops = max_hops
-        self._clock = clock
-        self._max_entries = max_entries
         self._max_body = max_body
-        self._cache: dict[str, tuple[float, TikTokLink]] = {}
+        # Code -> post id; shared by replicas when the cache is Redis.
+        self._cache: TTLCache = (
+            cache if cache is not None else MemoryTTLCache(clock=clock, max_entries=max_entries)
+        )
 
     async def resolve(self, link: TikTokLink) -> TikTokLink:
         """The post a short link leads to; any other link is returned unchanged."""
         if link.kind is not LinkKind.SHORT or not link.code:
             return link
-        cached = self._cache.get(link.code)
+        cached = await self._cache.get(link.code)
         if cached is not None:
-            if cached[0] > self._clock():
-                return cached[1]
-            del self._cache[link.code]
+            return _link_from_json(cached)
         try:
             start = httpx.URL(link.url)
         except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
             raise InvalidLink(f"not a URL: {link.url!r}") from None
         post = await self._follow(start)
-        self._remember(link.code, post)
+        await self._cache.put(link.code, json.dumps(post.as_json()), self._ttl)
         return post
-
-    def _remember(self, code: str, post: TikTokLink) -> None:
-        if self._ttl <= 0:
-            return
-        self._cache[code] = (self._clock() + self._ttl, post)
-        while len(self._cache) > self._max_entries:
-            # Dicts keep insertion order: the first entry is the oldest.
-            del self._cache[next(iter(self._cache))]
 
     async def _follow(self, url: httpx.URL) -> TikTokLink:
         """Walk the redirect chain from `url` until a Location names a post."""
@@ -406,6 +401,11 @@ class ShortLinkResolver:
             raise UnsafeRedirect(f"redirect to an unreadable URL: {exc}") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{url.host}: {type(exc).__name__}", upstream=_UPSTREAM) from exc
+
+
+def _link_from_json(text: str) -> TikTokLink:
+    data = json.loads(text)
+    return TikTokLink(**{**data, "kind": LinkKind(data["kind"])})
 
 
 def _post_from_body(body: bytes) -> TikTokLink | None:

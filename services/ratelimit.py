@@ -4,65 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 
 from services.errors import RateLimited
+from services.shared import RateWindows
+from services.shared.memory import MemoryRateWindows
 
 Clock = Callable[[], float]
 
 
-class SlidingWindow:
-    """At most `limit` hits per `window` seconds for each key."""
-
-    def __init__(self, limit: int, window: float = 60.0, *, clock: Clock = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._hits: dict[Hashable, deque[float]] = {}
-
-    def retry_after(self, key: Hashable) -> float:
-        """Seconds until `key` may hit again (0 if it may now)."""
-        now = self._clock()
-        hits = self._hits.get(key)
-        if hits is None:
-            return 0.0
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if not hits:
-            del self._hits[key]  # keep memory bounded by active keys only
-            return 0.0
-        return max(0.0, hits[0] + self.window - now) if len(hits) >= self.limit else 0.0
-
-    def hit(self, key: Hashable) -> float:
-        """Count one hit for `key` if allowed; return 0, or the seconds to wait (no hit counted)."""
-        wait = self.retry_after(key)
-        if wait > 0:
-            return wait
-        self._hits.setdefault(key, deque()).append(self._clock())
-        return 0.0
-
-
 class RateLimits:
-    """The per-user and per-chat limits a request must pass."""
+    """The per-user and per-chat limits a request must pass, in windows shared by every replica."""
 
-    def __init__(self, *, user_per_minute: int, chat_per_minute: int, clock: Clock = time.monotonic) -> None:
-        self.users = SlidingWindow(user_per_minute, 60.0, clock=clock)
-        self.chats = SlidingWindow(chat_per_minute, 60.0, clock=clock)
+    def __init__(
+        self,
+        *,
+        user_per_minute: int,
+        chat_per_minute: int,
+        windows: RateWindows | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.user_per_minute = user_per_minute
+        self.chat_per_minute = chat_per_minute
+        self.windows: RateWindows = windows if windows is not None else MemoryRateWindows(clock=clock)
 
-    def check(self, user: Hashable | None, chat: Hashable | None) -> None:
+    async def check(self, user: Hashable | None, chat: Hashable | None) -> None:
         """Count a request, or raise RateLimited without counting it."""
-        wait = max(
-            self.users.retry_after(user) if user is not None else 0.0,
-            self.chats.retry_after(chat) if chat is not None else 0.0,
-        )
+        limits: list[tuple[str, int]] = []
+        if user is not None:
+            limits.append((_key("user", user), self.user_per_minute))
+        if chat is not None:
+            limits.append((_key("chat", chat), self.chat_per_minute))
+        wait = await self.windows.take(limits, 60.0)
         if wait > 0:
             raise RateLimited(wait)
-        if user is not None:
-            self.users.hit(user)
-        if chat is not None:
-            self.chats.hit(chat)
+
+
+def _key(kind: str, who: Hashable) -> str:
+    parts = who if isinstance(who, tuple) else (who,)
+    return ":".join((kind, *map(str, parts)))
 
 
 class ConcurrencyGate:

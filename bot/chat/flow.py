@@ -24,6 +24,8 @@ from services.links import LinkKind, ShortLinkResolver, TikTokLink
 from services.metadata.models import Music, Post, Stats
 from services.metadata.service import MetadataService
 from services.ratelimit import ConcurrencyGate, RateLimits
+from services.shared import FlightLocks
+from services.shared.memory import MemoryFlightLocks
 from services.store import Store
 from services.store.usage import UsageEvent
 
@@ -117,16 +119,6 @@ def _post_from_json(text: str) -> Post | None:
 POST_VARIANT = "post"
 
 
-class _KeyedLock:
-    """A lock shared by everyone delivering one post, forgotten when the last of them is done."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 def variant_prefix(want: Want) -> str:
     """The cache-variant family of a request: `media:` for a video or a slideshow, `audio:` for the sound."""
     return "audio:" if want is Want.AUDIO else "media:"
@@ -144,6 +136,7 @@ class LinkFlow:
         limits: RateLimits,
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
+        locks: FlightLocks | None = None,
     ) -> None:
         self.resolver = resolver
         self.downloads = downloads
@@ -151,7 +144,8 @@ class LinkFlow:
         self.limits = limits
         self.gate = gate
         self.metadata = metadata
-        self._locks: dict[tuple[str, str, str], _KeyedLock] = {}
+        # Per post and kind; in Redis a lease, so a burst spread over replicas still downloads once.
+        self.locks: FlightLocks = locks if locks is not None else MemoryFlightLocks()
 
     @asynccontextmanager
     async def track(
@@ -198,9 +192,9 @@ class LinkFlow:
                 },
             )
 
-    def check_limits(self, ctx: ChatContext) -> None:
+    async def check_limits(self, ctx: ChatContext) -> None:
         """Count one request against the user's and the chat's limits (raises RateLimited)."""
-        self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id))
+        await self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id))
 
     async def deliver_all(
         self,
@@ -234,7 +228,7 @@ class LinkFlow:
         tracker = Tracker(target=link.post_id or link.code or link.url)
         try:
             async with self.track(ctx, action, tracker=tracker):
-                self.check_limits(ctx)
+                await self.check_limits(ctx)
                 async with self.gate.slot(on_queued):
                     resolved = await self.resolve(link)
                     assert resolved.post_id is not None
@@ -293,26 +287,16 @@ class LinkFlow:
         prefix = variant_prefix(want)
         # One delivery per post and kind at a time: a burst of the same link downloads and uploads once,
         # and everyone after the first is served from the cache it filled.
-        key = (platform, post_id, prefix)
-        slot = self._locks.get(key)
-        if slot is None:
-            slot = self._locks[key] = _KeyedLock()
-        slot.users += 1
-        try:
-            async with slot.lock:
-                if await self._send_from_cache(platform, post_id, sender, want, tracker):
-                    return
-                await sender.working(want)
-                async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
-                    tracker.backend = media.backend
-                    post = await self._complete(link, media.post, tracker)
-                    sent = await sender.send_media(media, post, want)
-                    tracker.bytes_sent = sent.bytes_sent
-                    await self._remember(platform, post_id, prefix, sent, post)
-        finally:
-            slot.users -= 1
-            if slot.users == 0:
-                del self._locks[key]
+        async with self.locks.hold(f"{platform}:{post_id}:{prefix}"):
+            if await self._send_from_cache(platform, post_id, sender, want, tracker):
+                return
+            await sender.working(want)
+            async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
+                tracker.backend = media.backend
+                post = await self._complete(link, media.post, tracker)
+                sent = await sender.send_media(media, post, want)
+                tracker.bytes_sent = sent.bytes_sent
+                await self._remember(platform, post_id, prefix, sent, post)
 
     async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
         """The post's metadata for the caption: from the backend if it has stats, else from metadata."""

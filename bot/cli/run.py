@@ -37,6 +37,7 @@ def _secrets(settings: Settings) -> list[str]:
         settings.ensembledata.token,
         settings.research.client_secret,
         settings.database.user_id_salt,
+        settings.redis.url,
     ]
     return [v.get_secret_value() for v in values if v is not None]
 

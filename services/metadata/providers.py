@@ -14,6 +14,7 @@ from services.links import TikTokLink, canonical_post_url
 from services.metadata.ensembledata import EnsembleDataClient
 from services.metadata.models import HashtagPage, Metered, Post, Profile
 from services.metadata.research import ResearchClient
+from services.shared import Counters
 
 PROVIDER_NAMES = ("ensembledata", "research")
 
@@ -109,6 +110,7 @@ def build_providers(
     daily_quota: int = 1000,
     retries: int = 3,
     backoff: float = 0.5,
+    counters: Counters | None = None,
 ) -> list[MetadataProvider]:
     """The providers named in `names`, in that order, skipping those without credentials."""
     providers: list[MetadataProvider] = []
@@ -128,6 +130,7 @@ def build_providers(
                     daily_quota=daily_quota,
                     retries=retries,
                     backoff=backoff,
+                    counters=counters,
                 )
                 providers.append(ResearchProvider(research))
         else:

@@ -43,6 +43,8 @@ from services.metadata.models import (
     profile_from_research,
 )
 from services.retry import RetryPolicy
+from services.shared import Counters
+from services.shared.memory import MemoryCounters
 
 UPSTREAM = "research"
 DEFAULT_URL = "https://open.tiktokapis.com"
@@ -191,43 +193,45 @@ def _utcnow() -> datetime:
 
 
 class DailyQuota:
-    """Counts requests sent per UTC day and refuses, before sending, once `limit` are spent."""
+    """Counts requests sent per UTC day and refuses, before sending, once `limit` are spent.
 
-    def __init__(self, limit: int, now: Callable[[], datetime] = _utcnow) -> None:
+    The count lives in a `services.shared.Counters` (per process, or in Redis: one quota for every replica).
+    """
+
+    def __init__(
+        self, limit: int, now: Callable[[], datetime] = _utcnow, *, counters: Counters | None = None
+    ) -> None:
         self.limit = limit
         self._now = now
-        self._day: date | None = None
-        self._used = 0
+        self._counters: Counters = counters if counters is not None else MemoryCounters()
 
-    def _roll(self) -> None:
-        today = self._now().astimezone(UTC).date()
-        if today != self._day:
-            self._day, self._used = today, 0
+    def _key(self) -> str:
+        return "research-quota:" + self._now().astimezone(UTC).date().isoformat()
 
-    @property
-    def used(self) -> int:
+    async def used(self) -> int:
         """Requests counted today."""
-        self._roll()
-        return self._used
+        return await self._counters.value(self._key())
 
-    @property
-    def remaining(self) -> int:
+    async def remaining(self) -> int:
         """Requests left today."""
-        return max(self.limit - self.used, 0)
+        return max(self.limit - await self.used(), 0)
 
-    def check(self) -> None:
+    def _spent(self) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"Research API daily quota of {self.limit} requests is spent; it resets at 00:00 UTC",
+            upstream=UPSTREAM,
+        )
+
+    async def check(self) -> None:
         """Raise QuotaExceeded if today's quota is spent."""
-        self._roll()
-        if self._used >= self.limit:
-            raise QuotaExceeded(
-                f"Research API daily quota of {self.limit} requests is spent; it resets at 00:00 UTC",
-                upstream=UPSTREAM,
-            )
+        if await self.used() >= self.limit:
+            raise self._spent()
 
-    def take(self) -> None:
+    async def take(self) -> None:
         """Count one request, or raise QuotaExceeded if today's quota is spent."""
-        self.check()
-        self._used += 1
+        # A day's key outlives the day by one, whatever clock skew between replicas.
+        if not await self._counters.take(self._key(), self.limit, 2 * 86400):
+            raise self._spent()
 
 
 class RateLimiter:
@@ -274,6 +278,7 @@ class ResearchClient:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        counters: Counters | None = None,
     ) -> None:
         self._client = client
         self._key = client_key
@@ -283,7 +288,7 @@ class ResearchClient:
         self._clock = clock
         self._now = now
         self._sleep = sleep
-        self.quota = DailyQuota(daily_quota, now)
+        self.quota = DailyQuota(daily_quota, now, counters=counters)
         self._limiter = RateLimiter(qps, clock, sleep)
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -512,9 +517,9 @@ class ResearchClient:
         refreshed = False
         attempt = 0
         while True:
-            self.quota.check()  # once today's quota is spent, nothing is sent: not even a token request
+            await self.quota.check()  # once today's quota is spent, nothing is sent: not even a token request
             token = await self.access_token()
-            self.quota.take()
+            await self.quota.take()
             await self._limiter.wait()
             requests += 1
             failure: ServiceError

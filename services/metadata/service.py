@@ -6,10 +6,11 @@ import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
 
 from services.errors import InvalidLink, NotConfigured, NotFound, QuotaExceeded, UpstreamError, UserNotFound
 from services.links import LinkKind, TikTokLink
@@ -20,6 +21,8 @@ from services.metadata.providers import (
     ResearchProvider,
     build_providers,
 )
+from services.shared import TTLCache
+from services.shared.memory import MemoryTTLCache
 
 __all__ = [
     "Answer",
@@ -53,36 +56,6 @@ class Answer(Generic[T]):
     cached: bool = False
 
 
-class _TTLCache:
-    """Answers by key for `ttl` seconds, at most `max_entries` of them (the oldest go first)."""
-
-    def __init__(self, ttl: float, clock: Callable[[], float], max_entries: int) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._max = max_entries
-        self._items: OrderedDict[Hashable, tuple[float, Answer[Any]]] = OrderedDict()
-
-    def get(self, key: Hashable) -> Answer[Any] | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if item[0] <= self._clock():
-            del self._items[key]
-            return None
-        return item[1]
-
-    def put(self, key: Hashable, answer: Answer[Any]) -> None:
-        if self._ttl <= 0:
-            return
-        self._items[key] = (self._clock() + self._ttl, answer)
-        self._items.move_to_end(key)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class MetadataService:
     """Looks posts, profiles and hashtags up through providers in order, falling back on upstream trouble."""
 
@@ -93,25 +66,30 @@ class MetadataService:
         cache_ttl: float = 600,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 2048,
+        cache: TTLCache | None = None,
     ) -> None:
         if not providers:
             raise NotConfigured("no metadata provider is configured")
         self.providers = tuple(providers)
-        self._cache = _TTLCache(cache_ttl, clock, max_entries)
-        self._flights: dict[Hashable, asyncio.Lock] = {}
+        self._ttl = cache_ttl
+        # Answers as JSON by key; shared by replicas when the cache is Redis.
+        self._cache: TTLCache = (
+            cache if cache is not None else MemoryTTLCache(clock=clock, max_entries=max_entries)
+        )
+        self._flights: dict[str, asyncio.Lock] = {}
 
     async def post(self, link: TikTokLink) -> Answer[Post]:
         """The post a resolved post link points to."""
         if link.kind is not LinkKind.POST or not link.post_id:
             raise InvalidLink("not a link to a TikTok post (short links must be resolved first)")
-        return await self._ask(("post", link.post_id), "post", lambda p: p.post(link))
+        return await self._ask(f"post:{link.post_id}", _POST, lambda p: p.post(link))
 
     async def profile(self, username: str) -> Answer[Profile]:
         """An account by username (a leading `@` is fine)."""
         name = username.strip().removeprefix("@")
         if not _USERNAME.fullmatch(name):
             raise UserNotFound(f"{username!r} is not a TikTok username")
-        return await self._ask(("profile", name.lower()), "profile", lambda p: p.profile(name))
+        return await self._ask(f"profile:{name.lower()}", _PROFILE, lambda p: p.profile(name))
 
     async def hashtag(self, tag: str, cursor: str | None = None, limit: int = 10) -> Answer[HashtagPage]:
         """Up to `limit` (1..50) posts of a hashtag from `cursor`, the `next_cursor` of the previous page."""
@@ -123,28 +101,42 @@ class MetadataService:
             raise NotFound("that page of the hashtag no longer exists")
         count = min(max(limit, 1), MAX_LIMIT)
         return await self._ask(
-            ("hashtag", name, start, count), "hashtag", lambda p: p.hashtag(name, start, count)
+            f"hashtag:{name}:{start or ''}:{count}", _HASHTAG, lambda p: p.hashtag(name, start, count)
         )
 
     async def _ask(
-        self, key: Hashable, action: str, call: Callable[[MetadataProvider], Awaitable[Metered[T]]]
+        self, key: str, kind: _Kind[T], call: Callable[[MetadataProvider], Awaitable[Metered[T]]]
     ) -> Answer[T]:
-        hit = self._cache.get(key)
+        hit = await self._cached(key, kind)
         if hit is not None:
-            return _cached(hit)
+            return hit
         # One upstream call per key at a time: whoever waited finds the answer in the cache.
         lock = self._flights.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                hit = self._cache.get(key)
+                hit = await self._cached(key, kind)
                 if hit is not None:
-                    return _cached(hit)
-                answer = await self._first_answer(action, call)
-                self._cache.put(key, answer)
+                    return hit
+                answer = await self._first_answer(kind.action, call)
+                if self._ttl > 0:
+                    await self._cache.put(key, kind.codec.dump_json(answer).decode(), self._ttl)
                 return answer
         finally:
             if not lock.locked() and self._flights.get(key) is lock:
                 del self._flights[key]
+
+    async def _cached(self, key: str, kind: _Kind[T]) -> Answer[T] | None:
+        text = await self._cache.get(key)
+        if text is None:
+            return None
+        try:
+            answer = kind.codec.validate_json(text)
+        except ValidationError:
+            log.warning(
+                "unreadable cached %s answer dropped", kind.action
+            )  # e.g. written by an older version
+            return None
+        return replace(answer, units=0, requests=0, cached=True)
 
     async def _first_answer(
         self, action: str, call: Callable[[MetadataProvider], Awaitable[Metered[T]]]
@@ -167,5 +159,14 @@ class MetadataService:
         raise failure
 
 
-def _cached(answer: Answer[T]) -> Answer[T]:
-    return replace(answer, units=0, requests=0, cached=True)
+@dataclass(frozen=True, slots=True)
+class _Kind(Generic[T]):
+    """What is asked (for logs) and how its answer is kept in the cache."""
+
+    action: str
+    codec: TypeAdapter[Answer[T]]
+
+
+_POST = _Kind("post", TypeAdapter(Answer[Post]))
+_PROFILE = _Kind("profile", TypeAdapter(Answer[Profile]))
+_HASHTAG = _Kind("hashtag", TypeAdapter(Answer[HashtagPage]))

@@ -54,6 +54,15 @@ class MemoryRateWindows:
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._hits: dict[str, deque[float]] = {}
+        self._next_sweep = 0.0
+
+    def _sweep(self, now: float, window: float) -> None:
+        """Forget every key with no hit in the last window (once a window: memory tracks active keys)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + window
+        for key in [k for k, hits in self._hits.items() if hits[-1] <= now - window]:
+            del self._hits[key]
 
     def _wait(self, key: str, limit: int, window: float, now: float) -> float:
         hits = self._hits.get(key)
@@ -69,6 +78,7 @@ class MemoryRateWindows:
     async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
         """Count one hit on every key if all are under their limits; else the seconds to wait."""
         now = self._clock()
+        self._sweep(now, window)
         wait = max((self._wait(key, limit, window, now) for key, limit in limits), default=0.0)
         if wait > 0:
             return wait

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from services.shared import PostRefs
 from services.store.cache import MediaCache
 from services.store.chats import ChatPrefs, ChatSettings
 from services.store.db import SCHEMA_VERSION, Database
@@ -30,10 +31,10 @@ __all__ = [
 class Store:
     """The process's database and everything kept in it; open once at start-up, close on shutdown."""
 
-    def __init__(self, db: Database, usage: UsageLog) -> None:
+    def __init__(self, db: Database, usage: UsageLog, *, media_hot: PostRefs | None = None) -> None:
         self.db = db
         self.usage = usage
-        self.media = MediaCache(db)
+        self.media = MediaCache(db, hot=media_hot)
         self.chats = ChatSettings(db)
 
     @classmethod
@@ -46,6 +47,7 @@ class Store:
         hash_user_ids: bool = False,
         salt: str = "",
         retention_days: float = 0,
+        media_hot: PostRefs | None = None,
     ) -> Store:
         """Open the database (migrating it) and start the usage log's writer."""
         db = await Database.open(path)
@@ -62,7 +64,7 @@ class Store:
             await db.close()
             raise
         usage.start()
-        return cls(db, usage)
+        return cls(db, usage, media_hot=media_hot)
 
     async def stats(self, days: float) -> StatsReport:
         """Operator stats for the last `days`, including events still queued."""

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from services.errors import RateLimited
-from services.ratelimit import ConcurrencyGate, RateLimits, SlidingWindow
+from services.ratelimit import ConcurrencyGate, RateLimits
+from services.shared.memory import MemoryRateWindows
 
 
 class FakeClock:
@@ -18,52 +19,29 @@ class FakeClock:
         return self.now
 
 
-def test_sliding_window_allows_limit_then_waits() -> None:
+async def test_idle_keys_are_forgotten() -> None:
     clock = FakeClock()
-    window = SlidingWindow(3, 60, clock=clock)
-    assert [window.hit("u") for _ in range(3)] == [0, 0, 0]
-    assert window.hit("u") == pytest.approx(60)
-    clock.now += 30
-    assert window.hit("u") == pytest.approx(30)
-    assert window.hit("other") == 0
-    clock.now += 30.01
-    assert window.hit("u") == 0
-
-
-def test_refused_hits_are_not_counted() -> None:
-    clock = FakeClock()
-    window = SlidingWindow(1, 10, clock=clock)
-    window.hit("u")
-    for _ in range(5):
-        clock.now += 1
-        assert window.hit("u") > 0
-    clock.now += 5.01
-    assert window.hit("u") == 0
-
-
-def test_idle_keys_are_forgotten() -> None:
-    clock = FakeClock()
-    window = SlidingWindow(2, 10, clock=clock)
+    windows = MemoryRateWindows(clock=clock)
     for i in range(100):
-        window.hit(i)
+        await windows.take([(str(i), 2)], 10)
+    assert len(windows) == 100
     clock.now += 11
-    for i in range(100):
-        assert window.retry_after(i) == 0
-    assert window._hits == {}
+    await windows.take([("fresh", 2)], 10)
+    assert len(windows) == 1  # keys never seen again are swept, not kept forever
 
 
-def test_rate_limits_user_and_chat() -> None:
+async def test_rate_limits_user_and_chat() -> None:
     clock = FakeClock()
     limits = RateLimits(user_per_minute=2, chat_per_minute=3, clock=clock)
-    limits.check("a", "c")
-    limits.check("a", "c")
+    await limits.check("a", "c")
+    await limits.check("a", "c")
     with pytest.raises(RateLimited) as info:
-        limits.check("a", "c")
+        await limits.check("a", "c")
     assert info.value.retry_after == pytest.approx(60)
-    limits.check("b", "c")  # the chat's third request
+    await limits.check("b", "c")  # the chat's third request
     with pytest.raises(RateLimited):
-        limits.check("d", "c")  # chat full although d is fresh
-    limits.check("d", "other-chat")
+        await limits.check("d", "c")  # chat full although d is fresh
+    await limits.check("d", "other-chat")
 
 
 async def test_gate_limits_concurrency_and_notifies_long_waits() -> None:

@@ -93,7 +93,7 @@ async def hashtag_page(
     """One page of a hashtag as an embed, with the button to the next one; logged as one request."""
     flow = bot.app.flow
     async with flow.track(ctx, "hashtag", tag) as tracker:
-        flow.check_limits(ctx)
+        await flow.check_limits(ctx)
         answer = await require_metadata(bot.app.metadata).hashtag(tag, cursor, limit=HASHTAG_PAGE_SIZE)
         tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
         card = hashtag_card(
@@ -132,7 +132,7 @@ class Lookups(commands.Cog):
         flow = self.bot.app.flow
         try:
             async with self.bot.job(on_cancel=cancelled), flow.track(ctx, action, target) as tracker:
-                flow.check_limits(ctx)
+                await flow.check_limits(ctx)
                 await reply.defer()
                 embed, view = await lookup(tracker)
                 await reply.send(embed=embed, view=view)

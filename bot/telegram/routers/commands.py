@@ -59,7 +59,7 @@ async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatC
         return
     try:
         async with app.flow.track(ctx, "post", link.post_id or link.code) as tracker:
-            app.flow.check_limits(ctx)
+            await app.flow.check_limits(ctx)
             link = await app.flow.resolve(link)
             tracker.target = link.post_id
             answer = await require_metadata(app.metadata).post(link)
@@ -79,7 +79,7 @@ async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatC
         return
     try:
         async with app.flow.track(ctx, "user", username) as tracker:
-            app.flow.check_limits(ctx)
+            await app.flow.check_limits(ctx)
             answer = await require_metadata(app.metadata).profile(username)
             tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
             await message.reply(
@@ -104,7 +104,7 @@ async def _hashtag_page(
     app: App, ctx: ChatContext, tag: str, cursor: str | None, page: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     async with app.flow.track(ctx, "hashtag", tag) as tracker:
-        app.flow.check_limits(ctx)
+        await app.flow.check_limits(ctx)
         answer = await require_metadata(app.metadata).hashtag(tag, cursor, limit=HASHTAG_PAGE_SIZE)
         tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
         card = hashtag_card(

@@ -81,7 +81,7 @@ async def on_inline(query: InlineQuery, bot: Bot, app: App, ctx: ChatContext) ->
     storage_chat = app.settings.telegram.storage_chat_id
     try:
         async with app.flow.track(ctx, "inline", links[0].post_id or links[0].code) as tracker:
-            app.flow.check_limits(ctx)
+            await app.flow.check_limits(ctx)
             link = await app.flow.resolve(links[0])
             assert link.post_id is not None
             tracker.target = link.post_id

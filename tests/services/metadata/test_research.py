@@ -376,22 +376,22 @@ async def test_daily_quota_refuses_before_sending(
     with pytest.raises(QuotaExceeded, match="00:00 UTC"):
         await client.user_info("sandbox.cook")
     assert len(research_emu.requests) == sent  # nothing was sent, not even a token request
-    assert client.quota.remaining == 0
+    assert await client.quota.remaining() == 0
     today[0] = datetime(2023, 12, 1, 0, 0, 1, tzinfo=UTC)  # just past midnight UTC: a new day
-    assert client.quota.remaining == 2
+    assert await client.quota.remaining() == 2
     await client.user_info("sandbox.cook")
     assert data_hits(research_emu) == 3
 
 
-def test_daily_quota_resets_at_utc_midnight_not_local() -> None:
+async def test_daily_quota_resets_at_utc_midnight_not_local() -> None:
     tz = datetime.now(UTC).astimezone().tzinfo
     moments = [datetime(2024, 1, 1, 23, 59, tzinfo=UTC)]
     quota = DailyQuota(1, lambda: moments[0].astimezone(tz))
-    quota.take()
+    await quota.take()
     with pytest.raises(QuotaExceeded):
-        quota.take()
+        await quota.take()
     moments[0] = datetime(2024, 1, 2, 0, 0, tzinfo=UTC)
-    quota.take()
+    await quota.take()
 
 
 async def test_upstream_quota_429_is_quota_exceeded_and_not_retried(
@@ -414,7 +414,7 @@ async def test_500_is_retried(
     research_emu.fault_next("500", count=2)
     got = await research.user_info("sandbox.cook")
     assert got.requests == 3 and data_hits(research_emu) == 3
-    assert research.quota.used == 3  # every request sent counts against the quota
+    assert await research.quota.used() == 3  # every request sent counts against the quota
 
 
 async def test_500_retries_run_out(research: ResearchClient, research_emu: ResearchEmulator) -> None:
