@@ -9,6 +9,7 @@ import httpx
 
 from bot.chat.flow import LinkFlow
 from bot.config import Settings
+from bot.metrics import Metrics
 from services.download.service import DownloadService, build_backends
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
@@ -36,6 +37,7 @@ class App:
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     shared: SharedState = field(default_factory=memory_state)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def aclose(self) -> None:
         """Flush the usage log and close every client, whatever fails on the way."""
@@ -108,6 +110,7 @@ async def build_app(settings: Settings) -> App:
     ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
     meta = metadata_client(settings)
     clients = [tiktok, ttsave, meta]
+    metrics = Metrics()
     shared = await build_shared_state(settings)
     db = settings.database
     store = await Store.open(
@@ -131,6 +134,7 @@ async def build_app(settings: Settings) -> App:
         temp_root=settings.download.temp_dir,
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
+        observer=metrics,
     )
     try:
         metadata: MetadataService | None = build_metadata_service(settings, meta, shared)
@@ -150,6 +154,7 @@ async def build_app(settings: Settings) -> App:
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
         locks=shared.locks,
+        metrics=metrics,
     )
     return App(
         settings=settings,
@@ -160,4 +165,5 @@ async def build_app(settings: Settings) -> App:
         metadata=metadata,
         clients=clients,
         shared=shared,
+        metrics=metrics,
     )

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.metrics import Metrics
 from services.download.models import Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
@@ -137,8 +138,10 @@ class LinkFlow:
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
         locks: FlightLocks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.resolver = resolver
+        self.metrics = metrics
         self.downloads = downloads
         self.store = store
         self.limits = limits
@@ -161,6 +164,8 @@ class LinkFlow:
             raise
         finally:
             latency = (time.perf_counter() - started) * 1000
+            if self.metrics is not None:
+                self.metrics.replied(ctx.platform, action, tracker.outcome, latency / 1000, tracker.cache_hit)
             self.store.usage.record(
                 UsageEvent(
                     platform=ctx.platform,

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.logs import setup_logging
+from bot.metrics import loop_lag_watch
 from bot.wiring import App, build_app
 
 log = logging.getLogger("tiktok_bot")
@@ -81,14 +82,20 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
     app = await build_app(settings)
     settle_heap()
     try:
-        tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = [t for t in done if t.exception() is not None]
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in failed:
-            log.error("%s stopped: %s", task.get_name(), task.exception(), exc_info=task.exception())
-        return 1 if failed else 0
+        async with loop_lag_watch(app.metrics):
+            return await _run(app, runners, stop)
     finally:
         await app.aclose()
         log.info("stopped; usage log flushed")
+
+
+async def _run(app: App, runners: dict[str, Runner], stop: asyncio.Event) -> int:
+    """Run the frontends until one fails or `stop` is set; the exit status."""
+    tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failed = [t for t in done if t.exception() is not None]
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in failed:
+        log.error("%s stopped: %s", task.get_name(), task.exception(), exc_info=task.exception())
+    return 1 if failed else 0

@@ -31,6 +31,8 @@ SHUTDOWN_GRACE = 10.0
 GUILD_READY_TIMEOUT = 2.0
 # A cancelled job gets this long to say so.
 CANCEL_REPLY_TIMEOUT = 3.0
+# Gateway events that are requests to the bot, counted as updates received.
+COUNTED_EVENTS = frozenset({"MESSAGE_CREATE", "INTERACTION_CREATE"})
 
 INTENT_WARNING = (
     "Discord refused the MESSAGE CONTENT intent (gateway close 4014): the bot reconnects without it. "
@@ -109,6 +111,7 @@ class TikTokBot(commands.Bot):
         *,
         message_content: bool | None = None,
         guild_ready_timeout: float = GUILD_READY_TIMEOUT,
+        **options: Any,
     ) -> None:
         # The bot never joins voice: discord.py's warnings about missing voice libraries are only noise.
         discord.VoiceClient.warn_nacl = False
@@ -124,6 +127,7 @@ class TikTokBot(commands.Bot):
             tree_cls=BotTree,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=guild_ready_timeout,
+            **options,
         )
         self.app: App = app
         # Messages carry no locale; interactions do, so a user's last one is remembered for their links.
@@ -161,6 +165,11 @@ class TikTokBot(commands.Bot):
                 )
                 continue
             log.info("synced %d commands to guild %s", len(synced), guild_id, extra={"platform": "discord"})
+
+    async def on_socket_event_type(self, event_type: str) -> None:
+        """Count the gateway events the bot answers (messages, interactions)."""
+        if event_type in COUNTED_EVENTS:
+            self.app.metrics.received("discord", event_type.lower())
 
     async def on_ready(self) -> None:
         """Log who we are and where."""
@@ -242,6 +251,22 @@ class TikTokBot(commands.Bot):
             await asyncio.wait(pending, timeout=CANCEL_REPLY_TIMEOUT + 1)
 
 
+class ShardedTikTokBot(TikTokBot, commands.AutoShardedBot):
+    """The same bot running the shards DISCORD__SHARD_IDS of DISCORD__SHARD_COUNT (AutoShardedClient)."""
+
+
+def make_bot(app: App, *, guild_ready_timeout: float = GUILD_READY_TIMEOUT) -> TikTokBot:
+    """The bot for this process: sharded when DISCORD__SHARD_COUNT is set, else one connection."""
+    settings = app.settings.discord
+    if settings.shard_count is None:
+        return TikTokBot(app, guild_ready_timeout=guild_ready_timeout)
+    shard_ids = settings.shard_ids or list(range(settings.shard_count))
+    log.info("running shards %s of %d", shard_ids, settings.shard_count, extra={"platform": "discord"})
+    return ShardedTikTokBot(
+        app, guild_ready_timeout=guild_ready_timeout, shard_ids=shard_ids, shard_count=settings.shard_count
+    )
+
+
 async def run_discord(
     app: App,
     stop: asyncio.Event,
@@ -255,7 +280,7 @@ async def run_discord(
     if settings.token is None:
         raise ValueError("DISCORD__TOKEN is not set")
     with discord_endpoints(settings.api_url, settings.gateway_url):
-        bot = TikTokBot(app, guild_ready_timeout=guild_ready_timeout)
+        bot = make_bot(app, guild_ready_timeout=guild_ready_timeout)
         if on_start is not None:
             on_start(bot)
         if not settings.message_content:

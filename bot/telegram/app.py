@@ -16,7 +16,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from bot.chat.i18n import languages, t
 from bot.config import TelegramSettings
 from bot.telegram.errors import register_error_handler
-from bot.telegram.middlewares import ContextMiddleware
+from bot.telegram.middlewares import ContextMiddleware, CountUpdates
 from bot.telegram.routers import build_router
 from bot.telegram.session import KeepResponseModels, RetryAfter
 from bot.wiring import App
@@ -51,6 +51,7 @@ def build_bot(settings: TelegramSettings) -> Bot:
 def build_dispatcher(app: App) -> Dispatcher:
     """The Dispatcher: context middleware on every update kind, the feature routers, the error handler."""
     dp = Dispatcher(app=app)
+    dp.update.outer_middleware(CountUpdates(app.metrics))
     middleware = ContextMiddleware(app)
     for observer in (dp.message, dp.channel_post, dp.callback_query, dp.inline_query):
         observer.outer_middleware(middleware)
@@ -92,7 +93,7 @@ async def run_telegram(app: App, stop: asyncio.Event) -> None:
         if app.settings.telegram.webhook_url:
             from bot.telegram.webhook import serve_webhook
 
-            await serve_webhook(dp, bot, app.settings.telegram, stop)
+            await serve_webhook(dp, bot, app.settings.telegram, stop, app.metrics)
             return
         await bot.delete_webhook(drop_pending_updates=False)  # polling and a webhook exclude each other
         polling = asyncio.create_task(

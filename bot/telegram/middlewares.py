@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import CallbackQuery, Chat, InlineQuery, Message, TelegramObject, User
+from aiogram.types import CallbackQuery, Chat, InlineQuery, Message, TelegramObject, Update, User
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
+from bot.metrics import Metrics
 from bot.wiring import App
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -48,4 +49,17 @@ class ContextMiddleware(BaseMiddleware):
             user_id=user.id if user is not None else None,
             language=lang,
         )
+        return await handler(event, data)
+
+
+class CountUpdates(BaseMiddleware):
+    """Counts every update the dispatcher takes, by kind (message, callback_query...)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        """Count, then pass on."""
+        kind = event.event_type if isinstance(event, Update) else type(event).__name__.lower()
+        self.metrics.received("telegram", kind)
         return await handler(event, data)

@@ -13,6 +13,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.config import TelegramSettings
+from bot.metrics import Metrics, metrics_handler
 
 log = logging.getLogger("tiktok_bot.telegram")
 
@@ -24,9 +25,9 @@ def listen_address(value: str) -> tuple[str, int]:
 
 
 def build_webhook_app(
-    dp: Dispatcher, bot: Bot, path: str, secret: str, ready: asyncio.Event
+    dp: Dispatcher, bot: Bot, path: str, secret: str, ready: asyncio.Event, metrics: Metrics | None = None
 ) -> tuple[web.Application, SimpleRequestHandler]:
-    """The aiohttp app: POST `path` feeds the dispatcher (401 without the secret); GET /healthz."""
+    """The aiohttp app: POST `path` feeds the dispatcher (401 without the secret); GET /healthz, /metrics."""
     handler = SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret)
     app = web.Application()
     app.router.add_post(path, handler.handle)
@@ -36,10 +37,14 @@ def build_webhook_app(
         return web.json_response({"ready": ready.is_set()}, status=status)
 
     app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_handler(metrics))
     return app, handler
 
 
-async def serve_webhook(dp: Dispatcher, bot: Bot, settings: TelegramSettings, stop: asyncio.Event) -> None:
+async def serve_webhook(
+    dp: Dispatcher, bot: Bot, settings: TelegramSettings, stop: asyncio.Event, metrics: Metrics | None = None
+) -> None:
     """Register the webhook, serve until `stop`, then let in-flight updates finish."""
     assert settings.webhook_url is not None
     secret = (
@@ -47,7 +52,7 @@ async def serve_webhook(dp: Dispatcher, bot: Bot, settings: TelegramSettings, st
     )
     path = urlsplit(settings.webhook_url).path or "/"
     ready = asyncio.Event()
-    app, handler = build_webhook_app(dp, bot, path, secret, ready)
+    app, handler = build_webhook_app(dp, bot, path, secret, ready, metrics)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = listen_address(settings.webhook_listen)

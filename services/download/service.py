@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -53,6 +54,14 @@ class Attempt:
     backend: str
     seconds: float
     error_code: str | None = None
+
+
+class AttemptObserver(Protocol):
+    """Told of every attempt as it ends (metrics; the service does not know who listens)."""
+
+    def attempted(self, attempt: Attempt) -> None:
+        """One backend's try ended."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +136,10 @@ class DownloadService:
         temp_root: Path | None = None,
         attempt_timeout: float | None = None,
         resolver: Resolver | None = None,
+        observer: AttemptObserver | None = None,
     ) -> None:
         self._backends = list(backends)
+        self.observer = observer
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._temp_root = temp_root
         self._attempt_timeout = attempt_timeout
@@ -265,6 +276,11 @@ class DownloadService:
         return download
 
     def _log_attempt(self, link: TikTokLink, attempt: Attempt, exc: BaseException | None) -> None:
+        if self.observer is not None:
+            try:
+                self.observer.attempted(attempt)
+            except Exception:
+                log.exception("attempt observer failed")
         fields = {
             "action": "download",
             "backend": attempt.backend,

@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
 from bot.telegram.app import run_telegram
@@ -180,6 +181,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text format as {(name, sorted labels): value}, parsed by prometheus-client's own parser."""
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def video_backend(scraped: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> str:
+    """The backend that served the one successful download attempt."""
+    [(_, labels)] = [
+        key for key, value in scraped.items() if key[0] == "tiktok_bot_download_attempts_total" and value
+    ]
+    assert dict(labels)["outcome"] == "ok"
+    return dict(labels)["backend"]
+
+
 async def test_webhook_mode_serves_updates_and_refuses_wrong_secrets(
     sandbox: Sandbox, settings: Settings
 ) -> None:
@@ -213,9 +232,24 @@ async def test_webhook_mode_serves_updates_and_refuses_wrong_secrets(
         assert await tg.post_to_webhook() == 401
         import aiohttp
 
-        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-            assert resp.status == 200
-            assert (await resp.json())["ready"] is True
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["ready"] is True
+            await wait_rows(app, "link")
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("text/plain; version=")
+                scraped = metric_values(await resp.text())
+        assert (
+            scraped[("tiktok_bot_updates_received_total", (("kind", "message"), ("platform", "telegram")))]
+            == 1
+        )
+        ok = (("action", "link"), ("outcome", "ok"), ("platform", "telegram"))
+        assert scraped[("tiktok_bot_replies_total", ok)] == 1
+        backend = video_backend(scraped)
+        assert scraped[("tiktok_bot_download_seconds_count", (("backend", backend),))] == 1
+        assert ("tiktok_bot_event_loop_lag_seconds_count", ()) in scraped
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)

@@ -62,6 +62,10 @@ async def test_video_link_in_a_guild_channel(discord_bot: DiscordRun, usage: Usa
     assert row["chat_type"] == "guild" and row["chat_id"] == str(run.demo.channel_id)
     assert row["user_id"] == str(run.demo.member_id) and row["backend"] == "ttsave"
     assert row["bytes_sent"] == Blob.of_file("clip.mp4").size
+    sample = run.app.metrics.registry.get_sample_value
+    assert sample("tiktok_bot_updates_received_total", {"platform": "discord", "kind": "message_create"}) >= 1
+    ok = {"platform": "discord", "action": "link", "outcome": "ok"}
+    assert sample("tiktok_bot_replies_total", ok) == 1
 
 
 async def test_video_link_in_a_dm_and_a_thread(discord_bot: DiscordRun) -> None:
