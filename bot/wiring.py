@@ -69,10 +69,16 @@ def metadata_client(settings: Settings) -> httpx.AsyncClient:
 async def build_app(settings: Settings) -> App:
     """Open the store, build one HTTP client per upstream family and the services on top of them."""
     routes = parse_routes(settings.upstream_routes)
+    first_byte = settings.download.first_byte_timeout
     tiktok = make_client(
-        routes=routes, browser=True, options=HttpOptions(read_timeout=settings.download.timeout)
+        routes=routes,
+        browser=True,
+        options=HttpOptions(read_timeout=settings.download.timeout, first_byte_timeout=first_byte),
     )
-    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    ttsave = make_client(
+        routes=routes,
+        options=HttpOptions(read_timeout=settings.ttsave.timeout, first_byte_timeout=first_byte),
+    )
     meta = metadata_client(settings)
     clients = [tiktok, ttsave, meta]
     db = settings.database
@@ -96,7 +102,11 @@ async def build_app(settings: Settings) -> App:
         temp_root=settings.download.temp_dir,
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
+        breaker_failures=settings.download.breaker_failures,
+        breaker_cooldown=settings.download.breaker_cooldown,
+        probe_timeout=first_byte,
     )
+    downloads.start_probes()  # a dead TTSave is open before the first user pays for it
     try:
         metadata: MetadataService | None = build_metadata_service(settings, meta)
     except NotConfigured:
