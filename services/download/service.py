@@ -36,6 +36,7 @@ from services.download.models import Backend, Download, FileRole, MediaFile, Med
 from services.download.probe import probe_mp4
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
+from services.download.ytdlp import YtDlpBackend, yt_dlp_available
 from services.errors import (
     InvalidLink,
     NotConfigured,
@@ -407,13 +408,17 @@ def build_backends(
     ttsave_url: str,
     retry: RetryPolicy | None = None,
 ) -> list[Backend]:
-    """The backends named (`ttsave`, `web`), in that order, on the given shared clients."""
+    """The backends named (`ttsave`, `web`, `ytdlp`), in that order, on the given shared clients."""
     backends: list[Backend] = []
     for name in names:
         if name == "ttsave":
             backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
         elif name == "web":
             backends.append(WebBackend(tiktok_client, retry=retry))
+        elif name == "ytdlp":
+            if not yt_dlp_available():
+                raise NotConfigured("the ytdlp backend needs yt-dlp: pip install 'tiktok-bot[ytdlp]'")
+            backends.append(YtDlpBackend(tiktok_client, retry=retry))
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends
