@@ -81,6 +81,10 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
     settle_heap()
     try:
         tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}
+        if settings.health.listen:
+            from bot.health import serve_health
+
+            tasks.add(asyncio.create_task(serve_health(app, settings.health.listen, stop), name="health"))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         failed = [t for t in done if t.exception() is not None]
         stop.set()

@@ -1,0 +1,77 @@
+"""The polling-mode health endpoint (HEALTH__LISTEN): each upstream up / degraded / down in JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.config import settings_from
+from bot.health import serve_health
+from bot.wiring import App, build_app
+from sandbox.runner import Sandbox
+from sandbox.tiktok import TikTokEmulator
+from sandbox.ttsave import TTSaveEmulator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox([TikTokEmulator(), TTSaveEmulator()]) as running:
+        yield running
+
+
+async def get_health(port: int) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+        return resp.status, await resp.json()
+
+
+async def serve(app: App, port: int) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_health(app, f"127.0.0.1:{port}", stop))
+    for _ in range(200):  # until the listener is up
+        try:
+            await get_health(port)
+            break
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.02)
+    return stop, task
+
+
+async def test_reports_a_dead_ttsave_down_and_the_web_up(sandbox: Sandbox, tmp_path: Path) -> None:
+    port = free_port()
+    dead = free_port()  # nobody listens there: the start-up /ping is refused
+    env = {
+        **sandbox.env(),
+        "TTSAVE__URL": f"http://127.0.0.1:{dead}/api/v3",
+        "DATABASE__PATH": str(tmp_path / "db.sqlite3"),
+        "HEALTH__LISTEN": f"127.0.0.1:{port}",
+    }
+    settings = settings_from(env)
+    app = await build_app(settings)
+    stop, task = await serve(app, port)
+    try:
+        await app.downloads.wait_probes()
+        status, body = await get_health(port)
+        assert status == 200  # a dead upstream is not a reason to restart the bot
+        assert body["ready"] is True and body["status"] == "degraded"
+        upstreams = {u["backend"]: u for u in body["upstreams"]}  # type: ignore[attr-defined]
+        assert upstreams["ttsave"]["status"] == "down" and upstreams["ttsave"]["breaker"] == "open"
+        assert upstreams["web"]["status"] == "up" and upstreams["web"]["breaker"] == "closed"
+    finally:
+        stop.set()
+        await task
+        await app.aclose()
+
+
+async def test_off_by_default() -> None:
+    assert settings_from({}).health.listen is None
