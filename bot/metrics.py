@@ -27,7 +27,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from services.download.service import Attempt
+from services.download.health import BreakerState
+from services.download.service import Attempt, DownloadService
 
 log = logging.getLogger("tiktok_bot.metrics")
 
@@ -158,6 +159,24 @@ class Metrics:
             lag = max(0.0, loop.time() - started - interval)
             self.loop_lag.observe(lag)
             self.loop_lag_last.set(lag)
+
+
+class BreakerGauges:
+    """Each download backend's circuit breaker, one sample per state (1 for the state it is in)."""
+
+    def __init__(self, downloads: DownloadService) -> None:
+        self._downloads = downloads
+
+    def gauges(self) -> Iterable[tuple[str, str, dict[str, str], float]]:
+        """The breakers now."""
+        for figures in self._downloads.figures():
+            for state in BreakerState:
+                yield (
+                    "tiktok_bot_breaker_state",
+                    "Download backend circuit breakers: 1 for the state each is in",
+                    {"backend": figures.backend, "state": state.value},
+                    1.0 if figures.breaker is state else 0.0,
+                )
 
 
 def metrics_handler(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.Response]]:

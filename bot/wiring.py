@@ -9,7 +9,7 @@ import httpx
 
 from bot.chat.flow import LinkFlow
 from bot.config import Settings
-from bot.metrics import Metrics
+from bot.metrics import BreakerGauges, Metrics
 from services.download.service import DownloadService, build_backends
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
@@ -104,10 +104,16 @@ def metadata_client(settings: Settings) -> httpx.AsyncClient:
 async def build_app(settings: Settings) -> App:
     """Open the store, build one HTTP client per upstream family and the services on top of them."""
     routes = parse_routes(settings.upstream_routes)
+    first_byte = settings.download.first_byte_timeout
     tiktok = make_client(
-        routes=routes, browser=True, options=HttpOptions(read_timeout=settings.download.timeout)
+        routes=routes,
+        browser=True,
+        options=HttpOptions(read_timeout=settings.download.timeout, first_byte_timeout=first_byte),
     )
-    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    ttsave = make_client(
+        routes=routes,
+        options=HttpOptions(read_timeout=settings.ttsave.timeout, first_byte_timeout=first_byte),
+    )
     meta = metadata_client(settings)
     clients = [tiktok, ttsave, meta]
     metrics = Metrics()
@@ -135,7 +141,12 @@ async def build_app(settings: Settings) -> App:
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
         observer=metrics,
+        breaker_failures=settings.download.breaker_failures,
+        breaker_cooldown=settings.download.breaker_cooldown,
+        probe_timeout=first_byte,
     )
+    metrics.watch(BreakerGauges(downloads))
+    downloads.start_probes()  # a dead TTSave is open before the first user pays for it
     try:
         metadata: MetadataService | None = build_metadata_service(settings, meta, shared)
     except NotConfigured:

@@ -17,6 +17,7 @@ ServiceError                      base; `code` is the stable string logged in th
 ├── StoreError                    the SQLite store failed, or refused a database newer than the code
 └── UpstreamError                 an upstream failed (5xx, bad body, transport error)
     ├── UpstreamTimeout           it did not answer in time
+    ├── UpstreamUnreachable       it could not be reached at all (refused, reset before an answer)
     ├── TruncatedStream           a stream ended before it was complete
     ├── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
     └── MultipartError            (services.download.multipart) a multipart body that cannot be parsed:
@@ -159,6 +160,10 @@ class UpstreamTimeout(UpstreamError):
     """An upstream did not answer in time."""
 
     code = "upstream_timeout"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """An upstream could not be reached: the connection was refused or dropped before any answer."""
 
 
 class TruncatedStream(UpstreamError):

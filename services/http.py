@@ -8,6 +8,7 @@ logical URL, before routing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,9 +117,36 @@ class RoutingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class FirstByteTimeout(httpx.ReadTimeout):
+    """The upstream accepted the request but sent no response headers within the first-byte limit."""
+
+
+class FirstByteTransport(httpx.AsyncBaseTransport):
+    """Gives each request `limit` seconds from sending to its response headers, apart from the read timeout
+    that then applies between body chunks: a server that accepts and stays silent is caught in seconds."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: float) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request; FirstByteTimeout when its headers do not arrive in time."""
+        try:
+            async with asyncio.timeout(self._limit):
+                return await self._inner.handle_async_request(request)
+        except TimeoutError:
+            raise FirstByteTimeout(
+                f"no answer within {self._limit:g}s (first-byte limit)", request=request
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
 @dataclass(frozen=True, slots=True)
 class HttpOptions:
-    """Timeouts and pool sizes for one upstream family."""
+    """Timeouts and pool sizes for one upstream family; `first_byte_timeout` bounds the wait for headers."""
 
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
@@ -126,6 +154,7 @@ class HttpOptions:
     pool_timeout: float = 10.0
     max_connections: int = 32
     max_keepalive: int = 16
+    first_byte_timeout: float | None = None
 
 
 def make_client(
@@ -142,6 +171,8 @@ def make_client(
     limits = httpx.Limits(max_connections=opts.max_connections, max_keepalive_connections=opts.max_keepalive)
     inner = httpx.AsyncHTTPTransport(limits=limits, retries=0)
     transport: httpx.AsyncBaseTransport = RoutingTransport(routes, inner) if routes else inner
+    if opts.first_byte_timeout is not None:
+        transport = FirstByteTransport(transport, opts.first_byte_timeout)
     all_headers: dict[str, str] = dict(BROWSER_HEADERS) if browser else {}
     all_headers.update(headers or {})
     return httpx.AsyncClient(

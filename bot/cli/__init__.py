@@ -23,9 +23,9 @@ class CommandModule(Protocol):
 
 def _modules() -> list[CommandModule]:
     # Imported here so `tiktok-bot --help` stays fast and a frontend's import cost is paid only when used.
-    from bot.cli import demo, download, info, links, run, sandbox, settings, stats
+    from bot.cli import demo, doctor, download, info, links, run, sandbox, settings, stats
 
-    return [links, download, info, stats, settings, sandbox, run, demo]
+    return [links, download, info, stats, settings, sandbox, run, doctor, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

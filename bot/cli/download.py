@@ -43,8 +43,12 @@ async def download(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     want = Want.AUDIO if args.audio else Want.ORIGINAL if args.original else Want.VIDEO
     routes = parse_routes(settings.upstream_routes)
-    tiktok = make_client(routes=routes, browser=True)
-    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    first_byte = settings.download.first_byte_timeout
+    tiktok = make_client(routes=routes, browser=True, options=HttpOptions(first_byte_timeout=first_byte))
+    ttsave = make_client(
+        routes=routes,
+        options=HttpOptions(read_timeout=settings.ttsave.timeout, first_byte_timeout=first_byte),
+    )
     service = DownloadService(
         build_backends(
             [args.backend] if args.backend else settings.download.backends,

@@ -92,6 +92,10 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
 async def _run(app: App, runners: dict[str, Runner], stop: asyncio.Event) -> int:
     """Run the frontends until one fails or `stop` is set; the exit status."""
     tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}
+    if app.settings.health.listen:
+        from bot.health import serve_health
+
+        tasks.add(asyncio.create_task(serve_health(app, app.settings.health.listen, stop), name="health"))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     failed = [t for t in done if t.exception() is not None]
     stop.set()

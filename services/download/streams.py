@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 
-from services.errors import TruncatedStream, UpstreamError, UpstreamTimeout
+from services.errors import TruncatedStream, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from services.http import FirstByteTimeout
 from services.retry import RetryPolicy, retry_after
 
 # Downloads retry less and wait less than metadata calls: a user is waiting on the other end.
@@ -28,6 +29,10 @@ async def open_stream(
         last = attempt == policy.retries
         try:
             response = await client.send(build(), stream=True)
+        except FirstByteTimeout as exc:
+            # Not retried: a server that took the request and said nothing for that long will not answer a
+            # second one sooner, and the user is waiting.
+            raise UpstreamTimeout(f"{upstream} sent nothing: {exc}", upstream=upstream) from exc
         except httpx.TimeoutException as exc:
             if last:
                 raise UpstreamTimeout(f"{upstream} did not answer in time", upstream=upstream) from exc
@@ -35,7 +40,7 @@ async def open_stream(
             continue
         except httpx.TransportError as exc:
             if last:
-                raise UpstreamError(
+                raise UpstreamUnreachable(
                     f"{upstream} unreachable: {type(exc).__name__}", upstream=upstream
                 ) from exc
             await asyncio.sleep(policy.delay(attempt))

@@ -150,6 +150,9 @@ async def test_stats_for_operators_match_the_usage_log(tg: TelegramEmulator, app
     hits = sum(1 for r in rows if r["cache_hit"])
     assert f"cache hits {hits}/" in text
     assert "ttsave" in text
+    # Per backend since start-up: the second link was a cache hit, so TTSave was asked once.
+    assert "ttsave: 1 req, 1 ok" in text and "100% served" in text and "breaker closed — up" in text
+    assert "web: 0 req, 0 ok" in text
 
 
 async def test_privacy_deletes_this_users_rows_only(tg: TelegramEmulator, app: App) -> None:
@@ -235,7 +238,12 @@ async def test_webhook_mode_serves_updates_and_refuses_wrong_secrets(
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 200
-                assert (await resp.json())["ready"] is True
+                health = await resp.json()
+                assert health["ready"] is True and health["status"] == "up"
+                assert [(u["backend"], u["status"]) for u in health["upstreams"]] == [
+                    ("ttsave", "up"),
+                    ("web", "up"),
+                ]
             await wait_rows(app, "link")
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 assert resp.status == 200
@@ -250,6 +258,8 @@ async def test_webhook_mode_serves_updates_and_refuses_wrong_secrets(
         backend = video_backend(scraped)
         assert scraped[("tiktok_bot_download_seconds_count", (("backend", backend),))] == 1
         assert ("tiktok_bot_event_loop_lag_seconds_count", ()) in scraped
+        closed = (("backend", "ttsave"), ("state", "closed"))
+        assert scraped[("tiktok_bot_breaker_state", closed)] == 1
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
