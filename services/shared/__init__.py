@@ -9,6 +9,9 @@ Protocols, and only `bot/wiring.py` picks the engine (`REDIS__URL` unset: everyt
 - `TTLCache`: string values with a time to live (short links, metadata answers).
 - `PostRefs`: the hot layer of the sent-media cache (every variant of a post in one entry).
 - `Counters`: counters that expire (the Research API's daily quota).
+- `UpdateStream`: updates taken from a platform, worked by any replica, acknowledged once answered; in Redis
+  a Stream with a consumer group, where a dead replica's unacknowledged entries are claimed by a live one.
+- `Leases`: a named lease one replica holds at a time (the Telegram poller).
 """
 
 from __future__ import annotations
@@ -85,6 +88,53 @@ class Counters(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One update in the stream: its id there, its platform key, its JSON, and 2 if it was claimed."""
+
+    id: str
+    key: str
+    payload: str
+    deliveries: int = 1
+
+
+class UpdateStream(Protocol):
+    """Updates waiting to be answered, shared by every replica."""
+
+    async def add(self, key: str, payload: str) -> bool:
+        """Append an update unless its key was added before (a redelivery); True if appended."""
+        ...
+
+    async def take(self, count: int, block: float) -> list[StreamEntry]:
+        """Up to `count` entries for this consumer: abandoned ones first, then new ones (waiting up to
+        `block` seconds for some)."""
+        ...
+
+    async def keep(self, ids: Sequence[str]) -> None:
+        """Say these entries are still being worked on, so nobody claims them."""
+        ...
+
+    async def done(self, entry_id: str) -> None:
+        """Acknowledge an entry: answered, never handed out again."""
+        ...
+
+    async def depth(self) -> tuple[int, float]:
+        """Entries not yet acknowledged, and the age in seconds of the oldest (0 when none)."""
+        ...
+
+
+class Leases(Protocol):
+    """Named leases: at most one holder each, lapsing unless renewed."""
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease (or renew it, if `holder` has it); True if `holder` holds it now."""
+        ...
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` has it."""
+        ...
+
+
 class Engine(Protocol):
     """Something to close on shutdown."""
 
@@ -104,7 +154,10 @@ class SharedState:
     metadata: TTLCache
     media: PostRefs
     counters: Counters
+    leases: Leases
     closer: Engine
+    # The update stream replicas share; None in one process, where updates go straight to the dispatcher.
+    stream: UpdateStream | None = None
 
     async def aclose(self) -> None:
         """Close the engine's connections."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
-from services.shared import SharedState
+from services.shared import SharedState, StreamEntry
 
 Clock = Callable[[], float]
 
@@ -193,6 +194,85 @@ class MemoryCounters:
         return True
 
 
+class MemoryLeases:
+    """Leases in a dict: holder and expiry."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._held: dict[str, tuple[str, float]] = {}
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease."""
+        now = self._clock()
+        current = self._held.get(name)
+        if current is not None and current[0] != holder and current[1] > now:
+            return False
+        self._held[name] = (holder, now + ttl)
+        return True
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give it up if held by `holder`."""
+        current = self._held.get(name)
+        if current is not None and current[0] == holder:
+            del self._held[name]
+
+
+class MemoryUpdateStream:
+    """Updates in a deque; taken ones wait in `pending` until done (nobody else is there to claim them)."""
+
+    def __init__(self, *, clock: Clock = time.time, remember: int = 100_000) -> None:
+        self._clock = clock
+        self._queue: deque[tuple[float, StreamEntry]] = deque()
+        self._pending: dict[str, tuple[float, StreamEntry]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+        self._next = 0
+        self._arrived = asyncio.Event()
+
+    async def add(self, key: str, payload: str) -> bool:
+        """Append unless the key was seen."""
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        self._next += 1
+        self._queue.append((self._clock(), StreamEntry(f"{self._next}", key, payload)))
+        self._arrived.set()
+        return True
+
+    async def take(self, count: int, block: float) -> list[StreamEntry]:
+        """Up to `count` queued entries, waiting up to `block` seconds for the first."""
+        if not self._queue and block > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(block):
+                    await self._arrived.wait()
+        taken: list[StreamEntry] = []
+        while self._queue and len(taken) < count:
+            arrived, entry = self._queue.popleft()
+            self._pending[entry.id] = (arrived, entry)
+            taken.append(entry)
+        return taken
+
+    async def keep(self, ids: Sequence[str]) -> None:
+        """Nothing to do: no other consumer could claim them."""
+
+    async def done(self, entry_id: str) -> None:
+        """Forget the entry."""
+        self._pending.pop(entry_id, None)
+
+    async def depth(self) -> tuple[int, float]:
+        """Entries queued or in progress, and the oldest one's age."""
+        count = len(self._queue) + len(self._pending)
+        if not count:
+            return 0, 0.0
+        oldest = min(
+            [arrived for arrived, _ in self._pending.values()] + ([self._queue[0][0]] if self._queue else [])
+        )
+        return count, max(0.0, self._clock() - oldest)
+
+
 class _NothingToClose:
     async def aclose(self) -> None:
         """Nothing: the state dies with the process."""
@@ -208,5 +288,6 @@ def memory_state(*, clock: Clock = time.monotonic) -> SharedState:
         metadata=MemoryTTLCache(clock=clock, max_entries=2048),
         media=MemoryPostRefs(),
         counters=MemoryCounters(clock=clock),
+        leases=MemoryLeases(clock=clock),
         closer=_NothingToClose(),
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.shared import SharedState
+from services.shared import SharedState, StreamEntry
 from services.shared.memory import MemoryFlightLocks
 
 log = logging.getLogger("services.shared.redis")
@@ -78,6 +80,23 @@ if n >= tonumber(ARGV[1]) then return 0 end
 redis.call('INCR', KEYS[1])
 if n == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
+"""
+
+
+_ADD_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[3], 'payload', ARGV[4])
+  return 1
+end
+return 0
+"""
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 """
 
 
@@ -247,6 +266,117 @@ class RedisCounters:
         return bool(await self._take(keys=[self._prefix + key], args=[limit, _ms(ttl)]))
 
 
+class RedisLeases:
+    """A key per lease holding its holder's name, with a PX expiry."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._prefix = prefix + "lease:"
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease."""
+        return bool(await self._acquire(keys=[self._prefix + name], args=[holder, _ms(ttl)]))
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give it up if held by `holder`."""
+        await self._release(keys=[self._prefix + name], args=[holder])
+
+
+class RedisUpdateStream:
+    """A Redis Stream with one consumer group: each replica a consumer, entries acknowledged (XACK, then
+    XDEL) once answered; those idle over `claim_after` seconds in a dead consumer's pending list are claimed
+    (XAUTOCLAIM) by the next live consumer that asks. A live consumer keeps its entries fresh (XCLAIM to
+    itself).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        *,
+        consumer: str,
+        claim_after: float = 30.0,
+        group: str = "workers",
+        maxlen: int = 100_000,
+        remember: float = 86400.0,
+    ) -> None:
+        self._redis = client
+        self._key = prefix + "updates"
+        self._seen = prefix + "seen:"
+        self.consumer = consumer
+        self.claim_after = claim_after
+        self._group = group
+        self._maxlen = maxlen
+        self._remember = _ms(remember)
+        self._add = client.register_script(_ADD_ONCE)
+        self._ready = False
+
+    async def _ensure_group(self) -> None:
+        if self._ready:
+            return
+        try:
+            # From the start of the stream: entries added before any replica created the group still count.
+            await self._redis.xgroup_create(self._key, self._group, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._ready = True
+
+    async def add(self, key: str, payload: str) -> bool:
+        """Append unless the key was added in the last `remember` seconds (a platform's redelivery)."""
+        await self._ensure_group()
+        added = await self._add(
+            keys=[self._key, self._seen + key], args=[self._remember, self._maxlen, key, payload]
+        )
+        return bool(added)
+
+    async def take(self, count: int, block: float) -> list[StreamEntry]:
+        """Abandoned entries first (XAUTOCLAIM), else new ones (XREADGROUP, blocking up to `block` s)."""
+        await self._ensure_group()
+        claimed: Any = await self._redis.xautoclaim(
+            self._key, self._group, self.consumer, _ms(self.claim_after), start_id="0-0", count=count
+        )
+        entries = [_entry(entry_id, fields, 2) for entry_id, fields in claimed[1] if fields]
+        if entries:
+            log.warning(
+                "claimed %d updates abandoned by a replica", len(entries), extra={"action": "stream.claim"}
+            )
+            return entries
+        got: Any = await self._redis.xreadgroup(
+            self._group, self.consumer, {self._key: ">"}, count=count, block=max(1, _ms(block))
+        )
+        return [_entry(entry_id, fields, 1) for _, rows in got or [] for entry_id, fields in rows]
+
+    async def keep(self, ids: Sequence[str]) -> None:
+        """Reset the entries' idle time (XCLAIM to this consumer, JUSTID)."""
+        if ids:
+            await self._redis.xclaim(self._key, self._group, self.consumer, 0, list(ids), justid=True)
+
+    async def done(self, entry_id: str) -> None:
+        """XACK and XDEL: the entry is answered."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._key, self._group, entry_id)
+            pipe.xdel(self._key, entry_id)
+            await pipe.execute()
+
+    async def depth(self) -> tuple[int, float]:
+        """Entries not acknowledged (the stream's length: acknowledged ones are deleted), oldest's age."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self._key)
+            pipe.xrange(self._key, count=1)
+            pipe.time()
+            length, first, (seconds, micros) = await pipe.execute()
+        if not length or not first:
+            return 0, 0.0
+        added_ms = int(str(first[0][0]).split("-")[0])
+        return int(length), max(0.0, seconds + micros / 1e6 - added_ms / 1000)
+
+
+def _entry(entry_id: str, fields: Mapping[str, str], deliveries: int) -> StreamEntry:
+    return StreamEntry(str(entry_id), str(fields.get("key", "")), str(fields.get("payload", "")), deliveries)
+
+
 class _Connection:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
@@ -261,10 +391,20 @@ def connect(url: str, *, client_name: str | None = None) -> aioredis.Redis:
 
 
 async def redis_state(
-    client: aioredis.Redis, *, prefix: str = "tiktok-bot:", lease: float = 30.0, clock: Clock = time.time
+    client: aioredis.Redis,
+    *,
+    prefix: str = "tiktok-bot:",
+    lease: float = 30.0,
+    clock: Clock = time.time,
+    consumer: str | None = None,
 ) -> SharedState:
-    """Every shared concern kept in Redis (checked with a PING first, so a wrong URL fails at start-up)."""
+    """Every shared concern kept in Redis (checked with a PING first, so a wrong URL fails at start-up).
+
+    `consumer` names this replica in the update stream (unique per process); entries it leaves unacknowledged
+    for `lease` seconds are claimed by another.
+    """
     await client.ping()
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     return SharedState(
         engine="redis",
         locks=RedisFlightLocks(client, prefix, lease=lease),
@@ -273,5 +413,7 @@ async def redis_state(
         metadata=RedisTTLCache(client, prefix + "meta:"),
         media=RedisPostRefs(client, prefix),
         counters=RedisCounters(client, prefix),
+        leases=RedisLeases(client, prefix),
         closer=_Connection(client),
+        stream=RedisUpdateStream(client, prefix, consumer=consumer, claim_after=lease),
     )

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from services.shared import SharedState, TTLCache
-from services.shared.memory import memory_state
+from services.shared import SharedState, TTLCache, UpdateStream
+from services.shared.memory import MemoryUpdateStream, memory_state
 from services.shared.redis import redis_state
 from tests.engines.redis import RedisServer
 
@@ -228,3 +228,70 @@ async def test_counter_expires(state: SharedState) -> None:
 
     await eventually(expired)
     assert await state.counters.take("brief", 1, 60)
+
+
+# --- leases ---
+
+
+async def test_a_lease_has_one_holder_until_released(state: SharedState) -> None:
+    assert await state.leases.acquire("poller", "a", 60)
+    assert not await state.leases.acquire("poller", "b", 60)
+    assert await state.leases.acquire("poller", "a", 60)  # the holder renews
+    await state.leases.release("poller", "b")  # not b's to give up
+    assert not await state.leases.acquire("poller", "b", 60)
+    await state.leases.release("poller", "a")
+    assert await state.leases.acquire("poller", "b", 60)
+
+
+async def test_a_lease_not_renewed_lapses(state: SharedState, clock: Clock) -> None:
+    assert await state.leases.acquire("poller", "a", 0.1)
+    clock.offset += 1  # the in-process engine reads the clock; Redis expires the key itself
+
+    async def lapsed() -> bool:
+        return await state.leases.acquire("poller", "b", 60)
+
+    await eventually(lapsed)
+
+
+# --- the update stream ---
+
+
+@pytest.fixture
+def stream(state: SharedState) -> UpdateStream:
+    return state.stream if state.stream is not None else MemoryUpdateStream()
+
+
+async def test_stream_hands_each_update_out_once(stream: UpdateStream) -> None:
+    for n in range(5):
+        assert await stream.add(f"telegram:{n}", f'{{"update_id": {n}}}')
+    first = await stream.take(3, block=0.05)
+    rest = await stream.take(10, block=0.05)
+    assert [e.key for e in first + rest] == [f"telegram:{n}" for n in range(5)]
+    assert [e.payload for e in first][:1] == ['{"update_id": 0}']
+    assert await stream.take(10, block=0.05) == []
+    assert (await stream.depth())[0] == 5  # handed out, not yet answered
+    for entry in first + rest:
+        await stream.done(entry.id)
+    assert await stream.depth() == (0, 0.0)
+
+
+async def test_stream_refuses_a_redelivered_update(stream: UpdateStream) -> None:
+    assert await stream.add("telegram:7", "{}")
+    assert not await stream.add("telegram:7", "{}")
+    assert len(await stream.take(10, block=0.05)) == 1
+
+
+async def test_stream_take_waits_for_an_update(stream: UpdateStream) -> None:
+    waiting = asyncio.create_task(stream.take(1, block=5))
+    await asyncio.sleep(0.05)
+    await stream.add("telegram:8", "{}")
+    async with asyncio.timeout(5):
+        [entry] = await waiting
+    assert entry.key == "telegram:8"
+
+
+async def test_stream_depth_reports_the_oldest_age(stream: UpdateStream) -> None:
+    await stream.add("telegram:9", "{}")
+    await asyncio.sleep(0.2)
+    count, age = await stream.depth()
+    assert count == 1 and 0.15 <= age < 30

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.shared import SharedState
-from services.shared.redis import RedisFlightLocks, redis_state
+from services.shared.redis import RedisFlightLocks, RedisUpdateStream, redis_state
 from tests.engines.redis import RedisServer
 
 
@@ -96,3 +96,47 @@ async def test_caches_and_counters_are_shared(replicas: list[SharedState]) -> No
     assert (await replicas[1].media.load("telegram:9"))[0] == {"media:video": "FILE"}
     assert await replicas[0].counters.take("research:2026-12-06", 1, 60)
     assert not await replicas[1].counters.take("research:2026-12-06", 1, 60)
+
+
+async def test_a_dead_replicas_updates_are_claimed_by_a_live_one(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        dead = RedisUpdateStream(client, redis_prefix, consumer="dead", claim_after=0.3)
+        live = RedisUpdateStream(client, redis_prefix, consumer="live", claim_after=0.3)
+        await dead.add("telegram:1", '{"update_id": 1}')
+        [taken] = await dead.take(10, block=0.05)  # ...and the replica dies before answering
+        assert await live.take(10, block=0.05) == []  # not abandoned yet
+        await asyncio.sleep(0.4)
+        [claimed] = await live.take(10, block=0.05)
+        assert (claimed.id, claimed.key, claimed.deliveries) == (taken.id, "telegram:1", 2)
+        await live.done(claimed.id)
+        assert await live.depth() == (0, 0.0)
+    finally:
+        await client.aclose()
+
+
+async def test_a_live_replica_keeps_what_it_works_on(redis_server: RedisServer, redis_prefix: str) -> None:
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        busy = RedisUpdateStream(client, redis_prefix, consumer="busy", claim_after=0.3)
+        other = RedisUpdateStream(client, redis_prefix, consumer="other", claim_after=0.3)
+        await busy.add("telegram:2", "{}")
+        [taken] = await busy.take(10, block=0.05)
+        for _ in range(4):
+            await asyncio.sleep(0.15)
+            await busy.keep([taken.id])
+            assert await other.take(10, block=0.01) == []
+    finally:
+        await client.aclose()
+
+
+async def test_replicas_share_one_stream(replicas: list[SharedState]) -> None:
+    first, second = (state.stream for state in replicas)
+    assert first is not None and second is not None
+    for n in range(6):
+        await first.add(f"telegram:{n}", "{}")
+    got = await first.take(3, block=0.05) + await second.take(10, block=0.05)
+    assert sorted(e.key for e in got) == [f"telegram:{n}" for n in range(6)]
+    assert not await second.add("telegram:0", "{}")  # a redelivery, whichever replica it reaches
