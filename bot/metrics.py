@@ -119,6 +119,17 @@ class Metrics:
         self.loop_lag_last = Gauge(
             "tiktok_bot_event_loop_lag_last_seconds", "The latest event-loop lag sample", registry=r
         )
+        self.inbox_depth = Gauge(
+            "tiktok_bot_inbox_depth", "Updates in the shared stream not yet answered (replicas)", registry=r
+        )
+        self.inbox_lag = Gauge(
+            "tiktok_bot_inbox_lag_seconds",
+            "Age of the oldest unanswered update in the shared stream",
+            registry=r,
+        )
+        self.poller_leader = Gauge(
+            "tiktok_bot_poller_leader", "1 while this replica holds the Telegram polling lease", registry=r
+        )
         self._scrape = _ScrapeTime()
         r.register(self._scrape)
 

@@ -90,6 +90,11 @@ async def run_telegram(app: App, stop: asyncio.Event) -> None:
         me = await bot.get_me()
         log.info("telegram bot @%s started", me.username, extra={"platform": "telegram"})
         await register_commands(bot)
+        if app.shared.stream is not None:
+            from bot.telegram.replicas import run_replicated
+
+            await run_replicated(app, bot, dp, stop, IN_FLIGHT_UPDATES)
+            return
         if app.settings.telegram.webhook_url:
             from bot.telegram.webhook import serve_webhook
 
