@@ -16,6 +16,7 @@ Tests count downloads with `downloads(post_id)` and read `media_log`; faults are
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -116,6 +117,8 @@ class TikTokEmulator(FaultControl):
         self.catalogue = catalogue or CATALOGUE
         self.issued_tokens: set[str] = set()
         self.media_log: list[MediaHit] = []
+        # Seconds every CDN request waits before answering: a far-away CDN (benchmarks set it).
+        self.media_latency = 0.0
 
     # --- what tests read ---
 
@@ -358,6 +361,8 @@ class TikTokEmulator(FaultControl):
         return response
 
     async def _media(self, request: web.Request, host: str, asset: _Asset) -> web.StreamResponse:
+        if self.media_latency:
+            await asyncio.sleep(self.media_latency)
         cookie = request.cookies.get("tt_chain_token", "")
         referer = request.headers.get("Referer", "")
         cookie_ok = cookie in self.issued_tokens

@@ -9,6 +9,7 @@ no_files, bad_meta, 429, lf, html.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -66,6 +67,8 @@ class TTSaveEmulator(FaultControl):
         self.catalogue = catalogue or CATALOGUE
         self.chunk_size = chunk_size
         self.served: list[Served] = []
+        # Seconds every /download waits before answering: a far-away upstream (benchmarks set it).
+        self.media_latency = 0.0
 
     def downloads(self, post_id: str) -> int:
         """Successful /download answers (streams begun) for a post."""
@@ -121,6 +124,8 @@ class TTSaveEmulator(FaultControl):
         mode = fault.kind if fault else ""
         served = Served(post.id if post else url, content_type, 0, mode)
         self.served.append(served)
+        if self.media_latency:
+            await asyncio.sleep(self.media_latency)
         if mode == "slow" and not await stall(
             request, fault.delay if fault and fault.delay is not None else 3.0
         ):

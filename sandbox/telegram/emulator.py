@@ -23,7 +23,14 @@ from sandbox.telegram.entities import find_entities
 from sandbox.telegram.errors import ApiError, not_found, unauthorized
 from sandbox.telegram.limits import Fault, RateLimit
 from sandbox.telegram.media import FileStore
-from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT, LOCAL_UPLOAD_LIMIT, BotApi, InlineQuery, Press
+from sandbox.telegram.methods import (
+    CLOUD_UPLOAD_LIMIT,
+    LOCAL_UPLOAD_LIMIT,
+    BotApi,
+    InlineQuery,
+    Press,
+    Webhook,
+)
 from sandbox.telegram.transcript import POLLING_METHODS, Call, Changes
 from sandbox.telegram.updates import UpdateQueue
 from sandbox.telegram.wire import CHUNK, Params, read_body
@@ -475,20 +482,47 @@ class TelegramEmulator(Emulator):
         return self._client
 
     async def _deliver_updates(self) -> None:
+        # Up to the webhook's max_connections deliveries at once, as Telegram does (so order is not kept
+        # between updates in flight); each one retried until the bot's server answers 2xx.
         hook = self.api.webhook
-        while hook is not None and self.api.webhook is hook:
-            await self.changes.wait_until(lambda: self.updates.pending or self.api.webhook is not hook, None)
-            if self.api.webhook is not hook:
-                return
-            update = self.updates.pending[0]
-            error = await self._post_update(hook.url, update, hook.secret_token)
-            if error is None:
-                self.updates.confirm_one(int(update["update_id"]))
-                continue
-            hook.last_error_date = int(time.time())
-            hook.last_error_message = error
+        in_flight: dict[int, asyncio.Task[None]] = {}
+
+        def next_update() -> Json | None:
+            if hook is None or len(in_flight) >= hook.max_connections:
+                return None
+            return next((u for u in self.updates.pending if int(u["update_id"]) not in in_flight), None)
+
+        try:
+            while hook is not None and self.api.webhook is hook:
+                await self.changes.wait_until(
+                    lambda: self.api.webhook is not hook or next_update() is not None, None
+                )
+                update = next_update()
+                if self.api.webhook is not hook or update is None:
+                    return
+                update_id = int(update["update_id"])
+                in_flight[update_id] = asyncio.create_task(self._deliver_one(hook, update, in_flight))
+        finally:
+            for task in in_flight.values():
+                task.cancel()
+
+    async def _deliver_one(
+        self, hook: Webhook, update: Json, in_flight: dict[int, asyncio.Task[None]]
+    ) -> None:
+        update_id = int(update["update_id"])
+        try:
+            while self.api.webhook is hook:
+                error = await self._post_update(hook.url, update, hook.secret_token)
+                if error is None:
+                    self.updates.confirm_one(update_id)
+                    return
+                hook.last_error_date = int(time.time())
+                hook.last_error_message = error
+                self.changes.notify()
+                await asyncio.sleep(self.webhook_retry_delay)
+        finally:
+            in_flight.pop(update_id, None)
             self.changes.notify()
-            await asyncio.sleep(self.webhook_retry_delay)
 
     async def _post_update(self, url: str, update: Json, secret: str | None) -> str | None:
         headers = {"Content-Type": "application/json"}
