@@ -70,14 +70,16 @@ class Replica:
             "DOWNLOAD__MAX_CONCURRENT": "4",
             "LIMITS__USER_PER_MINUTE": str(USER_LIMIT),
         }
-        self.proc = subprocess.Popen(
-            [str(BIN / "tiktok-bot"), "--env-file", str(empty), "telegram"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        # Its log goes to a file: a pipe nobody reads would stall the bot once full.
+        self.log = rig.workdir / f"replica{index}.log"
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "tiktok-bot"), "--env-file", str(empty), "telegram"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=ROOT,
+            )
 
     @property
     def url(self) -> str:
@@ -112,8 +114,11 @@ class Replica:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        errors = [
+            line for line in self.log.read_text().splitlines() if "ERROR" in line or "Traceback" in line
+        ]
+        if errors:
+            print(f"  replica log ({self.log.name}): {len(errors)} error lines, first: {errors[0][:200]}")
 
 
 async def run(
@@ -174,6 +179,11 @@ async def run(
                     what="the hasty user's replies",
                 )
                 hasty_calls = tg.sent_to(hasty_chat.id, after=mark)
+                texts = Counter(
+                    str(c.params.get("text"))[:80]
+                    for c in tg.transcript("sendMessage", after=mark)
+                    if c.chat_id in wanted
+                )
                 per_chat = Counter(c.chat_id for c in videos)
                 downloads = sum(ttsave.downloads(p.id) + tiktok.downloads(p.id) for p in fixtures)
                 spread = sorted(balancer.forwarded.values(), reverse=True)
@@ -192,6 +202,7 @@ async def run(
         "hasty_videos": sum(1 for c in hasty_calls if c.method == "sendVideo"),
         "hasty_refused": sum(1 for c in hasty_calls if "Slow down" in str(c.params.get("text", ""))),
         "spread": "/".join(str(n) for n in spread),
+        "texts": dict(texts),
     }
 
 
@@ -213,6 +224,7 @@ def line(f: dict[str, Any]) -> str:
         f"{f['downloads']:.0f} downloads, {f['unanswered']:.0f} unanswered, {f['duplicates']:.0f} duplicate "
         f"videos, hasty user {f['hasty_videos']:.0f} answered / {f['hasty_refused']:.0f} refused "
         f"(limit {USER_LIMIT}), updates per replica {f['spread']}"
+        + (f"; other replies {f['texts']}" if f["texts"] else "")
     )
 
 
