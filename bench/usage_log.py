@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.store import Store, UsageEvent
+from services.store.sqlite import SqliteDatabase
 
 
 @dataclass
@@ -50,7 +51,9 @@ async def scenario(name: str, events: int, pause: float, hashed: bool, chunk: in
     """One burst; returns its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(
-            Path(tmp) / "bench.sqlite3", hash_user_ids=hashed, salt="bench-salt" if hashed else ""
+            await SqliteDatabase.open(Path(tmp) / "bench.sqlite3"),
+            hash_user_ids=hashed,
+            salt="bench-salt" if hashed else "",
         )
         stop = asyncio.Event()
         ticker = Ticker()

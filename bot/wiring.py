@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bot.chat.flow import LinkFlow
-from bot.config import Settings
+from bot.config import DatabaseSettings, Settings
 from services.download.service import DownloadService, build_backends
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
@@ -16,6 +16,9 @@ from services.links import ShortLinkResolver
 from services.metadata.service import MetadataService, build_providers
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.store import Store
+from services.store.db import Database
+from services.store.postgres import PostgresDatabase
+from services.store.sqlite import MEMORY, SqliteDatabase
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -39,6 +42,20 @@ class App:
                 await closer()
             except Exception:
                 log.exception("error while closing")
+
+
+async def open_database(settings: DatabaseSettings, *, create: bool = True) -> Database:
+    """The engine DATABASE__URL names, opened and migrated: the one place that picks SQLite or PostgreSQL.
+
+    With `create` off, a SQLite file that does not exist yet reads as an empty database and is not created.
+    """
+    if settings.engine == "postgres":
+        assert settings.url is not None
+        return await PostgresDatabase.open(settings.url.get_secret_value(), pool_size=settings.pool_size)
+    path = settings.sqlite_path
+    if not create and not path.exists():
+        return await SqliteDatabase.open(MEMORY)
+    return await SqliteDatabase.open(path)
 
 
 def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
@@ -77,7 +94,7 @@ async def build_app(settings: Settings) -> App:
     clients = [tiktok, ttsave, meta]
     db = settings.database
     store = await Store.open(
-        db.path,
+        await open_database(db),
         flush_rows=db.flush_rows,
         flush_ms=db.flush_ms,
         hash_user_ids=db.hash_user_ids,

@@ -1,4 +1,4 @@
-"""Fixtures shared across test packages: the metadata emulators on loopback."""
+"""Fixtures shared across test packages: the metadata emulators on loopback, the real database servers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
+from tests.engines.postgres import postgres_server  # noqa: F401 - a session fixture, shared
 
 
 @pytest.fixture

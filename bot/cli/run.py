@@ -37,8 +37,11 @@ def _secrets(settings: Settings) -> list[str]:
         settings.ensembledata.token,
         settings.research.client_secret,
         settings.database.user_id_salt,
+        settings.database.url,
     ]
-    return [v.get_secret_value() for v in values if v is not None]
+    found = [v.get_secret_value() for v in values if v is not None]
+    password = settings.database.url_password
+    return [*found, password] if password else found
 
 
 Runner = Callable[[App, asyncio.Event], Coroutine[Any, Any, None]]

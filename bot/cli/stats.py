@@ -7,8 +7,8 @@ import json
 import sys
 
 from bot.config import Settings
+from bot.wiring import open_database
 from services.errors import StoreError
-from services.store.db import MEMORY, Database
 from services.store.stats import compute_stats, render_stats_table
 
 
@@ -29,12 +29,12 @@ def _positive(text: str) -> float:
 
 
 async def show_stats(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the report for `--days` from DATABASE__PATH; a database not yet created reads as empty."""
-    path = settings.database.path
+    """Print the report for `--days` from the database; a SQLite file not yet created reads as empty."""
+    where = settings.database.location
     # Reading stats must not leave an empty file behind where the operator mistyped a path.
-    exists = path.exists()
+    exists = settings.database.engine != "sqlite" or settings.database.sqlite_path.exists()
     try:
-        db = await Database.open(path if exists else MEMORY)
+        db = await open_database(settings.database, create=False)
         try:
             report = await compute_stats(db, days=args.days, top=args.top)
         finally:
@@ -43,8 +43,8 @@ async def show_stats(args: argparse.Namespace, settings: Settings) -> int:
         print(f"tiktok-bot: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"database": str(path), "exists": exists, **report.to_dict()}, indent=2))
+        print(json.dumps({"database": where, "exists": exists, **report.to_dict()}, indent=2))
     else:
-        print(f"Database {path}" + ("" if exists else " (not created yet: no usage recorded)"))
+        print(f"Database {where}" + ("" if exists else " (not created yet: no usage recorded)"))
         print(render_stats_table(report))
     return 0

@@ -1,13 +1,15 @@
-"""SQLite store: usage log, sent-media cache, chat settings and operator stats, behind one `Store`."""
+"""The store: usage log, sent-media cache, chat settings and operator stats, behind one `Store`.
+
+It runs on any `Database` engine (SQLite or PostgreSQL); the caller opens the engine and hands it over.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import TracebackType
 
 from services.store.cache import MediaCache
 from services.store.chats import ChatPrefs, ChatSettings
-from services.store.db import SCHEMA_VERSION, Database
+from services.store.db import SCHEMA_VERSION, Database, Transaction
 from services.store.stats import StatsReport, compute_stats, render_stats_table
 from services.store.usage import UsageEvent, UsageLog, UsageRow
 
@@ -19,6 +21,7 @@ __all__ = [
     "MediaCache",
     "StatsReport",
     "Store",
+    "Transaction",
     "UsageEvent",
     "UsageLog",
     "UsageRow",
@@ -39,7 +42,7 @@ class Store:
     @classmethod
     async def open(
         cls,
-        path: Path | str,
+        db: Database,
         *,
         flush_rows: int = 200,
         flush_ms: float = 500,
@@ -47,8 +50,7 @@ class Store:
         salt: str = "",
         retention_days: float = 0,
     ) -> Store:
-        """Open the database (migrating it) and start the usage log's writer."""
-        db = await Database.open(path)
+        """Take over an open (migrated) database and start the usage log's writer; closes `db` on failure."""
         try:
             usage = UsageLog(
                 db,
