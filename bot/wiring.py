@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from bot.chat.flow import LinkFlow
+from bot.chat.inbox import Deliveries
 from bot.config import DatabaseSettings, Settings
 from services.download.service import DownloadService, build_backends
+from services.download.spool_root import clear_stale, process_spool, remove_own, spool_root
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver
@@ -32,8 +35,10 @@ class App:
     downloads: DownloadService
     resolver: ShortLinkResolver
     flow: LinkFlow
+    deliveries: Deliveries
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    spool: Path | None = None
 
     async def aclose(self) -> None:
         """Flush the usage log and close every client, whatever fails on the way."""
@@ -42,6 +47,8 @@ class App:
                 await closer()
             except Exception:
                 log.exception("error while closing")
+        if self.spool is not None:
+            remove_own(self.spool)
 
 
 async def open_database(settings: DatabaseSettings, *, create: bool = True) -> Database:
@@ -102,6 +109,11 @@ async def build_app(settings: Settings) -> App:
         retention_days=db.retention_days,
     )
     resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
+    # The bot's own directory under the temp root: what a killed process left there is removed now.
+    spool = spool_root(settings.download.temp_dir)
+    removed, freed = clear_stale(spool)
+    if removed:
+        log.info("removed %d spool entries (%d bytes) left by earlier runs in %s", removed, freed, spool)
     downloads = DownloadService(
         build_backends(
             settings.download.backends,
@@ -110,7 +122,7 @@ async def build_app(settings: Settings) -> App:
             ttsave_url=settings.ttsave.url,
         ),
         max_concurrent=settings.download.max_concurrent,
-        temp_root=settings.download.temp_dir,
+        temp_root=process_spool(spool),
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
     )
@@ -120,6 +132,9 @@ async def build_app(settings: Settings) -> App:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
     limits = settings.limits
+    deliveries = Deliveries(
+        store.inbox, replay_max_age=settings.inbox.replay_max_age, keep_done=settings.inbox.keep_done
+    )
     flow = LinkFlow(
         resolver=resolver,
         downloads=downloads,
@@ -127,6 +142,7 @@ async def build_app(settings: Settings) -> App:
         limits=RateLimits(user_per_minute=limits.user_per_minute, chat_per_minute=limits.chat_per_minute),
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
+        deliveries=deliveries,
     )
     return App(
         settings=settings,
@@ -134,6 +150,8 @@ async def build_app(settings: Settings) -> App:
         downloads=downloads,
         resolver=resolver,
         flow=flow,
+        deliveries=deliveries,
         metadata=metadata,
         clients=clients,
+        spool=spool,
     )

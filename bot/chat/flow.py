@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.chat.inbox import Deliveries
 from services.download.models import Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
@@ -144,8 +145,10 @@ class LinkFlow:
         limits: RateLimits,
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
+        deliveries: Deliveries | None = None,
     ) -> None:
         self.resolver = resolver
+        self.deliveries = deliveries
         self.downloads = downloads
         self.store = store
         self.limits = limits
@@ -258,7 +261,13 @@ class LinkFlow:
             await self._answer(sender, exc, link)
         return tracker.outcome
 
+    def sending(self) -> None:
+        """A reply is about to go out for the current inbox entry (a replay from here may repeat it)."""
+        if self.deliveries is not None:
+            self.deliveries.note_sending()
+
     async def _answer(self, sender: MediaSender, exc: BaseException, link: TikTokLink | None) -> None:
+        self.sending()
         try:
             await sender.send_error(exc, link)
         except Exception:
@@ -271,6 +280,7 @@ class LinkFlow:
                 post = (await self.metadata.post(link)).value
             except ServiceError:
                 post = None
+        self.sending()
         try:
             await sender.send_too_large(post, link, exc)
         except Exception:
@@ -306,6 +316,7 @@ class LinkFlow:
                 async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
                     tracker.backend = media.backend
                     post = await self._complete(link, media.post, tracker)
+                    self.sending()
                     sent = await sender.send_media(media, post, want)
                     tracker.bytes_sent = sent.bytes_sent
                     await self._remember(platform, post_id, prefix, sent, post)
@@ -346,6 +357,7 @@ class LinkFlow:
         refs, post = await self.cached_refs(platform, post_id, want)
         if not refs:
             return False
+        self.sending()
         try:
             sent = await sender.send_cached(post, refs, want)
         except StaleReference:

@@ -112,6 +112,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE media_cache ADD COLUMN size {bigint}",
         ),
     ),
+    Migration(
+        3,
+        "durable inbox of updates taken from the platforms, and its replay/expiry log",
+        (
+            # One row per update the bot took; payload is the platform's JSON, kept until it is answered.
+            """
+            CREATE TABLE inbox (
+                platform     TEXT    NOT NULL,
+                key          TEXT    NOT NULL,
+                kind         TEXT    NOT NULL,
+                payload      TEXT    NOT NULL,
+                received_at  {real}    NOT NULL,
+                state        TEXT    NOT NULL DEFAULT 'new',
+                attempts     INTEGER NOT NULL DEFAULT 0,
+                done_at      {real},
+                PRIMARY KEY (platform, key)
+            )
+            """,
+            "CREATE INDEX inbox_open ON inbox (platform, done_at, received_at)",
+            "CREATE INDEX inbox_done ON inbox (done_at)",
+            """
+            CREATE TABLE inbox_log (
+                at        {real} NOT NULL,
+                platform  TEXT NOT NULL,
+                event     TEXT NOT NULL,
+                key       TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX inbox_log_at ON inbox_log (at)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -136,6 +167,14 @@ class Transaction(Protocol):
 
     async def fetchone(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         """The first row of a query, or None."""
+        ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of `?` parameters."""
+        ...
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows in as few statements as the engine allows."""
         ...
 
 

@@ -30,6 +30,7 @@ from services.store.db import (
     bind,
     masked_url,
     newer_than_code,
+    numbered,
 )
 
 # Any number will do as long as it is constant: it names the lock replicas take while migrating.
@@ -61,6 +62,20 @@ class _PostgresTransaction:
     async def fetchone(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        text, _ = numbered(sql)
+        await self._conn.executemany(text, rows)
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._conn.executemany(_insert_sql(table, columns), rows)
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    """One row's INSERT with numbered parameters; `executemany` pipelines the rows through it."""
+    marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - code constants
 
 
 class PostgresDatabase:
@@ -142,10 +157,8 @@ class PostgresDatabase:
         self._check_open()
         if not rows:
             return
-        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - code constants
         try:
-            await self._pool.executemany(sql, rows)
+            await self._pool.executemany(_insert_sql(table, columns), rows)
         except _FAILURES as exc:
             raise StoreError(f"database error: {exc}") from exc
 

@@ -50,6 +50,14 @@ class _SqliteTransaction:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            for sql, values in insert_statements(table, columns, rows, _MAX_VARIABLES):
+                await self._conn.execute(sql, values)
+
 
 class SqliteDatabase:
     """One SQLite connection; a lock keeps one task's transaction from interleaving with another's writes."""
@@ -156,8 +164,7 @@ class SqliteDatabase:
                     raise StoreError(f"database error: {exc}") from exc
             return
         async with self.transaction() as tx:
-            for sql, values in statements:
-                await tx.execute(sql, values)
+            await tx.insert_rows(table, columns, rows)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         """Rows of a read query."""
