@@ -8,6 +8,7 @@ import pytest
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
+from tests.engines import postgres
 from tests.engines.postgres import postgres_server  # noqa: F401 - a session fixture, shared
 
 
@@ -23,3 +24,10 @@ async def research_emu() -> AsyncIterator[ResearchEmulator]:
     """The Research API emulator, started for one test."""
     async with ResearchEmulator() as emu:
         yield emu
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which database servers the session started and how long each took."""
+    for server in postgres.STARTED:
+        took = f"started in {server.started_in_s:.2f}s"
+        terminalreporter.write_line(f"PostgreSQL {server.version} on {server.host}:{server.port}, {took}")

