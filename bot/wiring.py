@@ -92,13 +92,7 @@ def metadata_client(settings: Settings) -> httpx.AsyncClient:
 
 async def build_app(settings: Settings) -> App:
     """Open the store, build one HTTP client per upstream family and the services on top of them."""
-    routes = parse_routes(settings.upstream_routes)
-    tiktok = make_client(
-        routes=routes, browser=True, options=HttpOptions(read_timeout=settings.download.timeout)
-    )
-    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
-    meta = metadata_client(settings)
-    clients = [tiktok, ttsave, meta]
+    # The store first: a database that cannot be opened (StoreError) leaves nothing else to close.
     db = settings.database
     store = await Store.open(
         await open_database(db),
@@ -108,6 +102,13 @@ async def build_app(settings: Settings) -> App:
         salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
         retention_days=db.retention_days,
     )
+    routes = parse_routes(settings.upstream_routes)
+    tiktok = make_client(
+        routes=routes, browser=True, options=HttpOptions(read_timeout=settings.download.timeout)
+    )
+    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    meta = metadata_client(settings)
+    clients = [tiktok, ttsave, meta]
     resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
     # The bot's own directory under the temp root: what a killed process left there is removed now.
     spool = spool_root(settings.download.temp_dir)

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import asyncpg
 import pytest
 
 from bot.__main__ import main
-from bot.cli.run import _secrets
+from bot.cli.run import _secrets, run_frontends
 from bot.cli.stats import show_stats
 from bot.config import SettingsError, load_settings, masked
 from bot.logs import setup_logging
@@ -139,3 +140,23 @@ async def test_stats_cli_reads_postgresql(
     report = json.loads(out)
     assert report["requests"] == 3 and report["exists"] is True
     assert "hunter2" not in out and ":****@" in report["database"]
+
+
+async def test_run_says_in_one_line_when_the_database_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as closed:  # bound, not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        monkeypatch.setenv("DATABASE__URL", f"postgresql://bot:hunter2-secret@127.0.0.1:{port}/tiktok")
+        monkeypatch.setenv("TELEGRAM__TOKEN", "123456:test-token")
+        root = logging.getLogger()
+        saved = (root.handlers[:], root.level)
+        try:
+            assert await run_frontends(load_settings(None), ("telegram",)) == 1
+        finally:
+            root.handlers[:], level = saved
+            root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "cannot start: cannot open the database postgresql://bot:****@127.0.0.1" in err
+    assert "hunter2" not in err and "Traceback" not in err
