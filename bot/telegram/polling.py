@@ -50,7 +50,7 @@ def update_entry(update: Update, payload: str | None = None) -> InboxEntry:
 
 
 def _as_json(update: Update) -> str:
-    """The update as JSON again (aiogram keeps no raw copy); its `Default` markers only matter when sending."""
+    """The update as JSON again (aiogram keeps no raw copy); `Default` markers only matter when sending."""
     return update.model_dump_json(exclude_none=True, fallback=lambda value: None)
 
 
