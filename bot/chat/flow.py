@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.chat.inbox import Deliveries
+from bot.chat.inbox import Deliveries, current_entry
 from services.download.models import Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
@@ -238,7 +238,7 @@ class LinkFlow:
         try:
             async with self.track(ctx, action, tracker=tracker):
                 self.check_limits(ctx)
-                async with self.gate.slot(on_queued):
+                async with self.slot(on_queued):
                     resolved = await self.resolve(link)
                     assert resolved.post_id is not None
                     tracker.target = resolved.post_id
@@ -260,6 +260,22 @@ class LinkFlow:
             log.exception("unexpected failure", extra={"platform": ctx.platform, "chat": ctx.chat_id})
             await self._answer(sender, exc, link)
         return tracker.outcome
+
+    @asynccontextmanager
+    async def slot(self, on_queued: QueuedNotice | None = None) -> AsyncIterator[None]:
+        """A concurrency slot; serving an inbox entry, it is kept until the entry's completion is written."""
+        deliveries = self.deliveries
+        if deliveries is None or current_entry() is None:
+            async with self.gate.slot(on_queued):
+                yield
+            return
+        if deliveries.holds_slot():
+            yield  # the entry's next link: the slot it took for its first one
+            return
+        held = self.gate.slot(on_queued)
+        await held.__aenter__()
+        deliveries.release_on_completion(lambda: held.__aexit__(None, None, None))
+        yield
 
     def sending(self) -> None:
         """A reply is about to go out for the current inbox entry (a replay from here may repeat it)."""

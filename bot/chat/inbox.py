@@ -21,12 +21,26 @@ from services.store.usage import UsageEvent, collect_usage
 
 log = logging.getLogger("tiktok_bot.inbox")
 
-_CURRENT: contextvars.ContextVar[InboxEntry | None] = contextvars.ContextVar("inbox_entry", default=None)
+Release = Callable[[], Awaitable[object]]
+
+
+class _Serving:
+    """The entry a handler serves, and what to let go of once its completion is on disk."""
+
+    __slots__ = ("entry", "releases")
+
+    def __init__(self, entry: InboxEntry) -> None:
+        self.entry = entry
+        self.releases: list[Release] = []
+
+
+_CURRENT: contextvars.ContextVar[_Serving | None] = contextvars.ContextVar("inbox_entry", default=None)
 
 
 def current_entry() -> InboxEntry | None:
     """The inbox entry the running handler serves, if any."""
-    return _CURRENT.get()
+    serving = _CURRENT.get()
+    return serving.entry if serving is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +67,36 @@ class Deliveries:
 
     def note(self, state: str) -> None:
         """Record the current entry's progress (`sending`, `deferred`), if the handler serves one."""
-        entry = _CURRENT.get()
-        if entry is not None:
-            self.inbox.note(entry.platform, entry.key, state)
+        serving = _CURRENT.get()
+        if serving is not None:
+            self.inbox.note(serving.entry.platform, serving.entry.key, state)
 
     def note_sending(self) -> None:
         """A reply is about to go out: a replay after a kill from here on may send it twice."""
         self.note(SENDING)
 
+    def holds_slot(self) -> bool:
+        """Whether the current entry already holds a slot it keeps until its completion is written."""
+        serving = _CURRENT.get()
+        return serving is not None and bool(serving.releases)
+
+    def release_on_completion(self, release: Release) -> bool:
+        """Keep a slot until the current entry's completion is on disk; False when no entry is served.
+
+        A reply whose completion is not yet written is sent again by a replay after a kill; holding the
+        concurrency slot until then keeps those to one per slot.
+        """
+        serving = _CURRENT.get()
+        if serving is None:
+            return False
+        serving.releases.append(release)
+        return True
+
     @contextlib.asynccontextmanager
     async def serving(self, entry: InboxEntry) -> AsyncIterator[None]:
         """In the block the handler serves `entry`: usage rows are held and written with its completion."""
-        token = _CURRENT.set(entry)
+        state = _Serving(entry)
+        token = _CURRENT.set(state)
         try:
             with collect_usage() as collector:
                 try:
@@ -74,6 +106,8 @@ class Deliveries:
                     await asyncio.shield(self._complete(entry, collector.events))
         finally:
             _CURRENT.reset(token)
+            for release in state.releases:
+                await release()
 
     async def run(self, entry: InboxEntry, handle: Callable[[], Awaitable[object]]) -> None:
         """Run `handle` serving `entry`; an unexpected error is logged (the handler answered it)."""
