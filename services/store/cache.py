@@ -4,10 +4,10 @@ Variants: `video`, `audio`, `photo:<n>` (0-based, one per slideshow photo). Refe
 platform accepts again: a Telegram file_id, or for Discord an attachment URL. When the platform rejects a
 reference, the frontend calls `invalidate` and downloads afresh.
 
-An in-memory LRU of whole posts (every variant of a post, loaded by one query) sits in front of the database,
-so a repeat lookup — hit or miss — costs no SQL round-trip. It assumes this process is the only writer of the
-cache (replicas sharing a PostgreSQL database each keep their own LRU); a reference made stale by another
-writer is caught by the platform's rejection and invalidated.
+An in-memory LRU of whole posts (every variant of a post, loaded by one query) sits in front of SQLite, so a
+repeat lookup — hit or miss — costs no SQL round-trip. It assumes this process is the only writer of the cache
+(one bot per database); a reference made stale by another writer is caught by the platform's rejection and
+invalidated.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _Key = tuple[str, str]
 
 
 class MediaCache:
-    """Platform file references of sent media, in the database with an LRU of posts in memory."""
+    """Platform file references of sent media, in SQLite with an LRU of posts in memory."""
 
     def __init__(self, db: Database, *, memory_posts: int = 4096) -> None:
         self._db = db
