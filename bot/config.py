@@ -6,11 +6,13 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.http import parse_routes
+from services.store.db import Engine, masked_url
 
 
 def _split_commas(value: Any) -> Any:
@@ -150,14 +152,62 @@ class MetadataSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """The SQLite store."""
+    """The store: SQLite (one file, the default) or PostgreSQL (shared by several replicas)."""
 
+    # sqlite:///relative/path, sqlite:////absolute/path or postgresql://user:password@host:5432/db.
+    # Unset: SQLite at `path`. A secret, since a PostgreSQL URL may carry the password.
+    url: SecretStr | None = None
     path: Path = Path("data/tiktok-bot.sqlite3")
+    pool_size: int = Field(default=10, ge=1)
     hash_user_ids: bool = False
     user_id_salt: SecretStr | None = None
     retention_days: int = Field(default=0, ge=0)
     flush_rows: int = Field(default=200, ge=1)
     flush_ms: int = Field(default=500, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message names the scheme only: the rest of the URL may hold the password.
+        text = value.get_secret_value() if value is not None else ""
+        scheme, sep, rest = text.partition("://")
+        if not text or not sep or scheme.lower() not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must start with sqlite:/// (a file) or postgresql:// (a server)")
+        if scheme.lower() == "sqlite" and (not rest.startswith("/") or rest == "/"):
+            raise ValueError("a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+        return value
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the URL names: `sqlite` when unset."""
+        if self.url is None or self.url.get_secret_value().lower().startswith("sqlite:"):
+            return "sqlite"
+        return "postgres"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file: from `sqlite:///path` when the URL names one, else `path`."""
+        if self.url is not None and self.engine == "sqlite":
+            return Path(self.url.get_secret_value().partition("://")[2][1:])
+        return self.path
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, fit to print: the SQLite file, or the URL with its password masked."""
+        if self.engine == "sqlite":
+            return str(self.sqlite_path)
+        assert self.url is not None
+        return masked_url(self.url.get_secret_value())
+
+    @property
+    def url_password(self) -> str | None:
+        """The password a PostgreSQL URL carries, to be kept out of logs."""
+        if self.url is None:
+            return None
+        try:
+            return urlsplit(self.url.get_secret_value()).password
+        except ValueError:
+            return None
 
     @model_validator(mode="after")
     def _salt_for_hashing(self) -> DatabaseSettings:
@@ -173,6 +223,13 @@ class RedisSettings(_Section):
     url: SecretStr | None = None  # may carry a password: redis://:secret@host:6379/0
     prefix: str = "tiktok-bot:"
     lease: float = Field(default=30.0, gt=0)
+
+
+class InboxSettings(_Section):
+    """The durable inbox: how old an unanswered update may be and still be answered as if nothing happened."""
+
+    replay_max_age: float = Field(default=900.0, gt=0)
+    keep_done: float = Field(default=3600.0, ge=0)
 
 
 class LogSettings(_Section):
@@ -219,6 +276,7 @@ class Settings(BaseSettings):
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
@@ -293,7 +351,7 @@ def masked(settings: Settings) -> dict[str, Any]:
             for key in type(model).model_fields:
                 val = getattr(model, key)
                 if isinstance(val, SecretStr):
-                    out[key] = "**********" if val.get_secret_value() else ""
+                    out[key] = _masked_secret(val.get_secret_value())
                 else:
                     out[key] = walk(node[key], val)
             return out
@@ -301,3 +359,10 @@ def masked(settings: Settings) -> dict[str, Any]:
 
     result: dict[str, Any] = walk(data, settings)
     return result
+
+
+def _masked_secret(value: str) -> str:
+    """A secret as `config` shows it: a URL keeps all but its password; anything else is stars."""
+    if "://" in value:
+        return masked_url(value)
+    return "**********" if value else ""

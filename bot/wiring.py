@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from bot.chat.flow import LinkFlow
-from bot.config import Settings
+from bot.chat.inbox import Deliveries
+from bot.config import DatabaseSettings, Settings
 from bot.metrics import BreakerGauges, Metrics
 from services.download.service import DownloadService, build_backends
+from services.download.spool_root import clear_stale, process_spool, remove_own, spool_root
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver
@@ -21,6 +24,9 @@ from services.shared.memory import memory_state
 from services.shared.redis import connect as connect_redis
 from services.shared.redis import redis_state
 from services.store import Store
+from services.store.db import Database
+from services.store.postgres import PostgresDatabase
+from services.store.sqlite import MEMORY, SqliteDatabase
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -34,10 +40,12 @@ class App:
     downloads: DownloadService
     resolver: ShortLinkResolver
     flow: LinkFlow
+    deliveries: Deliveries
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     shared: SharedState = field(default_factory=memory_state)
     metrics: Metrics = field(default_factory=Metrics)
+    spool: Path | None = None
 
     async def aclose(self) -> None:
         """Flush the usage log and close every client, whatever fails on the way."""
@@ -52,6 +60,22 @@ class App:
                 await closer()
             except Exception:
                 log.exception("error while closing")
+        if self.spool is not None:
+            remove_own(self.spool)
+
+
+async def open_database(settings: DatabaseSettings, *, create: bool = True) -> Database:
+    """The engine DATABASE__URL names, opened and migrated: the one place that picks SQLite or PostgreSQL.
+
+    With `create` off, a SQLite file that does not exist yet reads as an empty database and is not created.
+    """
+    if settings.engine == "postgres":
+        assert settings.url is not None
+        return await PostgresDatabase.open(settings.url.get_secret_value(), pool_size=settings.pool_size)
+    path = settings.sqlite_path
+    if not create and not path.exists():
+        return await SqliteDatabase.open(MEMORY)
+    return await SqliteDatabase.open(path)
 
 
 async def build_shared_state(settings: Settings) -> SharedState:
@@ -103,6 +127,22 @@ def metadata_client(settings: Settings) -> httpx.AsyncClient:
 
 async def build_app(settings: Settings) -> App:
     """Open the store, build one HTTP client per upstream family and the services on top of them."""
+    # Shared state and the store first: one that cannot be opened leaves nothing else to close.
+    shared = await build_shared_state(settings)
+    db = settings.database
+    try:
+        store = await Store.open(
+            await open_database(db),
+            flush_rows=db.flush_rows,
+            flush_ms=db.flush_ms,
+            hash_user_ids=db.hash_user_ids,
+            salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
+            retention_days=db.retention_days,
+            media_hot=shared.media,
+        )
+    except BaseException:
+        await shared.aclose()
+        raise
     routes = parse_routes(settings.upstream_routes)
     first_byte = settings.download.first_byte_timeout
     tiktok = make_client(
@@ -117,18 +157,12 @@ async def build_app(settings: Settings) -> App:
     meta = metadata_client(settings)
     clients = [tiktok, ttsave, meta]
     metrics = Metrics()
-    shared = await build_shared_state(settings)
-    db = settings.database
-    store = await Store.open(
-        db.path,
-        flush_rows=db.flush_rows,
-        flush_ms=db.flush_ms,
-        hash_user_ids=db.hash_user_ids,
-        salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
-        retention_days=db.retention_days,
-        media_hot=shared.media,
-    )
     resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl, cache=shared.short_links)
+    # The bot's own directory under the temp root: what a killed process left there is removed now.
+    spool = spool_root(settings.download.temp_dir)
+    removed, freed = clear_stale(spool)
+    if removed:
+        log.info("removed %d spool entries (%d bytes) left by earlier runs in %s", removed, freed, spool)
     downloads = DownloadService(
         build_backends(
             settings.download.backends,
@@ -137,7 +171,7 @@ async def build_app(settings: Settings) -> App:
             ttsave_url=settings.ttsave.url,
         ),
         max_concurrent=settings.download.max_concurrent,
-        temp_root=settings.download.temp_dir,
+        temp_root=process_spool(spool),
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
         observer=metrics,
@@ -153,6 +187,9 @@ async def build_app(settings: Settings) -> App:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
     limits = settings.limits
+    deliveries = Deliveries(
+        store.inbox, replay_max_age=settings.inbox.replay_max_age, keep_done=settings.inbox.keep_done
+    )
     flow = LinkFlow(
         resolver=resolver,
         downloads=downloads,
@@ -166,6 +203,7 @@ async def build_app(settings: Settings) -> App:
         metadata=metadata,
         locks=shared.locks,
         metrics=metrics,
+        deliveries=deliveries,
     )
     return App(
         settings=settings,
@@ -173,8 +211,10 @@ async def build_app(settings: Settings) -> App:
         downloads=downloads,
         resolver=resolver,
         flow=flow,
+        deliveries=deliveries,
         metadata=metadata,
         clients=clients,
         shared=shared,
         metrics=metrics,
+        spool=spool,
     )

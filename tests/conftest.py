@@ -1,4 +1,4 @@
-"""Fixtures shared across test packages: the metadata emulators on loopback."""
+"""Fixtures shared across test packages: the metadata emulators on loopback, the real database servers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import pytest
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
+from tests.engines import postgres
+from tests.engines.postgres import postgres_server
 from tests.engines.redis import redis_client, redis_prefix, redis_server
 
-__all__ = ["redis_client", "redis_prefix", "redis_server"]  # fixtures for every test package
+__all__ = [
+    "postgres_server",
+    "redis_client",
+    "redis_prefix",
+    "redis_server",
+]  # fixtures for every test package
 
 
 @pytest.fixture
@@ -25,3 +32,10 @@ async def research_emu() -> AsyncIterator[ResearchEmulator]:
     """The Research API emulator, started for one test."""
     async with ResearchEmulator() as emu:
         yield emu
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which database servers the session started and how long each took."""
+    for server in postgres.STARTED:
+        took = f"started in {server.started_in_s:.2f}s"
+        terminalreporter.write_line(f"PostgreSQL {server.version} on {server.host}:{server.port}, {took}")

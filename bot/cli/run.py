@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.logs import setup_logging
 from bot.metrics import loop_lag_watch
 from bot.wiring import App, build_app
+from services.errors import StoreError
 
 log = logging.getLogger("tiktok_bot")
 
@@ -39,8 +40,11 @@ def _secrets(settings: Settings) -> list[str]:
         settings.research.client_secret,
         settings.database.user_id_salt,
         settings.redis.url,
+        settings.database.url,
     ]
-    return [v.get_secret_value() for v in values if v is not None]
+    found = [v.get_secret_value() for v in values if v is not None]
+    password = settings.database.url_password
+    return [*found, password] if password else found
 
 
 Runner = Callable[[App, asyncio.Event], Coroutine[Any, Any, None]]
@@ -79,7 +83,12 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = await build_app(settings)
+    try:
+        app = await build_app(settings)
+    except StoreError as exc:
+        # An unreachable or newer database is an operator's fix, not a crash: one line, no traceback.
+        log.error("cannot start: %s", exc)
+        return 1
     settle_heap()
     try:
         async with loop_lag_watch(app.metrics):

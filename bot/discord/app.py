@@ -93,6 +93,15 @@ class BotTree(app_commands.CommandTree["TikTokBot"]):
             return False
         return True
 
+    async def _call(self, interaction: discord.Interaction[TikTokBot]) -> None:
+        """Run the command; one stored in the inbox is completed (with its usage rows) when it returns."""
+        # CommandTree._call runs a slash command from start to end; no public hook wraps it.
+        entry = self.client.inbox.take(interaction.id)
+        if entry is None:
+            await super()._call(interaction)
+            return
+        await self.client.app.deliveries.run(entry, lambda: super(BotTree, self)._call(interaction))
+
     async def on_error(
         self, interaction: discord.Interaction[TikTokBot], error: app_commands.AppCommandError, /
     ) -> None:
@@ -137,6 +146,9 @@ class TikTokBot(commands.Bot):
         self.stopping = False
         self.intent_refused = False
         self._jobs: set[asyncio.Task[Any]] = set()
+        from bot.discord.inbox import GatewayInbox
+
+        self.inbox = GatewayInbox(self, app.deliveries)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -254,6 +266,14 @@ class TikTokBot(commands.Bot):
 class ShardedTikTokBot(TikTokBot, commands.AutoShardedBot):
     """The same bot running the shards DISCORD__SHARD_IDS of DISCORD__SHARD_COUNT (AutoShardedClient)."""
 
+    async def close(self) -> None:
+        """Close; also when the shards were never launched (a failed login)."""
+        if not hasattr(self, "_AutoShardedClient__queue"):
+            # discord.py's AutoShardedClient.close assumes launch_shards ran; before that, a plain close.
+            await discord.Client.close(self)
+            return
+        await super().close()
+
 
 def make_bot(app: App, *, guild_ready_timeout: float = GUILD_READY_TIMEOUT) -> TikTokBot:
     """The bot for this process: sharded when DISCORD__SHARD_COUNT is set, else one connection."""
@@ -265,6 +285,18 @@ def make_bot(app: App, *, guild_ready_timeout: float = GUILD_READY_TIMEOUT) -> T
     return ShardedTikTokBot(
         app, guild_ready_timeout=guild_ready_timeout, shard_ids=shard_ids, shard_count=settings.shard_count
     )
+
+
+async def _replay_when_ready(bot: TikTokBot) -> None:
+    """Once the gateway is ready (channels known), answer what a killed process left in the inbox."""
+    await bot.wait_until_ready()
+    task = asyncio.current_task()
+    if task is not None:
+        bot.track_task(task)  # shutdown drains the replay like any reply in flight
+    try:
+        await bot.inbox.replay()
+    except Exception:
+        log.exception("inbox replay failed", extra={"platform": "discord"})
 
 
 async def run_discord(
@@ -294,7 +326,12 @@ async def run_discord(
         try:
             await bot.login(settings.token.get_secret_value())
             connection = asyncio.create_task(bot.stay_connected(), name="discord-gateway")
+            replay = asyncio.create_task(_replay_when_ready(bot), name="discord-replay")
             await asyncio.wait({connection, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not replay.done():
+                replay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replay
             if connection.done():
                 connection.result()  # a gateway failure (bad token, refused intents) ends the frontend
                 return

@@ -67,7 +67,7 @@ async def run_replicated(app: App, bot: Bot, dp: Dispatcher, stop: asyncio.Event
     assert stream is not None
 
     async def handle(entry: StreamEntry) -> None:
-        await dp.feed_raw_update(bot, json.loads(entry.payload))
+        await dp.feed_raw_update(bot, json.loads(entry.payload), dispatcher=dp, bots=(bot,))
 
     worker = StreamWorker(
         stream, handle, concurrency=concurrency, keep_every=app.settings.redis.lease / 3, metrics=app.metrics

@@ -1,14 +1,17 @@
-"""SQLite store: usage log, sent-media cache, chat settings and operator stats, behind one `Store`."""
+"""The store: usage log, sent-media cache, chat settings and operator stats, behind one `Store`.
+
+It runs on any `Database` engine (SQLite or PostgreSQL); the caller opens the engine and hands it over.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import TracebackType
 
 from services.shared import PostRefs
 from services.store.cache import MediaCache
 from services.store.chats import ChatPrefs, ChatSettings
-from services.store.db import SCHEMA_VERSION, Database
+from services.store.db import SCHEMA_VERSION, Database, Transaction
+from services.store.inbox import DatabaseInbox, Inbox, InboxEntry, InboxStats, SqliteInbox
 from services.store.stats import StatsReport, compute_stats, render_stats_table
 from services.store.usage import UsageEvent, UsageLog, UsageRow
 
@@ -17,9 +20,15 @@ __all__ = [
     "ChatPrefs",
     "ChatSettings",
     "Database",
+    "DatabaseInbox",
+    "Inbox",
+    "InboxEntry",
+    "InboxStats",
     "MediaCache",
+    "SqliteInbox",
     "StatsReport",
     "Store",
+    "Transaction",
     "UsageEvent",
     "UsageLog",
     "UsageRow",
@@ -31,16 +40,19 @@ __all__ = [
 class Store:
     """The process's database and everything kept in it; open once at start-up, close on shutdown."""
 
-    def __init__(self, db: Database, usage: UsageLog, *, media_hot: PostRefs | None = None) -> None:
+    def __init__(
+        self, db: Database, usage: UsageLog, inbox: Inbox | None = None, *, media_hot: PostRefs | None = None
+    ) -> None:
         self.db = db
         self.usage = usage
+        self.inbox: Inbox = inbox if inbox is not None else DatabaseInbox(db, usage)
         self.media = MediaCache(db, hot=media_hot)
         self.chats = ChatSettings(db)
 
     @classmethod
     async def open(
         cls,
-        path: Path | str,
+        db: Database,
         *,
         flush_rows: int = 200,
         flush_ms: float = 500,
@@ -49,8 +61,7 @@ class Store:
         retention_days: float = 0,
         media_hot: PostRefs | None = None,
     ) -> Store:
-        """Open the database (migrating it) and start the usage log's writer."""
-        db = await Database.open(path)
+        """Take over an open (migrated) database and start the usage log's writer; closes `db` on failure."""
         try:
             usage = UsageLog(
                 db,
@@ -64,7 +75,9 @@ class Store:
             await db.close()
             raise
         usage.start()
-        return cls(db, usage, media_hot=media_hot)
+        inbox = DatabaseInbox(db, usage)
+        inbox.start()
+        return cls(db, usage, inbox, media_hot=media_hot)
 
     async def stats(self, days: float) -> StatsReport:
         """Operator stats for the last `days`, including events still queued."""
@@ -74,6 +87,7 @@ class Store:
     async def aclose(self) -> None:
         """Write every queued event, then close the database."""
         try:
+            await self.inbox.aclose()
             await self.usage.aclose()
         finally:
             await self.db.close()
