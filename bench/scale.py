@@ -185,6 +185,13 @@ async def run(
                     if c.chat_id in wanted
                 )
                 per_chat = Counter(c.chat_id for c in videos)
+                missing = [c for c in chats if c.id not in per_chat]
+                for chat in missing[:3]:  # what the chat saw instead, and what the replicas logged
+                    calls = [(c.method, c.ok, c.error) for c in tg.transcript(chat_id=chat.id, after=mark)]
+                    print(f"  unanswered chat {chat.id}: {calls}")
+                if missing:
+                    for replica in replicas:
+                        print(f"  {replica.log.name}: {replica.log.read_text()[-1500:]}")
                 downloads = sum(ttsave.downloads(p.id) + tiktok.downloads(p.id) for p in fixtures)
                 spread = sorted(balancer.forwarded.values(), reverse=True)
             finally:

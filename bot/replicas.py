@@ -43,7 +43,8 @@ class StreamWorker:
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
         """Work the stream until `stop`; then let entries in hand finish for `grace` seconds, cancel the rest
         (left unacknowledged, another replica claims them)."""
-        keeper = asyncio.create_task(self._keep_alive(), name="stream-keeper")
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_alive(done), name="stream-keeper")
         try:
             while not stop.is_set():
                 free = self._concurrency - len(self._running)
@@ -62,8 +63,8 @@ class StreamWorker:
                     task.add_done_callback(self._running.pop)
         finally:
             await self._drain(grace)
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            done.set()  # told, not cancelled: a Redis command cancelled mid-flight can hang
+            with contextlib.suppress(Exception):
                 await keeper
 
     async def _work(self, entry: StreamEntry) -> None:
@@ -87,16 +88,17 @@ class StreamWorker:
         if pending:
             await asyncio.wait(pending, timeout=5)
 
-    async def _keep_alive(self) -> None:
+    async def _keep_alive(self, done: asyncio.Event) -> None:
         """Refresh the entries in hand so nobody claims them, and sample the stream for the metrics."""
-        while True:
+        while not done.is_set():
             with contextlib.suppress(Exception):
                 await self.stream.keep([entry.id for entry in self._running.values()])
                 if self._metrics is not None:
                     depth, lag = await self.stream.depth()
                     self._metrics.inbox_depth.set(depth)
                     self._metrics.inbox_lag.set(lag)
-            await asyncio.sleep(min(self._keep_every, 1.0) if self._metrics is not None else self._keep_every)
+            every = min(self._keep_every, 1.0) if self._metrics is not None else self._keep_every
+            await _pause(done, every)
 
 
 class Leader:

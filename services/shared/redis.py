@@ -137,19 +137,26 @@ class RedisFlightLocks:
             while not await self._redis.set(name, token, nx=True, px=_ms(self.lease)):
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, self._poll[1])
-            keeper = asyncio.create_task(self._keep(name, token))
+            done = asyncio.Event()
+            keeper = asyncio.create_task(self._keep(name, token, done))
             try:
                 yield
             finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                # Told, not cancelled: redis-py can hang on a command cancelled mid-flight, and the holder
+                # would wait for its keeper forever (seen under load).
+                done.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(keeper)
                 # Shielded: a cancelled holder still lets the next waiter in now rather than after the lease.
                 await asyncio.shield(self._let_go(name, token))
 
-    async def _keep(self, name: str, token: str) -> None:
+    async def _keep(self, name: str, token: str, done: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self.lease / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.lease / 3):
+                    await done.wait()
+            if done.is_set():
+                return
             try:
                 renewed = await self._renew(keys=[name], args=[token, _ms(self.lease)])
             except aioredis.RedisError as exc:
