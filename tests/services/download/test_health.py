@@ -149,8 +149,19 @@ def refused() -> str:
 FIRST_BYTE = 1.0  # the production default is 10 s (bench/breaker.py measures that); the shape is the same
 
 
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while CLIENTS:
+        await CLIENTS.pop().aclose()
+
+
+CLIENTS: list[httpx.AsyncClient] = []
+
+
 def chain(ttsave_url: str, web: WebBackend, spool: Path, clock: Clock | None = None) -> DownloadService:
     client = make_client(options=HttpOptions(read_timeout=30.0, first_byte_timeout=FIRST_BYTE))
+    CLIENTS.append(client)
     ttsave = TTSaveBackend(client, ttsave_url, retry=INSTANT)
     return DownloadService(
         [ttsave, web],
