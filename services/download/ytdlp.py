@@ -24,7 +24,9 @@ from typing import Any
 
 import httpx
 
+from services.download.health import Verdict, judge
 from services.download.models import Download, FileRole, MediaFile, MediaKind, Progress, Want, extension_for
+from services.download.sessions import SessionPool
 from services.download.spool import Meter, Spool
 from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream
 from services.download.web import STATUS_REASONS
@@ -314,9 +316,15 @@ class YtDlpBackend:
     name = NAME
 
     def __init__(
-        self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None, timeout: float = 20.0
+        self,
+        client: httpx.AsyncClient,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 20.0,
+        sessions: SessionPool | None = None,
     ) -> None:
         self._client = client
+        self._sessions = sessions  # with DOWNLOAD__PROXIES: each fetch goes out on one session's egress
         self._retry = retry or DOWNLOAD_RETRY
         self._timeout = timeout
         self.refused: list[str] = []  # URLs the extractor asked for that the allow-list refused
@@ -334,9 +342,33 @@ class YtDlpBackend:
             raise UpstreamError(
                 "the ytdlp backend takes post links (short links are resolved first)", upstream=NAME
             )
+        if self._sessions is None:
+            return await self._fetch(self._client, link, want, size_limit, temp_dir, progress)
+        session = self._sessions.acquire()
+        ok = False
+        try:
+            download = await self._fetch(session.client, link, want, size_limit, temp_dir, progress)
+            ok = True
+            return download
+        except ServiceError as exc:
+            ok = judge(exc) is Verdict.OK  # a private post is no fault of the session's egress
+            raise
+        finally:
+            self._sessions.release(session, ok=ok)
+
+    async def _fetch(
+        self,
+        client: httpx.AsyncClient,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        temp_dir: Path,
+        progress: Progress | None,
+    ) -> Download:
+        assert link.post_id is not None
         url = canonical_post_url(link.post_id, link.username)
         loop = asyncio.get_running_loop()
-        info, jar = await asyncio.to_thread(_extract, url, self._client, loop, self.refused, self._timeout)
+        info, jar = await asyncio.to_thread(_extract, url, client, loop, self.refused, self._timeout)
         formats: list[Mapping[str, Any]] = [f for f in info.get("formats") or () if isinstance(f, Mapping)]
         post = _post(info, link)
         meter = Meter(progress)
@@ -344,7 +376,9 @@ class YtDlpBackend:
             sound = audio_formats(formats)
             if not sound:
                 raise UpstreamError("yt-dlp found no sound for the post", upstream=NAME)
-            file = await self._first(sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO)
+            file = await self._first(
+                client, sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO
+            )
             return Download(MediaKind.AUDIO, (file,), post)
         videos = video_formats(formats, size_limit)
         if not videos:
@@ -354,11 +388,15 @@ class YtDlpBackend:
                     upstream=NAME,
                 )
             raise UpstreamError("yt-dlp found no playable video format", upstream=NAME)
-        video = await self._first(videos, jar, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO)
+        video = await self._first(
+            client, videos, jar, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO
+        )
         files = [video]
         if want is Want.ORIGINAL and (sound := audio_formats(formats)):
             files.append(
-                await self._first(sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO)
+                await self._first(
+                    client, sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO
+                )
             )
         return Download(MediaKind.VIDEO, tuple(files), post)
 
@@ -367,6 +405,7 @@ class YtDlpBackend:
 
     async def _first(
         self,
+        client: httpx.AsyncClient,
         formats: Sequence[Mapping[str, Any]],
         jar: Any,
         stem: Path,
@@ -378,7 +417,7 @@ class YtDlpBackend:
         errors: list[ServiceError] = []
         for fmt in formats:
             try:
-                size, mime, path = await self._download(fmt, jar, stem, limit, meter)
+                size, mime, path = await self._download(client, fmt, jar, stem, limit, meter)
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)
                 continue
@@ -397,7 +436,13 @@ class YtDlpBackend:
         raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
-        self, fmt: Mapping[str, Any], jar: Any, stem: Path, limit: int | None, meter: Meter
+        self,
+        client: httpx.AsyncClient,
+        fmt: Mapping[str, Any],
+        jar: Any,
+        stem: Path,
+        limit: int | None,
+        meter: Meter,
     ) -> tuple[int, str, Path]:
         """GET one format's URL with its headers and the extractor's cookies, spooling it next to `stem`."""
         url = httpx.URL(str(fmt["url"]))
@@ -408,8 +453,8 @@ class YtDlpBackend:
             cookie = jar.get_cookie_header(str(url))
             sent = {**headers, **({"Cookie": cookie} if cookie else {})}
             async with open_stream(
-                self._client,
-                partial(self._client.build_request, "GET", url, headers=sent),
+                client,
+                partial(client.build_request, "GET", url, headers=sent),
                 self._retry,
                 upstream=NAME,
             ) as response:
