@@ -2,7 +2,7 @@
 
 `DownloadService.fetch(link, want, size_limit)` tries the backends in order. It moves on after an
 UpstreamError (and after TooLarge: the next backend may pick a smaller rendition), never after PostUnavailable
-or another verdict about the post. Each backend has a circuit breaker (`services.download.health`): one whose
+or another verdict about the post. Each backend has a circuit breaker (`services.health`): one whose
 breaker is open is skipped at once, and the skip is in the attempt list as `circuit_open`.
 
 Concurrent fetches of the same (post, want, size limit) share one download; its temporary files are deleted
@@ -25,13 +25,6 @@ from pathlib import Path
 
 import httpx
 
-from services.download.health import (
-    SKIPPED,
-    BackendFigures,
-    BackendHealth,
-    CircuitBreaker,
-    Clock,
-)
 from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
 from services.download.probe import probe_mp4
 from services.download.sessions import SessionPool
@@ -46,6 +39,13 @@ from services.errors import (
     UpstreamError,
     UpstreamTimeout,
     error_code,
+)
+from services.health import (
+    SKIPPED,
+    BackendFigures,
+    BackendHealth,
+    CircuitBreaker,
+    Clock,
 )
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import Post

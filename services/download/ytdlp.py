@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 
-from services.download.health import Verdict, judge
 from services.download.models import Download, FileRole, MediaFile, MediaKind, Progress, Want, extension_for
 from services.download.sessions import SessionPool
 from services.download.spool import Meter, Spool
@@ -41,6 +40,7 @@ from services.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
+from services.health import Verdict, judge
 from services.http import is_allowed_url
 from services.links import LinkKind, TikTokLink, canonical_post_url
 from services.metadata.models import Post

@@ -15,7 +15,6 @@ import pytest
 from sandbox.catalogue import Status
 from sandbox.runner import Sandbox
 from sandbox.ttsave import TTSaveEmulator
-from services.download.health import BreakerState, CircuitBreaker, Verdict, judge
 from services.download.service import DownloadService
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
@@ -28,6 +27,7 @@ from services.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from services.health import BreakerState, CircuitBreaker, Verdict, judge
 from services.http import HttpOptions, make_client
 from tests.services.download.conftest import BY_STATUS, CLIP, INSTANT, link
 

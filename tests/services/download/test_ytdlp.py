@@ -13,13 +13,13 @@ from sandbox.blobs import media_file
 from sandbox.catalogue import Status
 from sandbox.runner import Sandbox
 from sandbox.tiktok import TikTokEmulator
-from services.download.health import BreakerState
 from services.download.models import FileRole, MediaKind, Want
 from services.download.service import DownloadService, build_backends
 from services.download.sessions import SessionPool
 from services.download.web import WebBackend
 from services.download.ytdlp import YtDlpBackend, error_for, video_formats
 from services.errors import PostUnavailable, TooLarge, UnavailableReason, UnsafeRedirect, UpstreamError
+from services.health import BreakerState
 from services.http import make_client, parse_routes
 from tests.services.download.conftest import BY_STATUS, CLIP, INSTANT, SLIDES, link, post
 

@@ -1,4 +1,7 @@
-"""Health per download backend: a circuit breaker (a small state machine on an injected clock) and figures.
+"""Health per upstream: a circuit breaker (a small state machine on an injected clock) and figures.
+
+The download service skips a backend whose breaker is open; the metadata service only observes its providers'
+breakers (for /healthz), since a provider's own quota logic already decides when to move on.
 
 ```
             N consecutive upstream faults            cool-down over: one probe
@@ -193,10 +196,11 @@ class BackendFigures:
             return "degraded"
         return "up"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
+    def to_dict(self, kind: str = "download") -> dict[str, Any]:
+        """Plain data for JSON; `kind` says which chain the upstream serves (download, metadata)."""
         return {
             "backend": self.backend,
+            "kind": kind,
             "status": self.status,
             "breaker": self.breaker.value,
             "requests": self.requests,
