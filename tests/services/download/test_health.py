@@ -12,10 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.config import settings_from
 from sandbox.catalogue import Status
 from sandbox.runner import Sandbox
 from sandbox.ttsave import TTSaveEmulator
 from services.download.service import DownloadService
+from services.download.streams import DOWNLOAD_RETRY
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.errors import (
@@ -29,6 +31,7 @@ from services.errors import (
 )
 from services.health import BreakerState, CircuitBreaker, Verdict, judge
 from services.http import HttpOptions, make_client
+from services.retry import RetryPolicy
 from tests.services.download.conftest import BY_STATUS, CLIP, INSTANT, link
 
 
@@ -159,20 +162,31 @@ async def _close_clients() -> AsyncIterator[None]:
 CLIENTS: list[httpx.AsyncClient] = []
 
 
-def chain(ttsave_url: str, web: WebBackend, spool: Path, clock: Clock | None = None) -> DownloadService:
-    client = make_client(options=HttpOptions(read_timeout=30.0, first_byte_timeout=FIRST_BYTE))
+def chain(
+    ttsave_url: str,
+    web: WebBackend,
+    spool: Path,
+    clock: Clock | None = None,
+    *,
+    first_byte: float = FIRST_BYTE,
+    retry: RetryPolicy = INSTANT,
+) -> DownloadService:
+    client = make_client(options=HttpOptions(read_timeout=60.0, first_byte_timeout=first_byte))
     CLIENTS.append(client)
-    ttsave = TTSaveBackend(client, ttsave_url, retry=INSTANT)
+    ttsave = TTSaveBackend(client, ttsave_url, retry=retry)
     return DownloadService(
         [ttsave, web],
         temp_root=spool,
-        probe_timeout=FIRST_BYTE,
+        probe_timeout=first_byte,
         clock=clock or time.monotonic,
     )
 
 
-async def ten_links(service: DownloadService) -> list[tuple[float, str, list[tuple[str, str | None]]]]:
-    """Ten downloads in a row: how long each took, who served it and the attempt list."""
+Row = tuple[float, str, list[tuple[str, str | None]], list[float]]
+
+
+async def ten_links(service: DownloadService) -> list[Row]:
+    """Ten downloads in a row: time taken, who served, the attempt list and each attempt's seconds."""
     rows = []
     for _ in range(10):
         started = time.monotonic()
@@ -182,6 +196,7 @@ async def ten_links(service: DownloadService) -> list[tuple[float, str, list[tup
                     time.monotonic() - started,
                     media.backend,
                     [(a.backend, a.error_code) for a in media.attempts],
+                    [a.seconds for a in media.attempts],
                 )
             )
     return rows
@@ -195,12 +210,12 @@ async def test_black_holed_ttsave_costs_one_first_byte_limit_then_nothing(
         rows = await ten_links(service)
     finally:
         await service.aclose()
-    assert all(backend == "web" for _, backend, _ in rows)
+    assert all(row[1] == "web" for row in rows)
     first, rest = rows[0], rows[1:]
     assert first[2] == [("ttsave", "upstream_timeout"), ("web", None)]
     # One first-byte limit, not the 60 s read timeout nor three tries of it.
     assert FIRST_BYTE * 0.9 <= first[0] < FIRST_BYTE * 4
-    for seconds, _, attempts in rest:
+    for seconds, _, attempts, _ in rest:
         assert attempts == [("ttsave", "circuit_open"), ("web", None)]
         assert seconds < FIRST_BYTE * 0.9  # the web's own speed: nobody waited for TTSave again
     health = service.health("ttsave")
@@ -223,6 +238,28 @@ async def test_refused_ttsave_opens_after_the_first_link(
     assert rows[0][2] == [("ttsave", "upstream_error"), ("web", None)]
     assert all(r[2] == [("ttsave", "circuit_open"), ("web", None)] for r in rows[1:])
     assert total < 5.0  # generous under load; the bench measures the real figure
+
+
+@pytest.mark.parametrize("dead", ["black_hole", "refused"])
+async def test_issue_targets_with_the_production_defaults(
+    dead: str, black_hole: str, refused: str, web: WebBackend, spool: Path, sandbox: Sandbox
+) -> None:
+    """Issue 14's targets with DOWNLOAD__FIRST_BYTE_TIMEOUT=10 and the production retry policy: black-holed,
+    the first link pays at most the 10 s limit and the next nine nothing; refused, ≤ 2 s over ten links."""
+    defaults = settings_from({}).download
+    assert (defaults.first_byte_timeout, defaults.breaker_failures) == (10.0, 3)
+    url = black_hole if dead == "black_hole" else refused
+    service = chain(url, web, spool, first_byte=defaults.first_byte_timeout, retry=DOWNLOAD_RETRY)
+    try:
+        rows = await ten_links(service)
+    finally:
+        await service.aclose()
+    ttsave_seconds = [row[3][0] for row in rows]  # TTSave is first in every attempt list
+    assert all(s == 0.0 for s in ttsave_seconds[1:])  # links 2-10: skipped at once
+    if dead == "black_hole":
+        assert 9.0 <= ttsave_seconds[0] <= 10.0 + 1.0  # the limit, plus the scheduler's slack
+    else:
+        assert sum(ttsave_seconds) <= 2.0  # 3 tries, 0.5 s and 1 s apart, then open
 
 
 async def test_half_open_recovery_when_ttsave_comes_back(
