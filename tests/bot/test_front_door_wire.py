@@ -107,6 +107,12 @@ async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
     assert f'v="{version}"' in page.headers["sec-ch-ua"]
     assert page.headers["sec-ch-ua-platform"] and page.headers["sec-fetch-mode"] == "navigate"
     assert "131.0" not in page.headers["user-agent"]
+    # The CDN request: the same browser, as a page's <video> sends it (no navigation-only headers).
+    media = next(r for r in tiktok.requests if r.host == "v16-webapp-prime.tiktok.com")
+    assert media.headers["user-agent"] == page.headers["user-agent"]
+    assert media.headers["sec-ch-ua"] == page.headers["sec-ch-ua"]
+    assert media.headers["sec-fetch-dest"] == "video" and "upgrade-insecure-requests" not in media.headers
+    assert media.headers["referer"].startswith("https://www.tiktok.com/")
     assert tiktok.downloads(CLIP) == 2
 
     # Without the extra CA the same https listener is refused: the certificate really is checked.
@@ -140,6 +146,7 @@ async def test_page_and_cdn_go_through_the_proxy_and_ttsave_does_not(
     assert not [h for h in proxy.hits if h.target.endswith(f":{ttsave_port}")]
     tiktok = sandbox.get(TikTokEmulator)
     assert {r.remote for r in tiktok.requests} == {"127.0.0.2"}  # all of TikTok's traffic left via the proxy
+    assert not [r for r in tiktok.requests if "upgrade" in r.headers]  # no h2c upgrade
     assert {r.remote for r in sandbox.get(TTSaveEmulator).requests} == {"127.0.0.1"}
 
 
