@@ -72,7 +72,7 @@ def settings(sandbox: Sandbox, **extra: str) -> Settings:
 
 
 async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, proxies: list[ForwardProxy], tmp_path: Path
 ) -> None:
     tiktok = sandbox.get(TikTokEmulator)
     authority = SandboxCA()
@@ -80,18 +80,21 @@ async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
     ca_file = authority.write_ca(tmp_path / "sandbox-ca.pem")
     routes = json.dumps(dict.fromkeys(tiktok.routed_hosts(), https))
 
-    for impersonate in ("chrome", "off"):  # both transports trust UPSTREAM_CA_FILE
+    # Both transports trust UPSTREAM_CA_FILE; the last run tunnels the TLS through a proxy (CONNECT).
+    runs = [("chrome", ""), ("off", ""), ("chrome", proxies[0].url)]
+    for index, (impersonate, proxy) in enumerate(runs):
         pool = tiktok_sessions(
             settings_from(
                 {
                     "UPSTREAM_ROUTES": routes,
                     "UPSTREAM_CA_FILE": str(ca_file),
                     "DOWNLOAD__IMPERSONATE": impersonate,
+                    "DOWNLOAD__PROXIES": proxy,
                 }
             )
         )
         try:
-            spool = tmp_path / impersonate
+            spool = tmp_path / f"{index}-{impersonate}"
             spool.mkdir()
             download = await WebBackend(sessions=pool, retry=INSTANT).fetch(
                 link(CLIP), Want.VIDEO, None, spool
@@ -113,7 +116,10 @@ async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
     assert media.headers["sec-ch-ua"] == page.headers["sec-ch-ua"]
     assert media.headers["sec-fetch-dest"] == "video" and "upgrade-insecure-requests" not in media.headers
     assert media.headers["referer"].startswith("https://www.tiktok.com/")
-    assert tiktok.downloads(CLIP) == 2
+    assert tiktok.downloads(CLIP) == 3
+    tunnels = [h for h in proxies[0].hits if h.method == "CONNECT"]
+    assert len(tunnels) >= 1 and {h.status for h in tunnels} == {200}
+    assert {r.remote for r in tiktok.requests[-2:]} == {"127.0.0.2"}  # page and CDN came through the tunnel
 
     # Without the extra CA the same https listener is refused: the certificate really is checked.
     pool = tiktok_sessions(settings_from({"UPSTREAM_ROUTES": routes}))
