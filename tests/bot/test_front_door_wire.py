@@ -100,6 +100,8 @@ async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
                 link(CLIP), Want.VIDEO, None, spool
             )
             assert download.files[0].size > 0
+            expected = "off" if impersonate == "off" else resolve_target("chrome")
+            assert pool.acquire().target == expected  # the session's fingerprint
         finally:
             await pool.aclose()
 
