@@ -554,6 +554,10 @@ class WebBackend:
         if referer:
             headers["Referer"] = str(session.page_url)
             headers["Accept"] = "*/*"
+            # What a page's <video>/<img> sends for the CDN (the impersonated defaults describe a navigation).
+            headers["Sec-Fetch-Site"] = "same-site"
+            headers["Sec-Fetch-Mode"] = "no-cors"
+            headers["Sec-Fetch-Dest"] = "video"
         return session.client.build_request("GET", url, headers=headers)
 
     async def _audio(

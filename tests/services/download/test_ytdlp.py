@@ -3,7 +3,6 @@ reads the emulator's pages through UPSTREAM_ROUTES, and our code downloads the m
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -11,16 +10,13 @@ import pytest
 
 from sandbox.blobs import media_file
 from sandbox.catalogue import Status
-from sandbox.runner import Sandbox
 from sandbox.tiktok import TikTokEmulator
 from services.download.models import FileRole, MediaKind, Want
 from services.download.service import DownloadService, build_backends
-from services.download.sessions import SessionPool
 from services.download.web import WebBackend
 from services.download.ytdlp import YtDlpBackend, error_for, video_formats
 from services.errors import PostUnavailable, TooLarge, UnavailableReason, UnsafeRedirect, UpstreamError
 from services.health import BreakerState
-from services.http import make_client, parse_routes
 from tests.services.download.conftest import BY_STATUS, CLIP, INSTANT, SLIDES, link, post
 
 pytest.importorskip("yt_dlp")
@@ -165,59 +161,3 @@ def test_extractor_messages_become_our_errors() -> None:
     private = error_for("[TikTok] 1: This post is private (status code 10216)")
     assert isinstance(private, PostUnavailable) and private.reason is UnavailableReason.PRIVATE
     assert type(error_for("[TikTok] 1: Unable to download webpage: HTTP Error 500")) is UpstreamError
-
-
-class ForwardProxy:
-    """A plain-HTTP forward proxy on loopback (absolute-form requests, one per connection) that logs each."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            line, _, rest = head.partition(b"\r\n")
-            method, target, version = line.decode().split(" ")
-            url = httpx.URL(target)
-            self.seen.append(f"{method} {url.host}:{url.port}{url.raw_path.decode()}")
-            headers = [
-                h for h in rest.split(b"\r\n") if h and not h.lower().startswith((b"proxy-", b"connection"))
-            ]
-            upstream_reader, upstream_writer = await asyncio.open_connection(url.host, url.port)
-            request = f"{method} {url.raw_path.decode()} {version}\r\n".encode()
-            upstream_writer.write(request + b"\r\n".join([*headers, b"Connection: close"]) + b"\r\n\r\n")
-            await upstream_writer.drain()
-            while chunk := await upstream_reader.read(65536):
-                writer.write(chunk)
-                await writer.drain()
-            upstream_writer.close()
-        finally:
-            writer.close()
-
-
-async def test_extraction_and_media_go_out_through_download_proxies(sandbox: Sandbox, spool: Path) -> None:
-    routes = parse_routes(sandbox.env()["UPSTREAM_ROUTES"])
-    proxy = ForwardProxy()
-    async with proxy as proxy_url:
-        pool = SessionPool.build(lambda p: make_client(routes=routes, browser=True, proxy=p), [proxy_url])
-        try:
-            backend = YtDlpBackend(pool.client(), retry=INSTANT, sessions=pool)
-            got = await backend.fetch(link(CLIP), Want.VIDEO, None, spool)
-            assert got.files[0].path.read_bytes() == media_file("clip.mp4")
-        finally:
-            await pool.aclose()
-    tiktok = sandbox.get(TikTokEmulator)
-    # yt-dlp's page request and our CDN request both went through the proxy (to the routed emulator).
-    assert any(s.startswith("GET 127.0.0.1") and f"/@_/video/{CLIP}" in s for s in proxy.seen)
-    assert any("/video/tos/" in s for s in proxy.seen)
-    assert len(proxy.seen) == len(tiktok.requests) == 2
