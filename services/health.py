@@ -157,8 +157,11 @@ class CircuitBreaker:
         return False
 
     def probe_result(self, ok: bool) -> None:
-        """The backend's own probe answered: closed when it worked, open for a cool-down when not."""
-        self.consecutive = 0 if ok else max(self.consecutive, 1)
+        """The backend's own probe answered: closed when it worked, open for a cool-down when not. A good
+        probe leaves the fault count alone: a health check that answers while downloads hang must not let
+        every user pay for the hang — only a served request resets the count."""
+        if not ok:
+            self.consecutive = max(self.consecutive, 1)
         self.opened_at = None if ok else self._clock()
         self._move(BreakerState.CLOSED if ok else BreakerState.OPEN)
 

@@ -98,6 +98,24 @@ def test_a_backend_with_a_probe_is_never_probed_by_a_user_request() -> None:
     assert breaker.record(Verdict.FAULT) is False and breaker.state is BreakerState.CLOSED
 
 
+def test_a_ping_that_answers_while_downloads_hang_still_opens_after_n() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=3, cooldown=30, clock=clock, has_probe=True)
+    for _ in range(2):
+        assert breaker.record(Verdict.UNREACHABLE) is True  # a hang; the ping is asked...
+        breaker.probe_result(True)  # ...and answers
+        assert breaker.state is BreakerState.CLOSED
+    breaker.record(Verdict.UNREACHABLE)  # the third hang in a row: open, whatever the ping says
+    assert breaker.state is BreakerState.OPEN and breaker.retry_in() == 30
+    clock.now += 30
+    assert breaker.probe_due()
+    breaker.probe_result(True)
+    breaker.record(Verdict.UNREACHABLE)  # still hanging: open again at once, one user per cool-down
+    assert breaker.state is BreakerState.OPEN
+    breaker.record(Verdict.OK)  # a download served: the count starts over
+    assert breaker.state is BreakerState.CLOSED and breaker.consecutive == 0
+
+
 @pytest.mark.parametrize(
     ("exc", "verdict"),
     [
@@ -260,6 +278,38 @@ async def test_issue_targets_with_the_production_defaults(
         assert 9.0 <= ttsave_seconds[0] <= 10.0 + 1.0  # the limit, plus the scheduler's slack
     else:
         assert sum(ttsave_seconds) <= 2.0  # 3 tries, 0.5 s and 1 s apart, then open
+
+
+async def test_ping_answers_but_downloads_hang_costs_n_links_then_nothing(
+    ttsave: TTSaveEmulator, web: WebBackend, spool: Path
+) -> None:
+    ttsave.fault_next("slow", count=100, delay=FIRST_BYTE * 5)  # /download stalls; /ping still answers pong
+    service = chain(f"{ttsave.base_url}/api/v3", web, spool)
+    try:
+        rows = []
+        for _ in range(10):
+            rows.extend(await ten_links_once(service))
+            await service.wait_probes()  # let each ping land, the worst case for the count
+    finally:
+        await service.aclose()
+    paid = [row for row in rows if row[2][0] == ("ttsave", "upstream_timeout")]
+    assert len(paid) == 3  # DOWNLOAD__BREAKER_FAILURES, though every ping said pong
+    assert all(row[2][0] == ("ttsave", "circuit_open") for row in rows[3:])
+    assert len(ttsave.hits("/api/v3/ping")) == 2  # asked after the first two silences; the third opened it
+
+
+async def ten_links_once(service: DownloadService) -> list[Row]:
+    """One download, as a `ten_links` row."""
+    started = time.monotonic()
+    async with await service.fetch(link(CLIP)) as media:
+        return [
+            (
+                time.monotonic() - started,
+                media.backend,
+                [(a.backend, a.error_code) for a in media.attempts],
+                [a.seconds for a in media.attempts],
+            )
+        ]
 
 
 async def test_half_open_recovery_when_ttsave_comes_back(
