@@ -110,7 +110,8 @@ def _short(code: str, url: str) -> TikTokLink:
 def _split_tail(tail: str) -> tuple[list[str] | None, str]:
     """Path segments (None if malformed) and the query of a URL tail."""
     end = _PATH_END.search(tail)
-    path = tail[: end.start()] if end else tail
+    # A sentence's punctuation can stand before an HTML entity or a query too ("@name.&quot;").
+    path = (tail[: end.start()] if end else tail).rstrip(_TRAILING)
     query = ""
     if end is not None and tail[end.start()] == "?":
         query = tail[end.start() + 1 :].split("#", 1)[0]

@@ -233,6 +233,9 @@ FORMS: list[tuple[str, TikTokLink]] = [
     ("見て https://vm.tiktok.com/ZSe4FqkKd/。", short("ZSe4FqkKd")),
     ("'https://www.tiktok.com/@chillezy'", user("chillezy")),
     ("see tiktok.com/@chillezy.", user("chillezy")),
+    # found by hypothesis: a full stop before an HTML entity or a query is still sentence punctuation
+    ("see tiktok.com/@chillezy.&quot;", user("chillezy")),
+    ("tiktok.com/@chillezy.?lang=en", user("chillezy")),
     (
         "href=https://www.tiktok.com/@chillezy/photo/7240568259186019630>",
         post("7240568259186019630", "chillezy"),
