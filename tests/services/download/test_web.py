@@ -12,13 +12,13 @@ import pytest
 from sandbox.blobs import media_file
 from sandbox.catalogue import Status
 from sandbox.tiktok import TikTokEmulator
+from services.download.cookies import SessionCookies
 from services.download.models import FileRole, MediaKind, Want
 from services.download.web import (
     Codec,
     Image,
     PostPage,
     Rendition,
-    SessionCookies,
     WebBackend,
     WebItem,
     check_page,
@@ -192,7 +192,7 @@ async def test_the_cdn_needs_the_page_cookie(web: WebBackend, tiktok: TikTokEmul
     assert files_in(spool) == []
 
 
-async def test_cookies_stay_in_their_fetch(
+async def test_a_warm_session_is_reused(
     web: WebBackend, tiktok: TikTokEmulator, tiktok_client: httpx.AsyncClient, spool: Path
 ) -> None:
     other = spool.parent / "other"
@@ -200,7 +200,11 @@ async def test_cookies_stay_in_their_fetch(
     await web.fetch(link(CLIP), Want.VIDEO, None, other)
     await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     first, second = (h.token for h in tiktok.media_log if h.kind == "video")
-    assert first != second and {first, second} <= tiktok.issued_tokens
+    assert first == second and tiktok.issued_tokens == {first}  # the second visit set no new tt_chain_token
+    pages = [r for r in tiktok.requests if r.path.endswith(CLIP)]
+    assert "tt_chain_token" not in pages[0].headers.get("cookie", "")
+    assert f"tt_chain_token={first}" in pages[1].headers["cookie"]  # the emulator saw it sent back
+    assert web.sessions.stats().created == 1
     assert list(tiktok_client.cookies.jar) == []  # the shared client keeps nothing between users
 
 
