@@ -258,7 +258,7 @@ def build_catalogue() -> Catalogue:
     cat.add(
         FixturePost(
             id=post_id_at(T0 + 4 * 86_400, 10),
-            author="sandbox.cook",
+            author="sandbox.hevc",
             description="Shot on a new phone: the sharp copies are H.265 only",
             created=T0 + 4 * 86_400,
             views=427_682,

@@ -6,8 +6,13 @@ import math
 
 from bot.chat.i18n import t
 from services.errors import (
+    CdnRejected,
+    ChallengeFailed,
+    EmptyShell,
     InvalidLink,
+    IpBlocked,
     LinkNotFound,
+    LoginWall,
     NotConfigured,
     NotFound,
     PostUnavailable,
@@ -18,6 +23,8 @@ from services.errors import (
     TooLarge,
     UnsafeRedirect,
     UpstreamError,
+    UpstreamServerError,
+    UpstreamTimeout,
     UserNotFound,
 )
 
@@ -59,6 +66,10 @@ def error_text(exc: BaseException, lang: str) -> str:
             return t(lang, "error.not_configured")
         case ShuttingDown():
             return t(lang, "error.shutting_down")
+        case ChallengeFailed() | EmptyShell() | IpBlocked() | LoginWall() | CdnRejected():
+            return t(lang, f"error.{exc.code}")  # each way TikTok's door turned us away, said as it is
+        case UpstreamServerError() | UpstreamTimeout():
+            return t(lang, f"error.{exc.code}")
         case UpstreamError():
             return t(lang, "error.upstream")
         case ServiceError():

@@ -335,6 +335,7 @@ def build_backends(
     ttsave_client: httpx.AsyncClient,
     ttsave_url: str,
     retry: RetryPolicy | None = None,
+    door_attempts: int = 3,
 ) -> list[Backend]:
     """The backends named (`ttsave`, `web`), in that order, on the given shared clients."""
     backends: list[Backend] = []
@@ -342,7 +343,7 @@ def build_backends(
         if name == "ttsave":
             backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
         elif name == "web":
-            backends.append(WebBackend(tiktok_client, retry=retry))
+            backends.append(WebBackend(tiktok_client, retry=retry, door_attempts=door_attempts))
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends
