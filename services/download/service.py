@@ -34,6 +34,7 @@ from services.download.models import (
     Want,
 )
 from services.download.probe import probe_mp4
+from services.download.sessions import SessionPool
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.errors import (
@@ -336,14 +337,18 @@ def build_backends(
     ttsave_url: str,
     retry: RetryPolicy | None = None,
     door_attempts: int = 3,
+    sessions: SessionPool | None = None,
 ) -> list[Backend]:
-    """The backends named (`ttsave`, `web`), in that order, on the given shared clients."""
+    """The backends named (`ttsave`, `web`), in that order, on the given shared clients (the web backend on
+    `sessions`, warm visitor sessions, when given; else on a direct pool over `tiktok_client`)."""
     backends: list[Backend] = []
     for name in names:
         if name == "ttsave":
             backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
         elif name == "web":
-            backends.append(WebBackend(tiktok_client, retry=retry, door_attempts=door_attempts))
+            backends.append(
+                WebBackend(tiktok_client, retry=retry, sessions=sessions, door_attempts=door_attempts)
+            )
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends

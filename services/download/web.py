@@ -3,26 +3,24 @@
 The recipe public tools share (pyktok, yt-dlp, gallery-dl, cobalt): GET `https://www.tiktok.com/@_/video/<id>`
 with a browser User-Agent, keep the cookies it sets (`tt_chain_token` binds CDN URLs to the session), parse
 `__UNIVERSAL_DATA_FOR_REHYDRATION__` (older pages: `SIGI_STATE`, `__NEXT_DATA__`), then GET the media with
-those cookies and the page as Referer. Cookies live in one fetch's session only: a shared jar would hand one
-user's TikTok session to the next.
+those cookies and the page as Referer. Cookies live in anonymous visitor sessions (`sessions.py`), reused
+across downloads as a browser would; no user's own TikTok cookies ever enter them.
 
 The front door (2026): a page may be a proof-of-work challenge (solved once per page, `challenge.py`), an
 empty shell, a 10204 IP block, a login wall, or the CDN may refuse the media. Each is a `DoorError`; the
-backend tries again in a fresh visitor session up to `door_attempts` times, then raises the last one met.
+backend tries again in another visitor session (blocks also bench the session's proxy) up to
+`door_attempts` times, then raises the last one met.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ from services.download.models import (
     mime_for,
     role_for,
 )
+from services.download.sessions import Egress, NoEgress, SessionPool, VisitorSession
 from services.download.spool import Meter, Spool
 from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import (
@@ -402,93 +401,6 @@ def image_source(image: Image) -> str:
     return image.urls[0]
 
 
-# --- cookies of one fetch ---
-
-
-@dataclass(frozen=True, slots=True)
-class _Cookie:
-    name: str
-    value: str
-    domain: str
-    host_only: bool
-    secure: bool
-
-    def matches(self, url: httpx.URL) -> bool:
-        host = url.host.lower()
-        if self.secure and url.scheme != "https":
-            return False
-        return host == self.domain or (not self.host_only and host.endswith("." + self.domain))
-
-
-@dataclass(slots=True)
-class SessionCookies:
-    """The cookies one fetch collected; sent back only to the hosts they are scoped to."""
-
-    _cookies: dict[tuple[str, str], _Cookie] = field(default_factory=dict)
-
-    def collect(self, response: httpx.Response, url: httpx.URL) -> None:
-        """Keep the Set-Cookie headers of the answer to `url` (the logical URL, before routing)."""
-        for header in response.headers.get_list("set-cookie"):
-            self._collect_one(header, url.host.lower())
-
-    def _collect_one(self, header: str, host: str) -> None:
-        pair, *attributes = header.split(";")
-        name, sep, value = pair.partition("=")
-        name, value = name.strip(), value.strip().strip('"')
-        if not sep or not name:
-            return
-        domain, secure, expired = "", False, False
-        for attribute in attributes:
-            attr, _, val = attribute.partition("=")
-            attr, val = attr.strip().lower(), val.strip()
-            if attr == "domain":
-                domain = val.lstrip(".").lower()
-            elif attr == "secure":
-                secure = True
-            elif attr == "max-age":
-                expired = val.lstrip("-").isdigit() and int(val) <= 0
-            elif attr == "expires" and not expired:
-                expired = _expired(val)
-        if domain and not (host == domain or host.endswith("." + domain)):
-            return  # a cookie for someone else's domain is refused, as a browser would
-        cookie = _Cookie(name, value, domain or host, not domain, secure)
-        key = (cookie.domain, name)
-        if expired:
-            self._cookies.pop(key, None)
-        else:
-            self._cookies[key] = cookie
-
-    def header_for(self, url: httpx.URL) -> str | None:
-        """The Cookie header for a request to `url`, if any cookie applies."""
-        pairs = [f"{c.name}={c.value}" for c in self._cookies.values() if c.matches(url)]
-        return "; ".join(pairs) or None
-
-    def put(self, name: str, value: str, domain: str) -> None:
-        """Set a cookie as a page's script would (`document.cookie`, domain `.tiktok.com`, path `/`)."""
-        cookie = _Cookie(name, value, domain.lstrip(".").lower(), False, False)
-        self._cookies[(cookie.domain, name)] = cookie
-
-    def drop(self, name: str, domain: str) -> None:
-        """Forget a cookie (the challenge's cookies live for one request: Max-Age=1)."""
-        self._cookies.pop((domain.lstrip(".").lower(), name), None)
-
-    def names(self) -> list[str]:
-        """Names of the cookies held."""
-        return sorted({name for _, name in self._cookies})
-
-
-def _expired(value: str) -> bool:
-    try:
-        return parsedate_to_datetime(value).timestamp() <= time.time()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False
-
-
-def refusing_cookie_jar() -> CookieJar:
-    """A jar that stores nothing: cookies belong to one fetch, never to the shared client."""
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
 # --- the backend ---
 
 _POST_PATH = re.compile(
@@ -502,10 +414,17 @@ def post_id_in(url: httpx.URL) -> str | None:
     return next((g for g in match.groups() if g), None) if match else None
 
 
-@dataclass(slots=True)
-class _Session:
-    page_url: httpx.URL
-    cookies: SessionCookies
+def is_block(error: ServiceError) -> str | None:
+    """Why an error means TikTok blocked this visitor or its address (retry elsewhere), or None.
+
+    Blocks: 10204, a challenge that cannot be passed, a login wall, a 403 from a post page or the CDN. An
+    empty shell, a 5xx or a timeout is worth another session but says nothing against the proxy.
+    """
+    if isinstance(error, IpBlocked | ChallengeFailed | LoginWall):
+        return error.code
+    if isinstance(error, UpstreamRejected | CdnRejected) and error.status == 403:
+        return "HTTP 403"
+    return None
 
 
 class WebBackend:
@@ -515,15 +434,19 @@ class WebBackend:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None = None,
         *,
         retry: RetryPolicy | None = None,
+        sessions: SessionPool | None = None,
         solver: Solver | None = None,
         door_attempts: int = 3,
     ) -> None:
-        # The shared client must not keep cookies between fetches (users): switch its jar off.
-        client.cookies = refusing_cookie_jar()
-        self._client = client
+        # Warm visitor sessions (cookies, fingerprint, proxy); a bare client gets a direct pool of its own.
+        if sessions is None:
+            if client is None:
+                raise ValueError("WebBackend needs a client or a session pool")
+            sessions = SessionPool.direct(client)
+        self.sessions = sessions
         self._retry = retry or DOWNLOAD_RETRY
         self.solver = solver or Solver()
         self._door_attempts = max(1, door_attempts)
@@ -539,29 +462,50 @@ class WebBackend:
         *,
         quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
-        """Read the post page and download the media it points to into `temp_dir`, retrying at the door."""
+        """Download in a warm visitor session; when the door turns it away, retry in another (another proxy
+        after a block), at most `door_attempts` sessions."""
         post_id = link.post_id if link.kind is LinkKind.POST and link.post_id else None
         if post_id is None:
-            post_id = await self._resolve(
-                link.url, _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
-            )
+            async with self.sessions.lease() as session:
+                post_id = await self._resolve(link.url, session)
         meter = Meter(progress)
+        tried: list[Egress] = []  # proxies that blocked this download
         last: ServiceError | None = None
         for _ in range(self._door_attempts):
-            session = _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
+            try:
+                session = self.sessions.acquire(avoid=tried)
+            except NoEgress:
+                if last is not None:
+                    raise last from None  # say what the door did (10204...), not only that no proxy is left
+                raise
             before = _listing(temp_dir)
             try:
-                return await self._fetch_in(session, post_id, want, size_limit, temp_dir, meter, quality)
-            except TRANSIENT_AT_DOOR as exc:
+                download = await self._fetch_in(session, post_id, want, size_limit, temp_dir, meter, quality)
+            except ServiceError as exc:
+                reason = is_block(exc)
+                if reason is None and not isinstance(exc, TRANSIENT_AT_DOOR):
+                    self.sessions.release(session, ok=not isinstance(exc, UpstreamError))
+                    raise  # a verdict about the post, or a failure another session would meet too
                 self.door_failures[exc.code] += 1
-                last = exc  # another visitor session may get through
+                last = exc  # another visitor session (another proxy, after a block) may get through
+                if reason is not None:
+                    self.sessions.blocked(session, reason)  # retires the session, benches its proxy
+                    if session.egress.proxy is not None:
+                        tried.append(session.egress)
+                self.sessions.release(session, ok=False)
                 _remove_all_but(temp_dir, before)  # the next session writes the same names afresh
+                continue
+            except BaseException:
+                self.sessions.release(session, ok=False)
+                raise
+            self.sessions.release(session, ok=True)
+            return download
         assert last is not None
         raise last
 
     async def _fetch_in(
         self,
-        session: _Session,
+        session: VisitorSession,
         post_id: str,
         want: Want,
         size_limit: int | None,
@@ -605,15 +549,14 @@ class WebBackend:
         return Download(MediaKind.VIDEO, tuple(files), item.post)
 
     async def aclose(self) -> None:
-        """Nothing to release: the HTTP client is shared and closed by its owner."""
+        """Nothing to release: the session pool (and its clients) belong to their owner."""
 
     async def read_page(self, post_id: str) -> PostPage:
-        """GET a post page in a session of its own and parse it (for metadata without media)."""
-        return await self._read_page(
-            post_id, _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
-        )
+        """GET a post page in a warm session and parse it (for metadata without media)."""
+        async with self.sessions.lease() as session:
+            return await self._read_page(post_id, session)
 
-    async def _read_page(self, post_id: str, session: _Session) -> PostPage:
+    async def _read_page(self, post_id: str, session: VisitorSession) -> PostPage:
         """GET the post page, passing one proof-of-work challenge if the door puts one up, and parse it."""
         url = httpx.URL(PAGE_URL.format(post_id=post_id))
         html = await self._get_page(url, session)
@@ -621,21 +564,21 @@ class WebBackend:
         if challenge is not None:
             solution = await self.solver.solve(challenge)
             for name, value in solution.cookies:
-                session.cookies.put(name, value, COOKIE_DOMAIN)
+                session.cookies.set(name, value, COOKIE_DOMAIN)
             try:
                 html = await self._get_page(url, session)
             finally:
                 for name, _ in solution.cookies:
-                    session.cookies.drop(name, COOKIE_DOMAIN)
+                    session.cookies.discard(name, COOKIE_DOMAIN)
             if read_challenge(html) is not None:
                 raise ChallengeFailed("still challenged after one solve", upstream=NAME)
         return parse_post_page(html, post_id)
 
-    async def _get_page(self, url: httpx.URL, session: _Session) -> str:
+    async def _get_page(self, url: httpx.URL, session: VisitorSession) -> str:
         """GET a post page's HTML, following allowed redirects and keeping the cookies it sets."""
         for _ in range(_MAX_HOPS):
             async with open_stream(
-                self._client, partial(self._request, url, session), self._retry, upstream=NAME
+                session.client, partial(self._request, url, session), self._retry, upstream=NAME
             ) as response:
                 session.cookies.collect(response, url)
                 status = response.status_code
@@ -653,7 +596,7 @@ class WebBackend:
                 return body.decode("utf-8", "replace")
         raise UpstreamError("too many redirects from the post page", upstream=NAME)
 
-    async def _resolve(self, start: str, session: _Session) -> str:
+    async def _resolve(self, start: str, session: VisitorSession) -> str:
         """Follow a short link's redirects until they name a post (never leaving TikTok)."""
         if not is_allowed_url(start):
             raise UnsafeRedirect("not a TikTok URL", location=start, upstream=NAME)
@@ -665,7 +608,7 @@ class WebBackend:
             if url.path in ("", "/") and url.host.lower() in ("www.tiktok.com", "tiktok.com"):
                 raise LinkNotFound("the short link leads to TikTok's home page", upstream=NAME)
             async with open_stream(
-                self._client, partial(self._request, url, session), self._retry, upstream=NAME
+                session.client, partial(self._request, url, session), self._retry, upstream=NAME
             ) as response:
                 session.cookies.collect(response, url)
                 if response.status_code not in (301, 302, 303, 307, 308):
@@ -680,7 +623,7 @@ class WebBackend:
             raise UnsafeRedirect("a redirect left TikTok", location=location, upstream=NAME)
         return target
 
-    def _request(self, url: httpx.URL, session: _Session, *, referer: bool = False) -> httpx.Request:
+    def _request(self, url: httpx.URL, session: VisitorSession, *, referer: bool = False) -> httpx.Request:
         headers: dict[str, str] = {}
         cookie = session.cookies.header_for(url)
         if cookie:
@@ -688,10 +631,16 @@ class WebBackend:
         if referer:
             headers["Referer"] = str(session.page_url)
             headers["Accept"] = "*/*"
-        return self._client.build_request("GET", url, headers=headers)
+        return session.client.build_request("GET", url, headers=headers)
 
     async def _audio(
-        self, url: str, item: WebItem, session: _Session, temp_dir: Path, limit: int | None, meter: Meter
+        self,
+        url: str,
+        item: WebItem,
+        session: VisitorSession,
+        temp_dir: Path,
+        limit: int | None,
+        meter: Meter,
     ) -> MediaFile:
         duration = item.post.music.duration if item.post.music else None
         return await self._file(
@@ -701,7 +650,7 @@ class WebBackend:
     async def _file(
         self,
         sources: Sequence[Source],
-        session: _Session,
+        session: VisitorSession,
         stem: Path,
         limit: int | None,
         meter: Meter,
@@ -722,7 +671,7 @@ class WebBackend:
         raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
-        self, start: str, session: _Session, stem: Path, limit: int | None, meter: Meter
+        self, start: str, session: VisitorSession, stem: Path, limit: int | None, meter: Meter
     ) -> tuple[int, str, Path]:
         """GET one media URL with the session's cookies and Referer, spooling it next to `stem`."""
         if not is_allowed_url(start):
@@ -730,7 +679,7 @@ class WebBackend:
         url = httpx.URL(start)
         for _ in range(_MAX_HOPS):
             async with open_stream(
-                self._client,
+                session.client,
                 partial(self._request, url, session, referer=True),
                 self._retry,
                 upstream=NAME,

@@ -12,13 +12,13 @@ import pytest
 from sandbox.blobs import media_file
 from sandbox.catalogue import Status
 from sandbox.tiktok import TikTokEmulator
+from services.download.cookies import SessionCookies
 from services.download.models import FileRole, MediaKind, Want
 from services.download.web import (
     Codec,
     Image,
     PostPage,
     Rendition,
-    SessionCookies,
     WebBackend,
     WebItem,
     check_page,
