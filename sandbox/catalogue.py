@@ -108,6 +108,12 @@ class Catalogue:
         return post
 
 
+def rounded(count: int) -> int:
+    """A counter as real pages round `stats` (427682 -> 427700, four significant digits); statsV2 is exact."""
+    digits = len(str(abs(count)))
+    return count if digits <= 4 else round(count, 4 - digits)
+
+
 MB = 1000 * 1000
 T0 = 1_700_000_000  # 2023-11-14, the catalogue's epoch
 

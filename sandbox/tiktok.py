@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from sandbox.blobs import Blob
-from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status
+from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status, rounded
 from sandbox.fault_control import GONE, FaultControl, gone, stall
 
 WEB_HOSTS = ("www.tiktok.com", "tiktok.com", "m.tiktok.com")
@@ -726,12 +726,13 @@ class TikTokEmulator(FaultControl):
                 "playUrl": self.music_url(post),
                 "coverLarge": self.cover_url(post),
             },
+            # Real pages round `stats` and give the exact counts as strings in `statsV2`.
             "stats": {
-                "playCount": post.views,
-                "diggCount": post.likes,
-                "commentCount": post.comments,
-                "shareCount": post.shares,
-                "collectCount": str(post.saves),
+                "playCount": rounded(post.views),
+                "diggCount": rounded(post.likes),
+                "commentCount": rounded(post.comments),
+                "shareCount": rounded(post.shares),
+                "collectCount": str(rounded(post.saves)),
             },
             "statsV2": {
                 "playCount": str(post.views),

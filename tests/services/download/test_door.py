@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from sandbox.blobs import media_file
+from sandbox.catalogue import rounded
 from sandbox.tiktok import TikTokEmulator
 from services.download.challenge import (
     Solver,
@@ -23,6 +24,7 @@ from services.download.challenge import (
 from services.download.models import Quality, Want
 from services.download.web import Codec, WebBackend, item_from_web, parse_post_page
 from services.errors import ChallengeFailed, EmptyShell, IpBlocked
+from services.metadata.models import post_from_web, profile_from_web
 from tests.services.download.conftest import CLIP, HEVC, link
 
 
@@ -279,3 +281,30 @@ def test_formats_as_the_real_site_serves_them() -> None:
     assert item.play_url is None  # on www.tiktok.com: dropped (yt-dlp #11034)
     assert item.age_restricted is False  # classified, but the video is there
     assert item_from_web({"id": "2", "isContentClassified": True}).age_restricted is True
+
+
+# --- exact counters ---
+
+
+def test_stats_v2_wins_over_rounded_stats() -> None:
+    item = {
+        "id": "1",
+        "stats": {"playCount": 427700, "diggCount": 31300, "commentCount": 99},
+        "statsV2": {"playCount": "427682", "diggCount": "31337", "commentCount": ""},
+    }
+    stats = post_from_web(item).stats
+    assert (stats.views, stats.likes, stats.comments) == (427_682, 31_337, 99)  # an empty string: stats
+    profile = profile_from_web(
+        {
+            "user": {"uniqueId": "a"},
+            "stats": {"followerCount": 427700},
+            "statsV2": {"followerCount": "427682"},
+        }
+    )
+    assert profile.followers == 427_682
+    assert rounded(427_682) == 427_700 and rounded(99) == 99
+
+
+async def test_the_web_page_counts_are_exact(web: WebBackend, tiktok: TikTokEmulator, spool: Path) -> None:
+    page = await web.read_page(HEVC)
+    assert page.item is not None and page.item.post.stats.views == 427_682  # the page's `stats` says 427700
