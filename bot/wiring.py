@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -88,7 +90,9 @@ def ttsave_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def tiktok_sessions(settings: Settings, *, read_timeout: float | None = None) -> SessionPool:
+def tiktok_sessions(
+    settings: Settings, *, read_timeout: float | None = None, clock: Callable[[], float] = time.monotonic
+) -> SessionPool:
     """The warm visitor sessions for TikTok's hosts: one impersonating client per proxy (or one direct)."""
     routes = parse_routes(settings.upstream_routes)
     dl = settings.download
@@ -110,6 +114,7 @@ def tiktok_sessions(settings: Settings, *, read_timeout: float | None = None) ->
         size=dl.sessions,
         max_age=dl.session_max_age,
         bench_seconds=dl.proxy_bench,
+        clock=clock,
     )
 
 

@@ -19,6 +19,11 @@ wrong or replayed answer is challenged again) on the first visit of a session, o
 empty shells (a page without video detail); status 10204 for blocked client addresses (each sandbox proxy
 connects from its own loopback address). H.265 renditions also list a `/media-video-hvc1/` URL that serves a
 video-only copy, first, as the real pages do.
+
+Every request's headers and client address are in `requests` (`Recorded.headers`, `.remote`): what the bot
+looked like on the wire, and through which sandbox proxy (`sandbox.proxy`, one 127.0.0.x each) it came.
+A returning visitor that sends back its `tt_chain_token` gets no new one. `serve_https(SandboxCA()...)` adds
+an https listener with a certificate of its own (`sandbox.tls`).
 """
 
 from __future__ import annotations
@@ -167,6 +172,9 @@ class TikTokEmulator(FaultControl):
         self._pending: dict[str, _Pending] = {}
         self._page_count = 0
         self._served_pages = 0
+        # Client addresses the video CDN refuses (403) whatever they send: a CDN edge that blocked an IP. With
+        # sandbox proxies (one 127.0.0.x each) this blocks one proxy and not the others.
+        self.cdn_refused: set[str] = set()
 
     # --- what tests read ---
 
@@ -468,7 +476,9 @@ class TikTokEmulator(FaultControl):
                 for media_host in (*VIDEO_HOSTS, *IMAGE_HOSTS, MUSIC_HOST):
                     html = html.replace(media_host, "evil.example")
         response = web.Response(text=html, content_type="text/html")
-        if mode != "no_cookie":
+        # A returning visitor keeps its cookies: a new chain token goes only to a visitor without one.
+        known = request.cookies.get("tt_chain_token", "") in self.issued_tokens
+        if mode != "no_cookie" and not known:
             token = secrets.token_urlsafe(18)
             self.issued_tokens.add(token)
             response.set_cookie(
@@ -480,18 +490,25 @@ class TikTokEmulator(FaultControl):
                 secure=True,
                 httponly=True,
             )
-        response.set_cookie(
-            "ttwid",
-            "1%7Csandbox%7C" + secrets.token_hex(8),
-            domain=".tiktok.com",
-            path="/",
-            max_age=31536000,
-            secure=True,
-            httponly=True,
-        )
-        response.set_cookie(
-            "tt_csrf_token", secrets.token_urlsafe(12), path="/", secure=True, httponly=True, samesite="Lax"
-        )
+        if "ttwid" not in request.cookies:
+            response.set_cookie(
+                "ttwid",
+                "1%7Csandbox%7C" + secrets.token_hex(8),
+                domain=".tiktok.com",
+                path="/",
+                max_age=31536000,
+                secure=True,
+                httponly=True,
+            )
+        if "tt_csrf_token" not in request.cookies:
+            response.set_cookie(
+                "tt_csrf_token",
+                secrets.token_urlsafe(12),
+                path="/",
+                secure=True,
+                httponly=True,
+                samesite="Lax",
+            )
         return response
 
     # --- the door ---
@@ -576,6 +593,9 @@ class TikTokEmulator(FaultControl):
         self.media_log.append(hit)
         fault = self.take_fault(self.CDN_FAULTS) if asset.needs_cookie else None
         mode = fault.kind if fault else ""
+        if asset.needs_cookie and request.remote in self.cdn_refused:
+            hit.status = 403
+            raise web.HTTPForbidden(text="Access Denied")
         if asset.needs_cookie and (not cookie_ok or not referer.startswith("https://www.tiktok.com/")):
             hit.status = 403
             raise web.HTTPForbidden(text="Access Denied")

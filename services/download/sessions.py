@@ -131,15 +131,32 @@ class SessionPool:
             egress.client.cookies = refusing_cookie_jar()
 
     @classmethod
-    def build(cls, make_client: ClientFactory, proxies: Sequence[str] = (), **options: float) -> SessionPool:
+    def build(
+        cls,
+        make_client: ClientFactory,
+        proxies: Sequence[str] = (),
+        *,
+        size: int = 4,
+        max_age: float = 1800.0,
+        max_failures: int = 3,
+        bench_seconds: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> SessionPool:
         """A pool with one egress per proxy (or one direct egress), each with a client from `make_client`."""
         egresses = [Egress(p, make_client(p)) for p in proxies] or [Egress(None, make_client(None))]
-        return cls(egresses, **options)  # type: ignore[arg-type]
+        return cls(
+            egresses,
+            size=size,
+            max_age=max_age,
+            max_failures=max_failures,
+            bench_seconds=bench_seconds,
+            clock=clock,
+        )
 
     @classmethod
-    def direct(cls, client: httpx.AsyncClient, **options: float) -> SessionPool:
+    def direct(cls, client: httpx.AsyncClient) -> SessionPool:
         """A pool going out directly through a client its owner closes."""
-        return cls([Egress(None, client, owned=False)], **options)  # type: ignore[arg-type]
+        return cls([Egress(None, client, owned=False)])
 
     @property
     def proxied(self) -> bool:

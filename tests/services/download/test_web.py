@@ -209,7 +209,7 @@ async def test_a_cdn_refusal_is_retried_in_a_fresh_session(
     assert web.door_failures == {"cdn_rejected": 1}
 
 
-async def test_cookies_stay_in_their_fetch(
+async def test_a_warm_session_is_reused(
     web: WebBackend, tiktok: TikTokEmulator, tiktok_client: httpx.AsyncClient, spool: Path
 ) -> None:
     other = spool.parent / "other"
@@ -217,7 +217,11 @@ async def test_cookies_stay_in_their_fetch(
     await web.fetch(link(CLIP), Want.VIDEO, None, other)
     await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     first, second = (h.token for h in tiktok.media_log if h.kind == "video")
-    assert first != second and {first, second} <= tiktok.issued_tokens
+    assert first == second and tiktok.issued_tokens == {first}  # the second visit set no new tt_chain_token
+    pages = [r for r in tiktok.requests if r.path.endswith(CLIP)]
+    assert "tt_chain_token" not in pages[0].headers.get("cookie", "")
+    assert f"tt_chain_token={first}" in pages[1].headers["cookie"]  # the emulator saw it sent back
+    assert web.sessions.stats().created == 1
     assert list(tiktok_client.cookies.jar) == []  # the shared client keeps nothing between users
 
 
