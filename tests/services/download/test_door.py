@@ -6,13 +6,19 @@ import asyncio
 import base64
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bot.chat.errors import error_text
+from bot.config import settings_from
+from bot.wiring import tiktok_sessions
 from sandbox.blobs import media_file
 from sandbox.catalogue import rounded
+from sandbox.proxy import ForwardProxy
+from sandbox.runner import Sandbox
 from sandbox.tiktok import TikTokEmulator
 from services.download.challenge import (
     Solver,
@@ -23,9 +29,9 @@ from services.download.challenge import (
 )
 from services.download.models import Quality, Want
 from services.download.web import Codec, WebBackend, item_from_web, parse_post_page
-from services.errors import ChallengeFailed, EmptyShell, IpBlocked
+from services.errors import ChallengeFailed, EmptyShell, IpBlocked, error_code
 from services.metadata.models import post_from_web, profile_from_web
-from tests.services.download.conftest import CLIP, HEVC, link
+from tests.services.download.conftest import CLIP, HEVC, INSTANT, link
 
 
 def b64(data: bytes, *, pad: bool = False) -> str:
@@ -308,3 +314,35 @@ def test_stats_v2_wins_over_rounded_stats() -> None:
 async def test_the_web_page_counts_are_exact(web: WebBackend, tiktok: TikTokEmulator, spool: Path) -> None:
     page = await web.read_page(HEVC)
     assert page.item is not None and page.item.post.stats.views == 427_682  # the page's `stats` says 427700
+
+
+# --- 10204 per proxy ---
+
+
+async def test_10204_on_one_proxy_is_served_through_another(sandbox: Sandbox) -> None:
+    tiktok = sandbox.get(TikTokEmulator)
+    tiktok.set_door(blocked={"127.0.0.2"})  # TikTok blocks the first proxy's address from the post
+    async with ForwardProxy(source="127.0.0.2") as first, ForwardProxy(source="127.0.0.3") as second:
+        config = settings_from({**sandbox.env(), "DOWNLOAD__PROXIES": f"{first.url},{second.url}"})
+        pool = tiktok_sessions(config)
+        web = WebBackend(sessions=pool, retry=INSTANT)
+        try:
+            spool = Path(tempfile.mkdtemp())
+            got = await web.fetch(link(CLIP), Want.VIDEO, None, spool)
+            assert got.files[0].path.read_bytes() == media_file("clip.mp4")
+            assert first.count("www.tiktok.com") == 1 and first.count("v16-webapp-prime.tiktok.com") == 0
+            assert second.count("www.tiktok.com") == 1 and second.count("v16-webapp-prime.tiktok.com") == 1
+            assert pool.stats().benched == (f"http://127.0.0.1:{first.port}",)
+            assert web.door_failures == {"ip_blocked": 1}
+            # Both proxies blocked: the answer is the block, never "deleted".
+            tiktok.set_door(blocked={"127.0.0.2", "127.0.0.3"})
+            pool.egresses[0].benched_until = 0.0
+            again = Path(tempfile.mkdtemp())
+            with pytest.raises(IpBlocked) as info:
+                await web.fetch(link(CLIP), Want.VIDEO, None, again)
+            assert error_code(info.value) == "ip_blocked"
+            assert "not a deleted post" in error_text(info.value, "en")
+            assert "deleted" not in error_text(info.value, "en").replace("not a deleted post", "")
+            assert tiktok.door_log.blocked == 3
+        finally:
+            await pool.aclose()
