@@ -110,6 +110,8 @@ class DownloadSettings(_Section):
     max_concurrent: int = Field(default=4, ge=1)
     temp_dir: Path | None = None
     timeout: float = Field(default=120.0, gt=0)
+    quality: Literal["compatible", "best"] = "compatible"
+    door_attempts: int = Field(default=3, ge=1, le=10)
     impersonate: str = "chrome"
     proxies: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     sessions: int = Field(default=4, ge=1, le=64)
