@@ -23,14 +23,16 @@ from services.errors import (
 
 
 def human_size(size: int | None) -> str:
-    """A byte count as people read it: 12.3 MB."""
+    """A byte count in the units Telegram and Discord state their limits in: 1 MB = 2**20 bytes."""
+    # Both platforms' "50 MB" / "10 MB" are binary megabytes: in decimal units a 48 MiB video would read as
+    # "50.3 MB" next to a limit of "50.0 MB".
     if size is None:
         return "?"
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
+        if value < 1024 or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
+        value /= 1024
     return f"{value:.1f} GB"
 
 
