@@ -13,11 +13,11 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from services.http import parse_routes
 
 MIB = 1024 * 1024
-# Telegram's "50 MB" and "2000 MB" are binary megabytes. The Bot API server writes its own documented "20 MB"
-# download limit as `MAX_DOWNLOAD_FILE_SIZE = 20 << 20` (tdlib/telegram-bot-api, telegram-bot-api/Client.h), and
-# the "2000 MB" a local server uploads is TDLib's 4000 parts of `512 << 10` bytes (tdlib/td,
-# td/telegram/files/PartsManager.h: MAX_PART_COUNT, MAX_PART_SIZE) = 2000 << 20. The cloud server's 50 MB is
-# enforced in front of that code, with the same unit: 50 << 20 = 52,428,800 bytes.
+# Telegram's "50 MB" and "2000 MB" are binary megabytes. The Bot API server writes its own documented
+# "20 MB" download limit as `MAX_DOWNLOAD_FILE_SIZE = 20 << 20` (tdlib/telegram-bot-api,
+# telegram-bot-api/Client.h), and the "2000 MB" a local server uploads is TDLib's 4000 parts of `512 << 10`
+# bytes (tdlib/td, td/telegram/files/PartsManager.h: MAX_PART_COUNT, MAX_PART_SIZE) = 2000 << 20. The cloud
+# server's 50 MB is enforced in front of that code, in the same unit: 50 << 20 = 52,428,800 bytes.
 CLOUD_UPLOAD_LIMIT = 50 * MIB
 LOCAL_UPLOAD_LIMIT = 2000 * MIB
 
@@ -177,6 +177,7 @@ class LimitsSettings(_Section):
     concurrency: int = Field(default=8, ge=1)
     queue_notice_after: float = Field(default=3.0, ge=0)
     short_link_ttl: float = Field(default=3600.0, ge=0)
+    reply_budget: float = Field(default=60.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 
+from bot.telegram import sender as telegram_sender
 from bot.wiring import App
 from sandbox.catalogue import CATALOGUE, FixturePost, Rendition, post_id_at
+from sandbox.runner import Sandbox
 from sandbox.telegram import TelegramEmulator
 from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT
+from sandbox.ttsave import TTSaveEmulator
 from tests.e2e.conftest import wait_rows
 
 MIB = 1024 * 1024
@@ -18,6 +22,20 @@ CLIP = next(
     for p in CATALOGUE.posts.values()
     if p.renditions and p.renditions[-1].file and p.hashtags == ("pasta", "cooking")
 )
+
+
+SLIDES = next(p for p in CATALOGUE.posts.values() if len(p.images) == 3)
+
+
+@pytest.fixture
+def extra_env() -> dict[str, str]:
+    """A short reply budget, so a flood past it is given up within the test's time."""
+    return {"LIMITS__REPLY_BUDGET": "8"}
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Log records that carry a traceback."""
+    return [r for r in caplog.records if r.exc_info is not None]
 
 
 def added_post(monkeypatch: pytest.MonkeyPatch, serial: int, size: int) -> FixturePost:
@@ -63,3 +81,92 @@ async def test_a_video_over_50_mib_names_the_limit_in_telegrams_units(
     assert not tg.transcript("sendVideo", chat_id=chat.id)
     rows = await wait_rows(app, "link")
     assert rows[-1]["outcome"] == "too_large"
+
+
+# --- flood control (429) on every kind of call ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("retry_after", "times"), [(2, 3), (1, 30)])
+async def test_a_flooded_chat_action_never_costs_the_video(
+    tg: TelegramEmulator, app: App, caplog: pytest.LogCaptureFixture, retry_after: int, times: int
+) -> None:
+    user = tg.add_user("Ada")
+    chat = tg.private_chat(user)
+    tg.flood(chat.id, retry_after=retry_after, times=times, method="sendChatAction")
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    call = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, ok=True, timeout=20)
+    rows = await wait_rows(app, "link")
+    assert rows[-1]["outcome"] == "ok"
+    assert [c.method for c in tg.sent_to(chat.id, after=mark)] == ["sendVideo"]  # one reply, nothing else
+    assert call.files[0].uploaded
+    assert not tracebacks(caplog)
+
+
+async def test_sendvideo_429s_are_waited_out_past_three_attempts(
+    tg: TelegramEmulator, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = tg.add_user("Bea")
+    chat = tg.private_chat(user)
+    tg.flood(chat.id, retry_after=1, times=3, method="sendVideo")
+    tg.flood(chat.id, retry_after=2, times=1, method="sendVideo")
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    call = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, ok=True, timeout=30)
+    assert len(tg.transcript("sendVideo", chat_id=chat.id, ok=False, after=mark)) == 4
+    assert call.files[0].uploaded
+    rows = await wait_rows(app, "link")
+    assert rows[-1]["outcome"] == "ok"
+    assert [c.method for c in tg.sent_to(chat.id, after=mark)] == ["sendVideo"]
+    assert not tracebacks(caplog)
+
+
+async def test_sendmediagroup_429s_are_waited_out(
+    tg: TelegramEmulator, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = tg.add_user("Cid")
+    chat = tg.private_chat(user)
+    tg.flood(chat.id, retry_after=1, times=4, method="sendMediaGroup")
+    tg.flood(chat.id, retry_after=1, times=2, method="sendAudio")
+    mark = tg.mark()
+    tg.inject_message(chat, SLIDES.url, user=user)
+    await tg.wait_for(method="sendAudio", chat_id=chat.id, after=mark, ok=True, timeout=30)
+    assert len(tg.transcript("sendMediaGroup", chat_id=chat.id, ok=True, after=mark)) == 1
+    rows = await wait_rows(app, "link")
+    assert rows[-1]["outcome"] == "ok"
+    assert not tg.transcript("sendMessage", chat_id=chat.id, after=mark)
+    assert not tracebacks(caplog)
+
+
+async def test_a_flood_past_the_budget_is_its_own_outcome_logged_once(
+    tg: TelegramEmulator, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = tg.add_user("Dee")
+    chat = tg.private_chat(user)
+    tg.flood(chat.id, retry_after=3, times=100, method="sendVideo")  # 3 s waits, an 8 s budget
+    tg.flood(chat.id, retry_after=30, times=100, method="sendMessage")
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    rows = await wait_rows(app, "link", timeout=30)
+    assert rows[-1]["outcome"] == "reply_failed:flood"
+    attempts = tg.transcript("sendVideo", chat_id=chat.id, after=mark)
+    assert 2 <= len(attempts) <= 4 and not any(c.ok for c in attempts)
+    assert not tg.transcript("sendMessage", chat_id=chat.id, after=mark)  # no error reply into the flood
+    assert not tracebacks(caplog)
+    failed = [r for r in caplog.records if "reply not delivered" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+
+
+async def test_the_chat_action_is_renewed_during_a_long_download(
+    tg: TelegramEmulator, sandbox: Sandbox, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_sender, "CHAT_ACTION_EVERY", 0.2)
+    sandbox.get(TTSaveEmulator).fault_next("slow", delay=1.5)
+    user = tg.add_user("Eve")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, ok=True, timeout=20)
+    actions = tg.transcript("sendChatAction", chat_id=chat.id, ok=True, after=mark)
+    assert len(actions) >= 3  # renewed while TTSave stalled, not shown once and left to lapse
+    assert {c.params["action"] for c in actions} == {"upload_video"}
