@@ -1,4 +1,4 @@
-"""Telegram end to end under hostile conditions: flood control on every call, exact upload limits, full disks."""
+"""Telegram end to end under hostile conditions: flood control on every call, upload limits, full disk."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ async def test_a_video_over_50_mib_names_the_limit_in_telegrams_units(
     assert rows[-1]["outcome"] == "too_large"
 
 
-# --- flood control (429) on every kind of call ---------------------------------------------------------------
+# --- flood control (429) on every kind of call ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("retry_after", "times"), [(2, 3), (1, 30)])
