@@ -48,8 +48,8 @@ def is_allowed_url(url: str | httpx.URL) -> bool:
         return False
     if parsed.scheme not in ("http", "https") or parsed.userinfo:
         return False
-    # httpx drops a scheme's default port (`:443` on https, `:80` on http), so any port left is another service
-    # on a TikTok host (`www.tiktok.com:22`). Test routing is unaffected: it rewrites the URL after this check.
+    # httpx drops a scheme's default port (`:443` on https, `:80` on http), so any port left is another
+    # service on a TikTok host (`www.tiktok.com:22`). Routing for tests rewrites URLs later.
     if parsed.port is not None:
         return False
     return is_tiktok_host(parsed.host)

@@ -96,7 +96,7 @@ _EMBED_VERSION = re.compile(r"v[0-9]{1,2}")
 # Feed pages where the legacy `?item_id=` / `?shareId=` forms name a post.
 _LEGACY_FEED_PATHS = frozenset({"", "trending", "foryou", "following", "explore", "friends"})
 _LEGACY_ID_PARAMS = frozenset({"item_id", "shareid"})
-# Post pages whose id segment is missing, the id riding in `?item_id=` instead (share sheets of some app versions).
+# Post pages whose id segment is missing, the id riding in `?item_id=` instead.
 _QUERY_ID_POST_PATHS = (["share", "video"], ["v"], ["embed"], ["embed", "v2"], ["player", "v1"])
 _USER_ID = re.compile(r"[0-9]{1,21}")  # numeric account ids (uid), as long as post ids at most
 _SHORT_HOSTS = frozenset({"vm", "vt"})

@@ -299,7 +299,7 @@ def _final_error(failures: Sequence[BaseException]) -> BaseException:
     error."""
     too_large = [f for f in failures if isinstance(f, TooLarge)]
     if too_large:
-        # A stream cut off at the limit knows only a lower bound; a backend that read Content-Length knows more.
+        # A stream cut off at the limit knows a lower bound only; Content-Length, read by another, knows more.
         return max(too_large, key=lambda f: f.size or 0)
     service_errors = [f for f in failures if isinstance(f, ServiceError)]
     return service_errors[-1] if service_errors else failures[-1]

@@ -37,10 +37,6 @@ def user_by_id(user_id: str) -> TikTokLink:
     return TikTokLink(LinkKind.USER, f"https://www.tiktok.com/share/user/{user_id}", user_id=user_id)
 
 
-def user_by_id(user_id: str) -> TikTokLink:
-    return TikTokLink(LinkKind.USER, f"https://www.tiktok.com/share/user/{user_id}", user_id=user_id)
-
-
 def music(slug_and_id: str) -> TikTokLink:
     return TikTokLink(LinkKind.MUSIC, f"https://www.tiktok.com/music/{slug_and_id}")
 
