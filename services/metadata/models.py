@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from services.formatting import maybe_plain, plain_text
 from services.links import canonical_post_url
 from services.metadata.loose import Raw, as_float, as_int, as_map, as_seq, as_str, as_time, first_url
 
@@ -38,6 +39,12 @@ class Music:
     author: str | None = None
     duration: float | None = None
 
+    def __post_init__(self) -> None:
+        # Every text from TikTok is shown somewhere (captions, cards, inline results, audio titles): cleaned
+        # of bidi controls and invisible characters once, here, whichever upstream it came from.
+        object.__setattr__(self, "title", maybe_plain(self.title))
+        object.__setattr__(self, "author", maybe_plain(self.author))
+
 
 @dataclass(frozen=True, slots=True)
 class Post:
@@ -60,6 +67,13 @@ class Post:
     cover: str | None = None
     region: str | None = None
 
+    def __post_init__(self) -> None:
+        # As Music's: TikTok text is cleaned where it becomes a model.
+        object.__setattr__(self, "author", maybe_plain(self.author))
+        object.__setattr__(self, "author_name", maybe_plain(self.author_name))
+        object.__setattr__(self, "description", plain_text(self.description))
+        object.__setattr__(self, "hashtags", tuple(plain_text(tag) for tag in self.hashtags))
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
@@ -76,6 +90,12 @@ class Profile:
     videos: int | None = None
     private: bool = False
 
+    def __post_init__(self) -> None:
+        # As Music's: TikTok text is cleaned where it becomes a model.
+        object.__setattr__(self, "username", plain_text(self.username))
+        object.__setattr__(self, "nickname", maybe_plain(self.nickname))
+        object.__setattr__(self, "bio", plain_text(self.bio))
+
     @property
     def url(self) -> str:
         """The profile's web URL."""
@@ -90,6 +110,9 @@ class HashtagPage:
     posts: tuple[Post, ...]
     next_cursor: str | None = None
     total: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag", plain_text(self.tag))
 
     @property
     def url(self) -> str:
@@ -116,6 +139,9 @@ class Comment:
     likes: int | None = None
     replies: int | None = None
     created: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", plain_text(self.text))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from sandbox.telegram import TelegramEmulator
 from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT
 from sandbox.ttsave import TTSaveEmulator
 from tests.e2e.conftest import wait_rows
+from tests.services.test_formatting import BIDI_CONTROLS, INVISIBLE
 
 MIB = 1024 * 1024
 CLIP = next(
@@ -170,3 +171,49 @@ async def test_the_chat_action_is_renewed_during_a_long_download(
     actions = tg.transcript("sendChatAction", chat_id=chat.id, ok=True, after=mark)
     assert len(actions) >= 3  # renewed while TTSave stalled, not shown once and left to lapse
     assert {c.params["action"] for c in actions} == {"upload_video"}
+
+
+# --- bidi controls and invisible characters from TikTok ---------------------------------------------------
+
+HOSTILE = "".join([*BIDI_CONTROLS, *INVISIBLE, "\u200d", "\u200c"])
+
+
+def hostile_post(monkeypatch: pytest.MonkeyPatch) -> FixturePost:
+    """A post whose author's nickname reverses the line and whose caption hides every invisible character."""
+    author = dataclasses.replace(
+        CATALOGUE.users["sandbox.cook"], username="rlo.cook", nickname="Nick\u202egnp.exe"
+    )
+    monkeypatch.setitem(CATALOGUE.users, author.username, author)
+    post = dataclasses.replace(
+        CLIP,
+        id=post_id_at(1_700_900_000, 77),
+        author=author.username,
+        description=f"Safe{HOSTILE}text \u2067#tag\u2069 👨\u200d👩\u200d👧",
+        hashtags=(),
+    )
+    monkeypatch.setitem(CATALOGUE.posts, post.id, post)
+    return post
+
+
+def assert_clean(text: str) -> None:
+    assert not set(text) & set(HOSTILE.replace("\u200d", "")), repr(text)
+
+
+async def test_bidi_and_invisible_characters_never_reach_a_caption_or_inline_result(
+    tg: TelegramEmulator, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post = hostile_post(monkeypatch)
+    user = tg.add_user("Ivo")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, post.url, user=user)
+    call = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, ok=True, timeout=20)
+    caption = call.params["caption"]
+    assert "Nickgnp.exe (@rlo.cook)" in caption and "Safetext #tag 👨\u200d👩\u200d👧" in caption
+    assert_clean(caption)
+    query = tg.inline_query(post.url, user=tg.add_user("Ola"))
+    answer = await tg.wait_answered(query, timeout=10)
+    for result in answer["results"]:
+        for value in (result.get("title", ""), result.get("description", ""), result.get("caption", "")):
+            assert_clean(value)
+        assert_clean(result.get("input_message_content", {}).get("message_text", ""))

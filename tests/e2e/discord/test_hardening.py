@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from tests.e2e.discord.conftest import CLIP, DiscordRun, UsageTable, sha, url
+from tests.e2e.test_telegram_hardening import assert_clean, hostile_post
 
 
 async def test_typing_refused_with_long_429s_still_delivers(
@@ -38,3 +39,16 @@ async def test_a_message_429_past_the_budget_is_reply_failed(
     assert not [r for r in caplog.records if r.exc_info is not None]
     failed = [r for r in caplog.records if "reply not delivered" in r.getMessage()]
     assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+
+
+async def test_bidi_and_invisible_characters_never_reach_an_embed(
+    discord_bot: DiscordRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = discord_bot
+    hostile = hostile_post(monkeypatch)
+    reply = await run.reply_to(await run.paste(hostile.url))
+    (embed,) = reply.embeds
+    assert embed["author"]["name"] == "Nickgnp.exe (@rlo.cook)"
+    assert embed["description"].startswith("Safetext #tag")
+    for text in (embed["author"]["name"], embed["description"], embed.get("footer", {}).get("text", "")):
+        assert_clean(text)
