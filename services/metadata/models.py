@@ -322,9 +322,19 @@ def profile_from_mobile(user: Raw) -> Profile:
 # --- TikTok Research API ---
 
 
-def post_from_research(video: Raw) -> Post:
-    """A post from one Research API video-query result (only the requested fields are present)."""
-    post_id = as_str(video.get("id")) or ""
+def research_video_id(video: Raw) -> str | None:
+    """A Research API video's id: `id` as the field list names it, or `video_id` as TikTok's documented
+    example responses carry it (as a JSON number or a string)."""
+    post_id = as_str(video.get("id")) or as_str(video.get("video_id"))
+    return post_id if post_id and post_id.isdigit() else None
+
+
+def post_from_research(video: Raw) -> Post | None:
+    """A post from one Research API video-query result (only the requested fields are present); None without
+    an id, since a post without one can be neither linked nor downloaded."""
+    post_id = research_video_id(video)
+    if post_id is None:
+        return None
     username = as_str(video.get("username"))
     desc = as_str(video.get("video_description")) or ""
     tags = tuple(t for t in (as_str(x) for x in as_seq(video.get("hashtag_names"))) if t)
@@ -340,12 +350,23 @@ def post_from_research(video: Raw) -> Post:
             likes=as_int(video.get("like_count")),
             comments=as_int(video.get("comment_count")),
             shares=as_int(video.get("share_count")),
-            saves=as_int(video.get("favorites_count")),
+            # The request list and the codebook's "Favorites_count" say favorites_count; the British spelling
+            # turns up too. Either is the saves counter.
+            saves=_first_int(video, "favorites_count", "favourites_count"),
         ),
         music=Music(id=as_str(video.get("music_id"))) if video.get("music_id") else None,
         hashtags=tags or hashtags_in(desc),
         region=as_str(video.get("region_code")),
     )
+
+
+def _first_int(raw: Raw, *keys: str) -> int | None:
+    """The first of `keys` that holds an integer."""
+    for key in keys:
+        value = as_int(raw.get(key))
+        if value is not None:
+            return value
+    return None
 
 
 def profile_from_research(data: Raw, username: str) -> Profile:
