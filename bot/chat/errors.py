@@ -8,6 +8,7 @@ from bot.chat.i18n import t
 from services.errors import (
     InvalidLink,
     LinkNotFound,
+    LocalResourceError,
     NotConfigured,
     NotFound,
     PostUnavailable,
@@ -61,6 +62,8 @@ def error_text(exc: BaseException, lang: str) -> str:
             return t(lang, "error.not_configured")
         case ShuttingDown():
             return t(lang, "error.shutting_down")
+        case LocalResourceError():  # the operator's log says which resource; the user only needs to wait
+            return t(lang, "error.local")
         case UpstreamError():
             return t(lang, "error.upstream")
         case ServiceError():
