@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from services.http import parse_routes
+from services.http import mask_proxy, parse_proxy, parse_routes
+from services.wire import OFF, resolve_target
 
 MIB = 1024 * 1024
 # Telegram's "50 MB" and "2000 MB" are binary megabytes. The Bot API server writes its own documented
@@ -75,11 +76,22 @@ class DiscordSettings(_Section):
     _split = field_validator("guild_ids", "admins", mode="before")(_split_commas)
 
 
+def _proxy(value: SecretStr | None) -> SecretStr | None:
+    """Validate an optional proxy URL (a secret: it may carry credentials)."""
+    if value is not None and value.get_secret_value().strip():
+        parse_proxy(value.get_secret_value())
+        return value
+    return None
+
+
 class TTSaveSettings(_Section):
     """TTSave download API."""
 
     url: str = "http://45.13.225.104:4347/api/v3"
     timeout: float = Field(default=60.0, gt=0)
+    proxy: SecretStr | None = None
+
+    _check_proxy = field_validator("proxy")(_proxy)
 
 
 class EnsembleDataSettings(_Section):
@@ -107,8 +119,31 @@ class DownloadSettings(_Section):
     max_concurrent: int = Field(default=4, ge=1)
     temp_dir: Path | None = None
     timeout: float = Field(default=120.0, gt=0)
+    quality: Literal["compatible", "best"] = "compatible"
+    door_attempts: int = Field(default=3, ge=1, le=10)
+    impersonate: str = "chrome"
+    proxies: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    sessions: int = Field(default=4, ge=1, le=64)
+    session_max_age: float = Field(default=1800.0, gt=0)
+    proxy_bench: float = Field(default=600.0, ge=0)
 
     _split = field_validator("backends", mode="before")(_split_commas)
+    _split_proxies = field_validator("proxies", mode="before")(_split_commas)
+
+    @field_validator("impersonate")
+    @classmethod
+    def _known_target(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != OFF:
+            resolve_target(value)
+        return value
+
+    @field_validator("proxies")
+    @classmethod
+    def _proxy_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for proxy in value:
+            parse_proxy(proxy.get_secret_value())
+        return value
 
     @field_validator("backends")
     @classmethod
@@ -126,8 +161,10 @@ class MetadataSettings(_Section):
 
     providers: CommaList = Field(default_factory=lambda: ["ensembledata", "research"])
     cache_ttl: float = Field(default=600.0, ge=0)
+    proxy: SecretStr | None = None
 
     _split = field_validator("providers", mode="before")(_split_commas)
+    _check_proxy = field_validator("proxy")(_proxy)
 
     @field_validator("providers")
     @classmethod
@@ -203,6 +240,14 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     upstream_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    upstream_ca_file: Path | None = None
+
+    @field_validator("upstream_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no CA bundle at {value}")
+        return value
 
     @field_validator("upstream_routes", mode="before")
     @classmethod
@@ -269,11 +314,13 @@ def masked(settings: Settings) -> dict[str, Any]:
 
     def walk(node: Any, model: Any) -> Any:
         if isinstance(model, BaseModel):
-            out = {}
+            out: dict[str, Any] = {}
             for key in type(model).model_fields:
                 val = getattr(model, key)
                 if isinstance(val, SecretStr):
-                    out[key] = "**********" if val.get_secret_value() else ""
+                    out[key] = _mask(key, val)
+                elif isinstance(val, list) and val and all(isinstance(v, SecretStr) for v in val):
+                    out[key] = [_mask(key, v) for v in val]
                 else:
                     out[key] = walk(node[key], val)
             return out
@@ -281,3 +328,11 @@ def masked(settings: Settings) -> dict[str, Any]:
 
     result: dict[str, Any] = walk(data, settings)
     return result
+
+
+def _mask(key: str, secret: SecretStr) -> str:
+    # A proxy keeps its scheme, host and port visible (the operator needs them); credentials never show.
+    text = secret.get_secret_value()
+    if not text:
+        return ""
+    return mask_proxy(text) if key in ("proxy", "proxies") else "**********"

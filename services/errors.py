@@ -21,6 +21,13 @@ ServiceError                      base; `code` is the stable string logged in th
     ├── UpstreamTimeout           it did not answer in time
     ├── TruncatedStream           a stream ended before it was complete
     ├── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
+    ├── UpstreamServerError       it answered 5xx
+    ├── DoorError                 TikTok's door turned this visitor away; another session/proxy may pass
+    │   ├── ChallengeFailed       the proof-of-work challenge was not passed (unsolvable, or asked again)
+    │   ├── EmptyShell            the page came without the post's data (no video detail)
+    │   ├── IpBlocked             status 10204: this address is blocked from the post (not a deleted post)
+    │   ├── LoginWall             the page redirected to /login
+    │   └── CdnRejected           the video CDN refused the media (403) despite the page's cookie
     └── MultipartError            (services.download.multipart) a multipart body that cannot be parsed:
                                   MalformedMultipart, HeaderTooLarge, TooManyParts, and
                                   MultipartTruncated (also a TruncatedStream)
@@ -219,6 +226,48 @@ class UpstreamRejected(UpstreamError):
     """An upstream refused our credentials or request."""
 
     code = "upstream_rejected"
+
+
+class UpstreamServerError(UpstreamError):
+    """An upstream answered with a server error (5xx)."""
+
+    code = "upstream_5xx"
+
+
+class DoorError(UpstreamError):
+    """TikTok's front door turned this visitor away; another session or proxy may get through."""
+
+    code = "door"
+
+
+class ChallengeFailed(DoorError):
+    """TikTok's anti-bot challenge could not be passed."""
+
+    code = "challenge_failed"
+
+
+class EmptyShell(DoorError):
+    """TikTok served the page without the post's data."""
+
+    code = "empty_shell"
+
+
+class IpBlocked(DoorError):
+    """TikTok blocks this address from the post (status 10204)."""
+
+    code = "ip_blocked"
+
+
+class LoginWall(DoorError):
+    """TikTok wants a login before it shows the post."""
+
+    code = "login_wall"
+
+
+class CdnRejected(DoorError):
+    """TikTok's video CDN refused the media."""
+
+    code = "cdn_rejected"
 
 
 def error_code(exc: BaseException) -> str:

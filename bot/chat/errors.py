@@ -6,9 +6,14 @@ import math
 
 from bot.chat.i18n import t
 from services.errors import (
+    CdnRejected,
+    ChallengeFailed,
+    EmptyShell,
     InvalidLink,
+    IpBlocked,
     LinkNotFound,
     LocalResourceError,
+    LoginWall,
     NotConfigured,
     NotFound,
     PostUnavailable,
@@ -19,6 +24,8 @@ from services.errors import (
     TooLarge,
     UnsafeRedirect,
     UpstreamError,
+    UpstreamServerError,
+    UpstreamTimeout,
     UserNotFound,
 )
 
@@ -62,6 +69,20 @@ def error_text(exc: BaseException, lang: str) -> str:
             return t(lang, "error.not_configured")
         case ShuttingDown():
             return t(lang, "error.shutting_down")
+        case IpBlocked():  # also NoEgress: every proxy blocked. A block, never "deleted".
+            return t(lang, "error.ip_blocked")
+        case ChallengeFailed():
+            return t(lang, "error.challenge_failed")
+        case EmptyShell():
+            return t(lang, "error.empty_shell")
+        case LoginWall():
+            return t(lang, "error.login_wall")
+        case CdnRejected():
+            return t(lang, "error.cdn_rejected")
+        case UpstreamServerError():
+            return t(lang, "error.upstream_5xx")
+        case UpstreamTimeout():
+            return t(lang, "error.upstream_timeout")
         case LocalResourceError():  # the operator's log says which resource; the user only needs to wait
             return t(lang, "error.local")
         case UpstreamError():

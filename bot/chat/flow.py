@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.download.models import Want
+from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
@@ -25,6 +25,7 @@ from services.metadata.models import Music, Post, Stats
 from services.metadata.service import MetadataService
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.store import Store
+from services.store.chats import ChatPrefs
 from services.store.usage import UsageEvent
 
 log = logging.getLogger("tiktok_bot.flow")
@@ -76,6 +77,8 @@ class Sent:
 
 class MediaSender(Protocol):
     """A platform's way of delivering media into one chat."""
+
+    prefs: ChatPrefs  # the chat's settings (captions, sound, quality...)
 
     @property
     def upload_limit(self) -> int:
@@ -140,9 +143,12 @@ class _KeyedLock:
         self.users = 0
 
 
-def variant_prefix(want: Want) -> str:
-    """The cache-variant family of a request: `media:` for a video or a slideshow, `audio:` for the sound."""
-    return "audio:" if want is Want.AUDIO else "media:"
+def variant_prefix(want: Want, quality: Quality = Quality.COMPATIBLE) -> str:
+    """The cache-variant family of a request: `media:` for a video or a slideshow (`media@best:` for the
+    sharpest copy), `audio:` for the sound."""
+    if want is Want.AUDIO:
+        return "audio:"
+    return "media@best:" if quality is Quality.BEST else "media:"
 
 
 class LinkFlow:
@@ -157,7 +163,9 @@ class LinkFlow:
         limits: RateLimits,
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> None:
+        self.quality = quality  # DOWNLOAD__QUALITY: what a chat left on "auto" gets
         self.resolver = resolver
         self.downloads = downloads
         self.store = store
@@ -315,7 +323,8 @@ class LinkFlow:
         """Send a resolved post's media: by cached references when they work, else download and upload."""
         post_id = link.post_id
         assert post_id is not None
-        prefix = variant_prefix(want)
+        quality = self.quality_for(sender.prefs)
+        prefix = variant_prefix(want, quality)
         # One delivery per post and kind at a time: a burst of the same link downloads and uploads once,
         # and everyone after the first is served from the cache it filled.
         key = (platform, post_id, prefix)
@@ -325,11 +334,13 @@ class LinkFlow:
         slot.users += 1
         try:
             async with slot.lock:
-                if await self._send_from_cache(platform, post_id, sender, want, tracker):
+                if await self._send_from_cache(platform, post_id, sender, want, tracker, quality):
                     return
                 async with (
                     sender.working(want),
-                    await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media,
+                    await self.downloads.fetch(
+                        link, want, size_limit=sender.upload_limit, quality=quality
+                    ) as media,
                 ):
                     tracker.backend = media.backend
                     post = await self._complete(link, media.post, tracker)
@@ -356,11 +367,15 @@ class LinkFlow:
         tracker.units += answer.units
         return answer.value
 
+    def quality_for(self, prefs: ChatPrefs) -> Quality:
+        """A chat's rendition choice: its own, or the bot's DOWNLOAD__QUALITY when left on auto."""
+        return Quality(prefs.quality) if prefs.quality in tuple(Quality) else self.quality
+
     async def cached_refs(
-        self, platform: str, post_id: str, want: Want
+        self, platform: str, post_id: str, want: Want, quality: Quality = Quality.COMPATIBLE
     ) -> tuple[dict[str, str], Post | None]:
         """The cached references (variant -> ref) of a post and its cached metadata, if any."""
-        prefix = variant_prefix(want)
+        prefix = variant_prefix(want, quality)
         refs = await self.store.media.get_many(platform, post_id, prefix)
         if not refs:
             return {}, None
@@ -368,9 +383,15 @@ class LinkFlow:
         return {k.removeprefix(prefix): v for k, v in refs.items()}, (_post_from_json(meta) if meta else None)
 
     async def _send_from_cache(
-        self, platform: str, post_id: str, sender: MediaSender, want: Want, tracker: Tracker
+        self,
+        platform: str,
+        post_id: str,
+        sender: MediaSender,
+        want: Want,
+        tracker: Tracker,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> bool:
-        refs, post = await self.cached_refs(platform, post_id, want)
+        refs, post = await self.cached_refs(platform, post_id, want, quality)
         if not refs:
             return False
         try:

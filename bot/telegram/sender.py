@@ -166,6 +166,8 @@ class TelegramSender:
                 raise ReplyFailed("forbidden", exc.message) from exc
             except TelegramServerError as exc:
                 raise ReplyFailed("server_error", exc.message) from exc
+            except TelegramEntityTooLarge:
+                raise  # aiogram files the 413 under network errors; send_media answers it with the card
             except TelegramNetworkError as exc:
                 raise ReplyFailed("network", exc.message) from exc
 

@@ -23,8 +23,18 @@ from pathlib import Path
 
 import httpx
 
-from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
+from services.download.models import (
+    Backend,
+    Download,
+    FileRole,
+    MediaFile,
+    MediaKind,
+    Progress,
+    Quality,
+    Want,
+)
 from services.download.probe import probe_mp4
+from services.download.sessions import SessionPool
 from services.download.spool import local_errors
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
@@ -111,7 +121,7 @@ class _Flight:
 
     __slots__ = ("cleaned", "key", "refs", "task")
 
-    def __init__(self, key: tuple[str, Want, int | None]) -> None:
+    def __init__(self, key: tuple[str, Want, int | None, Quality]) -> None:
         self.key = key
         self.refs = 0
         self.cleaned = False
@@ -135,7 +145,7 @@ class DownloadService:
         self._temp_root = temp_root
         self._attempt_timeout = attempt_timeout
         self._resolver = resolver
-        self._flights: dict[tuple[str, Want, int | None], _Flight] = {}
+        self._flights: dict[tuple[str, Want, int | None, Quality], _Flight] = {}
         self._running: set[asyncio.Task[_Result]] = set()
 
     @property
@@ -150,20 +160,21 @@ class DownloadService:
         size_limit: int | None = None,
         *,
         progress: Progress | None = None,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Media:
-        """Download a post's media (see `Want`), no file over `size_limit` bytes; close the result later."""
+        """Download a post's media (`Want`, `Quality`), no file over `size_limit` bytes; close it later."""
         if not self._backends:
             raise NotConfigured("no download backend is configured")
         if link.kind is LinkKind.SHORT and self._resolver is not None:
             link = await self._resolver(link)
         if link.kind not in (LinkKind.POST, LinkKind.SHORT):
             raise InvalidLink(f"a {link.kind.value} link has no media to download")
-        key = (link.post_id or link.url, want, size_limit)
+        key = (link.post_id or link.url, want, size_limit, quality)
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight(key)
             # Only the caller that starts a download sees its progress; the others just wait for it.
-            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress))
+            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress, quality))
             self._flights[key] = flight
             self._running.add(flight.task)
             flight.task.add_done_callback(partial(self._landed, flight))
@@ -211,7 +222,12 @@ class DownloadService:
     # --- the chain ---
 
     async def _download(
-        self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
+        self,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        progress: Progress | None,
+        quality: Quality,
     ) -> _Result:
         async with self._semaphore:
             attempts: list[Attempt] = []
@@ -224,7 +240,9 @@ class DownloadService:
                     raise
                 started = time.monotonic()
                 try:
-                    download = await self._attempt(backend, link, want, size_limit, temp_dir, progress)
+                    download = await self._attempt(
+                        backend, link, want, size_limit, temp_dir, progress, quality
+                    )
                     with local_errors(f"reading {backend.name}'s files"):
                         download = with_video_info(download)
                 except BaseException as exc:
@@ -264,10 +282,11 @@ class DownloadService:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None,
+        quality: Quality,
     ) -> Download:
         try:
             async with asyncio.timeout(self._attempt_timeout):
-                download = await backend.fetch(link, want, size_limit, temp_dir, progress)
+                download = await backend.fetch(link, want, size_limit, temp_dir, progress, quality=quality)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{backend.name} took over {self._attempt_timeout:g}s", upstream=backend.name
@@ -345,14 +364,19 @@ def build_backends(
     ttsave_client: httpx.AsyncClient,
     ttsave_url: str,
     retry: RetryPolicy | None = None,
+    door_attempts: int = 3,
+    sessions: SessionPool | None = None,
 ) -> list[Backend]:
-    """The backends named (`ttsave`, `web`), in that order, on the given shared clients."""
+    """The backends named (`ttsave`, `web`), in that order, on the given shared clients (the web backend on
+    `sessions`, warm visitor sessions, when given; else on a direct pool over `tiktok_client`)."""
     backends: list[Backend] = []
     for name in names:
         if name == "ttsave":
             backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
         elif name == "web":
-            backends.append(WebBackend(tiktok_client, retry=retry))
+            backends.append(
+                WebBackend(tiktok_client, retry=retry, sessions=sessions, door_attempts=door_attempts)
+            )
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends

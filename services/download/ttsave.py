@@ -22,6 +22,7 @@ from services.download.models import (
     MediaFile,
     MediaKind,
     Progress,
+    Quality,
     Want,
     mime_for,
     role_for,
@@ -180,8 +181,10 @@ class TTSaveBackend:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        *,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
-        """Download the post's files through TTSave into `temp_dir`."""
+        """Download the post's files through TTSave into `temp_dir` (always H.264: `quality` is moot)."""
         payload = {"url": link.url, "download_content_type": ORIGINAL}
         url = f"{self._base}/download"
         parts = _Parts(temp_dir, want, size_limit, Meter(progress))

@@ -8,9 +8,10 @@ Nothing downstream touches raw dicts.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from services.formatting import maybe_plain, plain_text
 from services.links import canonical_post_url
@@ -183,6 +184,15 @@ def hashtags_in(text: str) -> tuple[str, ...]:
 # --- TikTok web / EnsembleData web (camelCase) ---
 
 
+def exact_counts(obj: Raw, key: str = "stats") -> Mapping[str, Any]:
+    """The counters of a TikTok object: `statsV2`'s exact strings over `stats`, which real pages round."""
+    counts = dict(as_map(obj.get(key)))
+    for name, value in as_map(obj.get(f"{key}V2")).items():
+        if as_int(value) is not None:
+            counts[name] = value
+    return counts
+
+
 def post_from_web(item: Raw) -> Post:
     """A post from a web `itemStruct` (current page JSON, SIGI_STATE ItemModule, __NEXT_DATA__)."""
     post_id = as_str(item.get("id")) or ""
@@ -192,7 +202,7 @@ def post_from_web(item: Raw) -> Post:
     else:
         a = as_map(author_obj)
         author, author_name = as_str(a.get("uniqueId")), as_str(a.get("nickname"))
-    stats = as_map(item.get("stats")) or as_map(item.get("statsV2"))
+    stats = exact_counts(item)
     video = as_map(item.get("video"))
     music = as_map(item.get("music"))
     image_post = as_map(item.get("imagePost"))
@@ -238,7 +248,7 @@ def post_from_web(item: Raw) -> Post:
 def profile_from_web(user_info: Raw) -> Profile:
     """A profile from web `userInfo` / EnsembleData `/tt/user/info` data: `{user: {...}, stats: {...}}`."""
     user = as_map(user_info.get("user"))
-    stats = as_map(user_info.get("stats")) or as_map(user_info.get("statsV2"))
+    stats = exact_counts(user_info)
     return Profile(
         username=as_str(user.get("uniqueId")) or "",
         nickname=as_str(user.get("nickname")),

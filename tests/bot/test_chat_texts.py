@@ -7,8 +7,13 @@ import pytest
 from bot.chat.errors import error_text, human_size
 from bot.chat.i18n import catalogues, pick_language, t
 from services.errors import (
+    CdnRejected,
+    ChallengeFailed,
+    EmptyShell,
     InvalidLink,
+    IpBlocked,
     LinkNotFound,
+    LoginWall,
     NotConfigured,
     PostUnavailable,
     QuotaExceeded,
@@ -18,6 +23,7 @@ from services.errors import (
     UnavailableReason,
     UnsafeRedirect,
     UpstreamError,
+    UpstreamServerError,
     UpstreamTimeout,
     UserNotFound,
 )
@@ -68,6 +74,13 @@ ERRORS = [
     NotConfigured(),
     ShuttingDown(),
     UpstreamError(),
+    UpstreamTimeout(),
+    UpstreamServerError(),
+    ChallengeFailed(),
+    EmptyShell(),
+    IpBlocked(),
+    LoginWall(),
+    CdnRejected(),
     RuntimeError("boom"),
 ]
 
@@ -79,7 +92,8 @@ def test_each_error_kind_has_a_distinct_text(lang: str) -> None:
     assert all(text and "{" not in text for text in texts)
     assert "13" in error_text(RateLimited(12.2), lang)
     assert "64.0 MB" in error_text(TooLarge(size=64 * 2**20, limit=50 * 2**20), lang)
-    assert error_text(UpstreamTimeout(), lang) == error_text(UpstreamError(), lang)
+    # A 10204 block is never worded as a deleted post.
+    assert error_text(IpBlocked(), lang) != error_text(PostUnavailable(UnavailableReason.DELETED), lang)
 
 
 def test_russian_differs_from_english() -> None:

@@ -15,6 +15,7 @@ from services.http import (
     make_client,
     parse_routes,
 )
+from services.wire import resolve_target
 
 
 class EchoHost(Emulator):
@@ -134,9 +135,14 @@ async def test_browser_headers_only_when_asked() -> None:
         async with make_client(routes=routes, browser=True) as client:
             browser = (await client.get("https://www.tiktok.com/")).json()
             assert client.follow_redirects is False
+        async with make_client(routes=routes, browser=True, impersonate="off") as client:
+            off = (await client.get("https://www.tiktok.com/")).json()
         async with make_client(routes=routes, headers={"User-Agent": "tiktok-bot-test"}) as client:
             plain = (await client.get("https://www.tiktok.com/")).json()
-    assert browser["user_agent"] == BROWSER_USER_AGENT
+    # Impersonated: the browser's own User-Agent, of the version curl_cffi's default Chrome target is.
+    version = resolve_target("chrome").removeprefix("chrome")
+    assert f"Chrome/{version}." in browser["user_agent"] and browser["user_agent"] != BROWSER_USER_AGENT
+    assert off["user_agent"] == BROWSER_USER_AGENT  # DOWNLOAD__IMPERSONATE=off: plain httpx
     assert plain["user_agent"] == "tiktok-bot-test"
 
 
