@@ -10,6 +10,8 @@ import pytest
 from bot.telegram import sender as telegram_sender
 from bot.wiring import App
 from sandbox.catalogue import CATALOGUE, FixturePost, Rendition, post_id_at
+from sandbox.ensembledata import EnsembleDataEmulator
+from sandbox.research import ResearchEmulator
 from sandbox.runner import Sandbox
 from sandbox.telegram import TelegramEmulator
 from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT
@@ -29,9 +31,15 @@ SLIDES = next(p for p in CATALOGUE.posts.values() if len(p.images) == 3)
 
 
 @pytest.fixture
-def extra_env() -> dict[str, str]:
+def backends() -> str:
+    """The download chain (a test parametrizes it to try one backend)."""
+    return "ttsave,web"
+
+
+@pytest.fixture
+def extra_env(backends: str) -> dict[str, str]:
     """A short reply budget, so a flood past it is given up within the test's time."""
-    return {"LIMITS__REPLY_BUDGET": "8"}
+    return {"LIMITS__REPLY_BUDGET": "8", "DOWNLOAD__BACKENDS": backends}
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -217,3 +225,33 @@ async def test_bidi_and_invisible_characters_never_reach_a_caption_or_inline_res
         for value in (result.get("title", ""), result.get("description", ""), result.get("caption", "")):
             assert_clean(value)
         assert_clean(result.get("input_message_content", {}).get("message_text", ""))
+
+
+# --- wording: who failed -----------------------------------------------------------------------------------
+
+
+async def test_stats_providers_down_never_blame_tiktok(
+    tg: TelegramEmulator, app: App, sandbox: Sandbox
+) -> None:
+    sandbox.get(EnsembleDataEmulator).units_balance = 0  # 495: out of units
+    sandbox.get(ResearchEmulator).fault_next("500", count=20)  # and the Research API down
+    for lang, words in (("en", "stats services"), ("ru", "Сервисы статистики")):
+        user = tg.add_user("Rex", language_code=lang)
+        chat = tg.private_chat(user)
+        mark = tg.mark()
+        tg.inject_message(chat, f"/post {CLIP.url}", user=user)
+        call = await tg.wait_for(method="sendMessage", chat_id=chat.id, after=mark, timeout=30)
+        assert words in call.params["text"] and "TikTok" not in call.params["text"]
+    rows = await wait_rows(app, "post", 2)
+    assert {r["outcome"] for r in rows} == {"upstream_error"}
+
+
+@pytest.mark.parametrize("backends", ["ttsave"])
+async def test_the_download_service_failing_is_named_as_such(tg: TelegramEmulator, sandbox: Sandbox) -> None:
+    sandbox.get(TTSaveEmulator).fault_next("500", count=10)
+    user = tg.add_user("Sid")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    call = await tg.wait_for(method="sendMessage", chat_id=chat.id, after=mark, timeout=30)
+    assert "download service failed" in call.params["text"] and "TikTok" not in call.params["text"]
