@@ -255,3 +255,12 @@ async def test_the_download_service_failing_is_named_as_such(tg: TelegramEmulato
     tg.inject_message(chat, CLIP.url, user=user)
     call = await tg.wait_for(method="sendMessage", chat_id=chat.id, after=mark, timeout=30)
     assert "download service failed" in call.params["text"] and "TikTok" not in call.params["text"]
+
+
+async def test_user_by_account_number_gets_its_own_answer(tg: TelegramEmulator, app: App) -> None:
+    user = tg.add_user("Tom")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, "/user https://m.tiktok.com/h5/share/usr/188294915489964032.html", user=user)
+    call = await tg.wait_for(method="sendMessage", chat_id=chat.id, after=mark, timeout=10)
+    assert "by its number" in call.params["text"]
