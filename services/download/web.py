@@ -554,7 +554,9 @@ class WebBackend:
     async def check(self, post_id: str) -> str:
         """`doctor`: read a post page (its challenge too), then ask its CDN for the first KiB; what it saw."""
         async with self.sessions.lease() as session:
+            met = self.solver.met
             page = await self._read_page(post_id, session)
+            door = "challenge solved" if self.solver.met > met else "no challenge"
             item = check_page(page)
             sources = [s.url for s in video_sources(item, None)] or [image_source(i) for i in item.images]
             if not sources or not is_allowed_url(sources[0]):
@@ -568,7 +570,7 @@ class WebBackend:
                 body = await read_capped(response, 64 * 1024 * 1024, upstream=NAME)
             cookies = ", ".join(session.cookies.names()) or "none"
         return (
-            f"page ok ({page.source}, cookies: {cookies}); CDN {url.host} answered "
+            f"page ok ({page.source}, {door}, cookies: {cookies}); CDN {url.host} answered "
             f"{response.status_code} with {len(body)} bytes"
         )
 
