@@ -105,6 +105,7 @@ class CircuitBreaker:
         self.opened_at: float | None = None
         self.changed_at = clock()
         self._probing = False
+        self._probe_started = 0.0
 
     def _move(self, state: BreakerState) -> None:
         if state is not self.state:
@@ -118,17 +119,14 @@ class CircuitBreaker:
         through as the probe of a backend without a probe of its own; everyone else is skipped."""
         if self.state is BreakerState.CLOSED:
             return True
-        if self.state is BreakerState.OPEN and self._cooled() and not self.has_probe:
-            self._move(BreakerState.HALF_OPEN)
-            self._probing = True
+        if not self.has_probe and (self._cooled_open() or self._stale_probe()):
+            self.start_probe()
             return True
         return False
 
     def probe_due(self) -> bool:
         """Whether the backend's own probe should start now; True once per cool-down (it takes the slot)."""
-        if not self.has_probe or self._probing:
-            return False
-        if self.state is BreakerState.OPEN and self._cooled():
+        if self.has_probe and (self._cooled_open() or self._stale_probe()):
             self.start_probe()
             return True
         return False
@@ -137,6 +135,18 @@ class CircuitBreaker:
         """Skip requests while a probe runs (at start-up, at the end of a cool-down, after silence)."""
         self._move(BreakerState.HALF_OPEN)
         self._probing = True
+        self._probe_started = self._clock()
+
+    def _cooled_open(self) -> bool:
+        return self.state is BreakerState.OPEN and self._cooled()
+
+    def _stale_probe(self) -> bool:
+        # A probe that never reported (its request was cancelled) must not leave the backend skipped forever.
+        return (
+            self.state is BreakerState.HALF_OPEN
+            and self._probing
+            and self._clock() - self._probe_started >= max(self.cooldown, 1.0)
+        )
 
     def record(self, verdict: Verdict) -> bool:
         """Count an outcome (a request's or a probe's); True when the owner should run its probe now."""

@@ -80,6 +80,20 @@ def test_half_open_lets_one_probe_through_then_closes_or_opens_again() -> None:
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
 
 
+def test_a_probe_that_never_reports_does_not_leave_the_backend_skipped_forever() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, cooldown=30, clock=clock)
+    breaker.record(Verdict.FAULT)
+    clock.now += 30
+    assert breaker.allow()  # the probe request... which is then cancelled and never records
+    clock.now += 29
+    assert not breaker.allow()
+    clock.now += 1
+    assert breaker.allow()  # a cool-down later, another request probes
+    breaker.record(Verdict.OK)
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_a_backend_with_a_probe_is_never_probed_by_a_user_request() -> None:
     clock = Clock()
     breaker = CircuitBreaker(failures=3, cooldown=30, clock=clock, has_probe=True)
