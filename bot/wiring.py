@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from bot.chat.flow import LinkFlow
 from bot.config import Settings
+from services.download.models import Quality
 from services.download.service import DownloadService, build_backends
 from services.download.sessions import SessionPool
 from services.errors import NotConfigured
@@ -142,6 +143,7 @@ async def build_app(settings: Settings) -> App:
             tiktok_client=tiktok,
             ttsave_client=ttsave,
             ttsave_url=settings.ttsave.url,
+            door_attempts=settings.download.door_attempts,
             sessions=sessions,
         ),
         max_concurrent=settings.download.max_concurrent,
@@ -162,6 +164,7 @@ async def build_app(settings: Settings) -> App:
         limits=RateLimits(user_per_minute=limits.user_per_minute, chat_per_minute=limits.chat_per_minute),
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
+        quality=Quality(settings.download.quality),
     )
     return App(
         settings=settings,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from services.download.cookies import SessionCookies, refusing_cookie_jar
-from services.errors import UpstreamRejected
+from services.errors import IpBlocked
 from services.http import mask_proxy
 
 log = logging.getLogger("services.download.sessions")
@@ -35,7 +35,7 @@ log = logging.getLogger("services.download.sessions")
 ClientFactory = Callable[[str | None], httpx.AsyncClient]
 
 
-class NoEgress(UpstreamRejected):
+class NoEgress(IpBlocked):
     """Every proxy is benched after TikTok blocked it: no way out to TikTok right now."""
 
     code = "blocked"

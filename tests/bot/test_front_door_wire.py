@@ -28,7 +28,7 @@ from services.download.sessions import NoEgress
 from services.download.streams import DOWNLOAD_RETRY
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
-from services.errors import UpstreamError, UpstreamRejected
+from services.errors import CdnRejected, UpstreamError
 from services.links import LinkKind, TikTokLink, canonical_post_url
 from services.retry import RetryPolicy
 from services.wire import resolve_target
@@ -208,7 +208,7 @@ async def test_a_blocked_proxy_is_benched_and_the_download_retried_on_another(
         # Both blocked: no way out, said as a block, not as a missing post.
         tiktok.cdn_refused.add("127.0.0.3")
         (tmp_path / "none").mkdir()
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(CdnRejected) as info:  # what the door did last, not only "no proxy left"
             await web.fetch(link(CLIP), Want.VIDEO, None, tmp_path / "none")
         assert info.value.status == 403
         with pytest.raises(NoEgress):
