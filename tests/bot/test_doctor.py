@@ -4,6 +4,7 @@ upstream is broken (a wrong Telegram token, a dead TTSave, a Research quota at z
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,6 +82,19 @@ async def test_tiktok_row_red_when_the_door_stays_shut(
     code, rows = await run(settings_for(sandbox, tmp_path), capsys)
     assert code == 1
     assert "FAIL" in rows["TikTok"][0] and rows["TikTok"][1].lstrip().startswith("fix: TikTok")
+
+
+async def test_tiktok_unreachable_says_so(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    routes = json.dumps(dict.fromkeys(sandbox.get(TikTokEmulator).routed_hosts(), f"http://127.0.0.1:{dead}"))
+    code, rows = await run(settings_for(sandbox, tmp_path, UPSTREAM_ROUTES=routes), capsys)
+    assert code == 1
+    assert "FAIL" in rows["TikTok"][0] and "unreachable" in rows["TikTok"][0]
+    assert "fix: TikTok cannot be reached from here: check the network and DNS" in rows["TikTok"][1]
 
 
 async def test_wrong_telegram_token(
