@@ -13,6 +13,15 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from services.http import mask_proxy, parse_proxy, parse_routes
 from services.wire import OFF, resolve_target
 
+MIB = 1024 * 1024
+# Telegram's "50 MB" and "2000 MB" are binary megabytes. The Bot API server writes its own documented
+# "20 MB" download limit as `MAX_DOWNLOAD_FILE_SIZE = 20 << 20` (tdlib/telegram-bot-api,
+# telegram-bot-api/Client.h), and the "2000 MB" a local server uploads is TDLib's 4000 parts of `512 << 10`
+# bytes (tdlib/td, td/telegram/files/PartsManager.h: MAX_PART_COUNT, MAX_PART_SIZE) = 2000 << 20. The cloud
+# server's 50 MB is enforced in front of that code, in the same unit: 50 << 20 = 52,428,800 bytes.
+CLOUD_UPLOAD_LIMIT = 50 * MIB
+LOCAL_UPLOAD_LIMIT = 2000 * MIB
+
 
 def _split_commas(value: Any) -> Any:
     """Accept `a,b,c` for list settings, as well as JSON lists and real lists."""
@@ -50,8 +59,8 @@ class TelegramSettings(_Section):
 
     @property
     def upload_limit(self) -> int:
-        """Bytes one upload may carry: 50 MB on the cloud Bot API, 2000 MB on a local server."""
-        return (2000 if self.local_api else 50) * 1000 * 1000
+        """Bytes one upload may carry: 50 MiB on the cloud Bot API, 2000 MiB on a local server."""
+        return LOCAL_UPLOAD_LIMIT if self.local_api else CLOUD_UPLOAD_LIMIT
 
 
 class DiscordSettings(_Section):
@@ -205,6 +214,7 @@ class LimitsSettings(_Section):
     concurrency: int = Field(default=8, ge=1)
     queue_notice_after: float = Field(default=3.0, ge=0)
     short_link_ttl: float = Field(default=3600.0, ge=0)
+    reply_budget: float = Field(default=60.0, gt=0)
 
 
 class Settings(BaseSettings):

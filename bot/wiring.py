@@ -21,6 +21,7 @@ from services.links import ShortLinkResolver
 from services.metadata.service import MetadataService, build_providers
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.store import Store
+from services.wire import OFF, resolve_target
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -115,6 +116,7 @@ def tiktok_sessions(
         max_age=dl.session_max_age,
         bench_seconds=dl.proxy_bench,
         clock=clock,
+        target=dl.impersonate if dl.impersonate == OFF else resolve_target(dl.impersonate),
     )
 
 

@@ -45,12 +45,16 @@ def is_tiktok_host(host: str) -> bool:
 
 
 def is_allowed_url(url: str | httpx.URL) -> bool:
-    """Whether `url` is http(s) on a TikTok host with no credentials in it."""
+    """Whether `url` is http(s) on a TikTok host, on its scheme's default port, with no credentials in it."""
     try:
         parsed = httpx.URL(url) if isinstance(url, str) else url
     except (httpx.InvalidURL, ValueError, TypeError):
         return False
     if parsed.scheme not in ("http", "https") or parsed.userinfo:
+        return False
+    # httpx drops a scheme's default port (`:443` on https, `:80` on http), so any port left is another
+    # service on a TikTok host (`www.tiktok.com:22`). Routing for tests rewrites URLs later.
+    if parsed.port is not None:
         return False
     return is_tiktok_host(parsed.host)
 

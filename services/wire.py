@@ -48,6 +48,7 @@ _HTTPX_DEFAULTS = ("user-agent", "accept", "accept-encoding", "connection")
 _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "transfer-encoding", "keep-alive", "proxy-connection"}
 )
+_NAVIGATION_ONLY = ("Upgrade-Insecure-Requests", "Sec-Fetch-User", "Cache-Control")
 _DECODED = frozenset({"gzip", "deflate", "br", "zstd", "x-gzip"})
 _HTTP_VERSIONS = {
     int(CurlHttpVersion.V1_0): b"HTTP/1.0",
@@ -112,6 +113,7 @@ class _Transfer:
         self.headers_done = asyncio.Event()
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
+        self.peak = 0  # the most body bytes held at once (the memory bound, checked by tests)
         self.paused = False
         self.aborted = False
         self.finished = False
@@ -143,6 +145,7 @@ class _Transfer:
             return CURL_WRITEFUNC_PAUSE
         self.chunks.append(chunk)
         self.buffered += len(chunk)
+        self.peak = max(self.peak, self.buffered)
         self.wakeup.set()
         return len(chunk)
 
@@ -264,6 +267,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
         self._idle: list[Curl] = []
         self._multi: AsyncCurl | None = None
         self._closed = False
+        self.peak_buffered = 0  # the most unread body bytes one transfer held, over all transfers
 
     def _multi_handle(self) -> AsyncCurl:
         if self._multi is None:
@@ -288,10 +292,18 @@ class CurlTransport(httpx.AsyncBaseTransport):
             if lower in _HOP_BY_HOP or (lower == "host" and value == host_default):
                 continue  # curl writes these itself (and Host in the browser's place)
             lines.append(f"{name}: {value}".encode("latin-1"))
+        dest = request.headers.get("sec-fetch-dest", "document").lower()
+        if dest != "document":
+            # A subresource (video, image): no navigation-only headers. `Name:` tells curl to leave one out.
+            lines += [f"{name}:".encode() for name in _NAVIGATION_ONLY]
         if lines:
             curl.setopt(CurlOpt.HTTPHEADER, lines)
         curl.setopt(CurlOpt.HEADERFUNCTION, transfer.on_header)
         curl.setopt(CurlOpt.WRITEFUNCTION, transfer.on_body)
+        # h2 only by TLS ALPN, as a browser: never a cleartext `Upgrade: h2c` (the sandbox is http).
+        curl.setopt(CurlOpt.HTTP_VERSION, CurlHttpVersion.V2TLS)
+        # Decode what the browser says it accepts (curl-impersonate only sends the header).
+        curl.setopt(CurlOpt.ACCEPT_ENCODING, "gzip, deflate, br, zstd")
         curl.setopt(CurlOpt.FOLLOWLOCATION, 0)  # the layers above check every redirect themselves
         curl.setopt(CurlOpt.CAINFO, self._ca)
         curl.setopt(CurlOpt.PROXY_CAINFO, self._ca)
@@ -365,6 +377,7 @@ class CurlTransport(httpx.AsyncBaseTransport):
     def release(self, transfer: _Transfer) -> None:
         """Stop a transfer if it still runs, and return its handle to the idle list."""
         curl = transfer.curl
+        self.peak_buffered = max(self.peak_buffered, transfer.peak)
         if not transfer.finished:
             transfer.aborted = True
             if self._multi is not None:

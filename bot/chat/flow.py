@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -54,6 +54,19 @@ class StaleReference(Exception):
     """The platform rejected a cached file reference; the flow downloads afresh."""
 
 
+class ReplyFailed(Exception):
+    """The chat platform would not take the reply (flood control past its budget, bot blocked...)."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+    @property
+    def outcome(self) -> str:
+        """The usage-log outcome: `reply_failed:<reason>`."""
+        return f"reply_failed:{self.reason}"
+
+
 @dataclass(slots=True)
 class Sent:
     """What a sender delivered: references to cache (variant -> ref) and bytes uploaded."""
@@ -71,8 +84,8 @@ class MediaSender(Protocol):
     def upload_limit(self) -> int:
         """Bytes one upload may carry in this destination."""
 
-    async def working(self, want: Want) -> None:
-        """Show that the bot is working (chat action, typing)."""
+    def working(self, want: Want) -> AbstractAsyncContextManager[object]:
+        """Show that the bot is working (chat action, typing) for as long as the block runs; never raises."""
 
     async def send_cached(self, post: Post | None, refs: Mapping[str, str], want: Want) -> Sent:
         """Re-send from cached references; raise StaleReference if the platform refuses one."""
@@ -171,7 +184,12 @@ class LinkFlow:
         try:
             yield tracker
         except BaseException as exc:
-            tracker.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else error_code(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                tracker.outcome = "cancelled"
+            elif isinstance(exc, ReplyFailed):
+                tracker.outcome = exc.outcome
+            else:
+                tracker.outcome = error_code(exc)
             raise
         finally:
             latency = (time.perf_counter() - started) * 1000
@@ -253,6 +271,9 @@ class LinkFlow:
                             return tracker.outcome
                         seen.add(resolved.post_id)
                     await self.send_post(ctx.platform, resolved, sender, want, tracker)
+        except ReplyFailed as exc:
+            # The chat refuses us (flood past the budget, blocked): an error reply would fare no better.
+            _log_reply_failed(ctx, exc)
         except TooLarge as exc:
             await self._answer_too_large(sender, link, exc)
         except ServiceError as exc:
@@ -269,6 +290,8 @@ class LinkFlow:
     async def _answer(self, sender: MediaSender, exc: BaseException, link: TikTokLink | None) -> None:
         try:
             await sender.send_error(exc, link)
+        except ReplyFailed as failed:
+            log.warning("could not send the error reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the error reply")
 
@@ -281,6 +304,8 @@ class LinkFlow:
                 post = None
         try:
             await sender.send_too_large(post, link, exc)
+        except ReplyFailed as failed:
+            log.warning("could not send the too-large reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the too-large reply")
 
@@ -311,15 +336,17 @@ class LinkFlow:
             async with slot.lock:
                 if await self._send_from_cache(platform, post_id, sender, want, tracker, quality):
                     return
-                await sender.working(want)
-                async with await self.downloads.fetch(
-                    link, want, size_limit=sender.upload_limit, quality=quality
-                ) as media:
+                async with (
+                    sender.working(want),
+                    await self.downloads.fetch(
+                        link, want, size_limit=sender.upload_limit, quality=quality
+                    ) as media,
+                ):
                     tracker.backend = media.backend
                     post = await self._complete(link, media.post, tracker)
                     sent = await sender.send_media(media, post, want)
-                    tracker.bytes_sent = sent.bytes_sent
-                    await self._remember(platform, post_id, prefix, sent, post)
+                tracker.bytes_sent = sent.bytes_sent
+                await self._remember(platform, post_id, prefix, sent, post)
         finally:
             slot.users -= 1
             if slot.users == 0:
@@ -387,3 +414,12 @@ class LinkFlow:
             await self.store.media.put(platform, post_id, prefix + variant, ref)
         if post is not None:
             await self.store.media.put(platform, post_id, POST_VARIANT, _post_to_json(post))
+
+
+def _log_reply_failed(ctx: ChatContext, exc: ReplyFailed) -> None:
+    """One line, no traceback: the platform, not the bot, refused the reply."""
+    log.warning(
+        "reply not delivered: %s",
+        exc,
+        extra={"platform": ctx.platform, "chat": ctx.chat_id, "outcome": exc.outcome},
+    )

@@ -35,10 +35,12 @@ from services.download.models import (
 )
 from services.download.probe import probe_mp4
 from services.download.sessions import SessionPool
+from services.download.spool import local_errors
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.errors import (
     InvalidLink,
+    LocalResourceError,
     NotConfigured,
     ServiceError,
     TooLarge,
@@ -228,23 +230,31 @@ class DownloadService:
         quality: Quality,
     ) -> _Result:
         async with self._semaphore:
-            if self._temp_root is not None:
-                self._temp_root.mkdir(parents=True, exist_ok=True)
             attempts: list[Attempt] = []
             failures: list[BaseException] = []
             for backend in self._backends:
-                temp_dir = Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend.name}-", dir=self._temp_root))
+                try:
+                    temp_dir = self._make_temp_dir(backend.name)
+                except LocalResourceError as exc:
+                    _log_local(exc)
+                    raise
                 started = time.monotonic()
                 try:
                     download = await self._attempt(
                         backend, link, want, size_limit, temp_dir, progress, quality
                     )
+                    with local_errors(f"reading {backend.name}'s files"):
+                        download = with_video_info(download)
                 except BaseException as exc:
                     shutil.rmtree(temp_dir, ignore_errors=True)
                     if not isinstance(exc, Exception):
                         raise  # cancellation
                     attempts.append(Attempt(backend.name, time.monotonic() - started, error_code(exc)))
                     self._log_attempt(link, attempts[-1], exc)
+                    if isinstance(exc, LocalResourceError):
+                        _log_local(exc)
+                        _note_attempts(exc, attempts)
+                        raise  # this machine's trouble: every other backend would hit it too
                     if isinstance(exc, ServiceError) and not isinstance(exc, UpstreamError | TooLarge):
                         _note_attempts(exc, attempts)
                         raise  # a verdict about the post: another backend would say the same
@@ -252,10 +262,17 @@ class DownloadService:
                     continue
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
                 self._log_attempt(link, attempts[-1], None)
-                return _Result(with_video_info(download), backend.name, tuple(attempts), temp_dir)
+                return _Result(download, backend.name, tuple(attempts), temp_dir)
             error = _final_error(failures)
             _note_attempts(error, attempts)
             raise error
+
+    def _make_temp_dir(self, backend: str) -> Path:
+        """A fresh directory for one attempt's files, under the configured root."""
+        with local_errors("creating a spool directory"):
+            if self._temp_root is not None:
+                self._temp_root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend}-", dir=self._temp_root))
 
     async def _attempt(
         self,
@@ -297,6 +314,16 @@ class DownloadService:
             log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
 
 
+def _log_local(exc: LocalResourceError) -> None:
+    """The operator's line for a local shortage: what ran out, where, and that the bot carries on."""
+    log.error(
+        "local resource problem (%s): %s; the request was refused, the bot keeps serving",
+        exc.reason.value,
+        exc.message,
+        extra={"action": "download", "outcome": exc.detail_code, "path": exc.path},
+    )
+
+
 def with_video_info(download: Download) -> Download:
     """The download with each video's width, height and duration filled in from its file where missing."""
     files = []
@@ -318,7 +345,8 @@ def _final_error(failures: Sequence[BaseException]) -> BaseException:
     error."""
     too_large = [f for f in failures if isinstance(f, TooLarge)]
     if too_large:
-        return too_large[0]
+        # A stream cut off at the limit knows a lower bound only; Content-Length, read by another, knows more.
+        return max(too_large, key=lambda f: f.size or 0)
     service_errors = [f for f in failures if isinstance(f, ServiceError)]
     return service_errors[-1] if service_errors else failures[-1]
 

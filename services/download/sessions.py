@@ -48,6 +48,7 @@ class Egress:
     proxy: str | None
     client: httpx.AsyncClient
     owned: bool = True  # closed by the pool
+    target: str = "off"  # the impersonated browser (a curl_cffi target), or off
     benched_until: float = 0.0
     blocks: int = 0
 
@@ -83,10 +84,8 @@ class VisitorSession:
 
     @property
     def target(self) -> str:
-        """The impersonated browser (a curl_cffi target), or `off`."""
-        transport = getattr(self.client, "_transport", None)
-        inner = getattr(transport, "_inner", transport)
-        return str(getattr(inner, "target", "off"))
+        """The impersonated browser (a curl_cffi target), or `off`: the session's fingerprint."""
+        return self.egress.target
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +140,12 @@ class SessionPool:
         max_failures: int = 3,
         bench_seconds: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        target: str = "off",
     ) -> SessionPool:
         """A pool with one egress per proxy (or one direct egress), each with a client from `make_client`."""
-        egresses = [Egress(p, make_client(p)) for p in proxies] or [Egress(None, make_client(None))]
+        egresses = [Egress(p, make_client(p), target=target) for p in proxies] or [
+            Egress(None, make_client(None), target=target)
+        ]
         return cls(
             egresses,
             size=size,

@@ -135,7 +135,11 @@ class _Parts:
         if role is None or (self._want is Want.AUDIO and role is not FileRole.AUDIO):
             return  # read past it
         name = f"{self._index:02d}-{safe_name(part.filename or '', role.value)}"
-        self._current = _Part(role, mime, Spool(self._dir / name, self._limit, self._meter))
+        length = part.header("content-length")
+        expected = int(length) if length and length.isdigit() else None
+        self._current = _Part(
+            role, mime, Spool(self._dir / name, self._limit, self._meter, expected=expected)
+        )
 
     def abort(self) -> None:
         """Delete a part left half-written by a failure."""

@@ -40,7 +40,7 @@ from services.download.models import (
     role_for,
 )
 from services.download.sessions import Egress, NoEgress, SessionPool, VisitorSession
-from services.download.spool import Meter, Spool
+from services.download.spool import Meter, Spool, ensure_room
 from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import (
     CdnRejected,
@@ -631,6 +631,10 @@ class WebBackend:
         if referer:
             headers["Referer"] = str(session.page_url)
             headers["Accept"] = "*/*"
+            # What a page's <video>/<img> sends for the CDN (the impersonated defaults describe a navigation).
+            headers["Sec-Fetch-Site"] = "same-site"
+            headers["Sec-Fetch-Mode"] = "no-cors"
+            headers["Sec-Fetch-Dest"] = "video"
         return session.client.build_request("GET", url, headers=headers)
 
     async def _audio(
@@ -661,7 +665,7 @@ class WebBackend:
         errors: list[ServiceError] = []
         for source in sources:
             try:
-                size, mime, path = await self._download(source.url, session, stem, limit, meter)
+                size, mime, path = await self._download(source.url, session, stem, limit, meter, source.size)
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)  # the next source may be fine; a refused URL is never contacted
                 continue
@@ -671,11 +675,19 @@ class WebBackend:
         raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
-        self, start: str, session: VisitorSession, stem: Path, limit: int | None, meter: Meter
+        self,
+        start: str,
+        session: VisitorSession,
+        stem: Path,
+        limit: int | None,
+        meter: Meter,
+        known_size: int | None = None,
     ) -> tuple[int, str, Path]:
         """GET one media URL with the session's cookies and Referer, spooling it next to `stem`."""
         if not is_allowed_url(start):
             raise UnsafeRedirect("a media URL outside TikTok", location=start, upstream=NAME)
+        if limit is None or known_size is None or known_size <= limit:
+            ensure_room(stem.parent, known_size)  # the page says how big it is: no room, no request
         url = httpx.URL(start)
         for _ in range(_MAX_HOPS):
             async with open_stream(
@@ -699,7 +711,7 @@ class WebBackend:
                 mime = _mime(response, url)
                 path = stem.with_suffix(extension_for(mime, ".bin"))
                 meter.expect(length)
-                with Spool(path, limit, meter) as spool, body_errors(NAME):
+                with Spool(path, limit, meter, expected=length) as spool, body_errors(NAME):
                     async for chunk in response.aiter_raw():
                         spool.write(chunk)
                 if length is not None and spool.size != length:

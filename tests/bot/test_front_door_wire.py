@@ -72,7 +72,7 @@ def settings(sandbox: Sandbox, **extra: str) -> Settings:
 
 
 async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, proxies: list[ForwardProxy], tmp_path: Path
 ) -> None:
     tiktok = sandbox.get(TikTokEmulator)
     authority = SandboxCA()
@@ -80,23 +80,28 @@ async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
     ca_file = authority.write_ca(tmp_path / "sandbox-ca.pem")
     routes = json.dumps(dict.fromkeys(tiktok.routed_hosts(), https))
 
-    for impersonate in ("chrome", "off"):  # both transports trust UPSTREAM_CA_FILE
+    # Both transports trust UPSTREAM_CA_FILE; the last run tunnels the TLS through a proxy (CONNECT).
+    runs = [("chrome", ""), ("off", ""), ("chrome", proxies[0].url)]
+    for index, (impersonate, proxy) in enumerate(runs):
         pool = tiktok_sessions(
             settings_from(
                 {
                     "UPSTREAM_ROUTES": routes,
                     "UPSTREAM_CA_FILE": str(ca_file),
                     "DOWNLOAD__IMPERSONATE": impersonate,
+                    "DOWNLOAD__PROXIES": proxy,
                 }
             )
         )
         try:
-            spool = tmp_path / impersonate
+            spool = tmp_path / f"{index}-{impersonate}"
             spool.mkdir()
             download = await WebBackend(sessions=pool, retry=INSTANT).fetch(
                 link(CLIP), Want.VIDEO, None, spool
             )
             assert download.files[0].size > 0
+            expected = "off" if impersonate == "off" else resolve_target("chrome")
+            assert pool.acquire().target == expected  # the session's fingerprint
         finally:
             await pool.aclose()
 
@@ -107,7 +112,16 @@ async def test_impersonated_tls_to_an_https_tiktok_with_upstream_ca_file(
     assert f'v="{version}"' in page.headers["sec-ch-ua"]
     assert page.headers["sec-ch-ua-platform"] and page.headers["sec-fetch-mode"] == "navigate"
     assert "131.0" not in page.headers["user-agent"]
-    assert tiktok.downloads(CLIP) == 2
+    # The CDN request: the same browser, as a page's <video> sends it (no navigation-only headers).
+    media = next(r for r in tiktok.requests if r.host == "v16-webapp-prime.tiktok.com")
+    assert media.headers["user-agent"] == page.headers["user-agent"]
+    assert media.headers["sec-ch-ua"] == page.headers["sec-ch-ua"]
+    assert media.headers["sec-fetch-dest"] == "video" and "upgrade-insecure-requests" not in media.headers
+    assert media.headers["referer"].startswith("https://www.tiktok.com/")
+    assert tiktok.downloads(CLIP) == 3
+    tunnels = [h for h in proxies[0].hits if h.method == "CONNECT"]
+    assert len(tunnels) >= 1 and {h.status for h in tunnels} == {200}
+    assert {r.remote for r in tiktok.requests[-2:]} == {"127.0.0.2"}  # page and CDN came through the tunnel
 
     # Without the extra CA the same https listener is refused: the certificate really is checked.
     pool = tiktok_sessions(settings_from({"UPSTREAM_ROUTES": routes}))
@@ -140,6 +154,7 @@ async def test_page_and_cdn_go_through_the_proxy_and_ttsave_does_not(
     assert not [h for h in proxy.hits if h.target.endswith(f":{ttsave_port}")]
     tiktok = sandbox.get(TikTokEmulator)
     assert {r.remote for r in tiktok.requests} == {"127.0.0.2"}  # all of TikTok's traffic left via the proxy
+    assert not [r for r in tiktok.requests if "upgrade" in r.headers]  # no h2c upgrade
     assert {r.remote for r in sandbox.get(TTSaveEmulator).requests} == {"127.0.0.1"}
 
 
@@ -235,3 +250,19 @@ def test_bad_proxy_and_target_are_refused_at_start(monkeypatch: pytest.MonkeyPat
         with monkeypatch.context() as patch:
             patch.setenv(key, value)
             assert main(["config"]) == 2
+
+
+@pytest.mark.parametrize("impersonate", ["chrome", "off"])
+async def test_socks5_proxies_with_credentials_on_both_transports(
+    sandbox: Sandbox, proxies: list[ForwardProxy], tmp_path: Path, impersonate: str
+) -> None:
+    proxy = proxies[0]
+    config = settings(sandbox, DOWNLOAD__PROXIES=proxy.socks_url, DOWNLOAD__IMPERSONATE=impersonate)
+    pool = tiktok_sessions(config)
+    try:
+        await WebBackend(sessions=pool, retry=INSTANT).fetch(link(CLIP), Want.VIDEO, None, tmp_path)
+    finally:
+        await pool.aclose()
+    socks = [h for h in proxy.hits if h.method == "SOCKS5"]
+    assert socks and {h.status for h in socks} == {200}
+    assert {r.remote for r in sandbox.get(TikTokEmulator).requests} == {"127.0.0.2"}

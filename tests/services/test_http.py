@@ -162,6 +162,8 @@ async def test_browser_headers_only_when_asked() -> None:
         "https://v19.tiktokcdn-us.com/x",
         "https://p77.tiktokcdn-eu.com/x",
         httpx.URL("https://vt.tiktok.com/ZSe4FqkKd/"),
+        "https://www.tiktok.com:443/@u/video/1",
+        "http://vm.tiktok.com:80/ZMabc/",
     ],
 )
 def test_allowed(url: str | httpx.URL) -> None:
@@ -191,6 +193,12 @@ def test_allowed(url: str | httpx.URL) -> None:
         "http://[::1]/",
         "http://127.0.0.1:8080/",
         "https://www.tiktok.com\\@evil.net/",
+        "https://www.tiktok.com:22/@u/video/1",
+        "https://www.tiktok.com:8443/",
+        "http://www.tiktok.com:443/",
+        "https://vm.tiktok.com:80/ZMabc/",
+        "https://v16-webapp-prime.tiktok.com:6379/video/tos/x",
+        httpx.URL("https://www.tiktok.com:22/"),
     ],
 )
 def test_refused(url: str) -> None:
