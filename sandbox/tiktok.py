@@ -55,7 +55,8 @@ EXPIRES = 1_900_000_000
 STATUS_CODES: Mapping[Status, tuple[int, str]] = {
     Status.PRIVATE: (10216, ""),
     Status.PRIVATE_ACCOUNT: (10222, ""),
-    Status.DELETED: (0, "item doesn't exist"),  # 10204 is an IP block (yt-dlp), not a deletion
+    # As real pages say it: 10204 with a message. A bare 10204 (no message) is the IP block (yt-dlp).
+    Status.DELETED: (10204, "item doesn't exist"),
     Status.REGION: (10231, ""),
 }
 _CODEC_TYPE = {"h264": "h264", "h265": "h265_hvc1", "bytevc2": "bytevc2"}
@@ -660,7 +661,9 @@ class TikTokEmulator(FaultControl):
 
         `status` overrides the post's own (10204 for a blocked address); `empty` leaves out the video detail.
         """
-        code, message = (0, "item doesn't exist") if post is None else STATUS_CODES.get(post.status, (0, ""))
+        code, message = (
+            STATUS_CODES[Status.DELETED] if post is None else STATUS_CODES.get(post.status, (0, ""))
+        )
         if status is not None:
             code, message = status
         item = self.item_struct(post) if post is not None and code == 0 and not message else None

@@ -468,6 +468,7 @@ def test_parse_page_statuses() -> None:
     [
         (10221, "", UnavailableReason.DELETED),
         (0, "item doesn't exist", UnavailableReason.DELETED),
+        (10204, "item doesn't exist", UnavailableReason.DELETED),  # how real pages say it
         (12345, "", None),
         (0, "", None),
     ],
