@@ -219,6 +219,14 @@ class TikTokEmulator(FaultControl):
             f"?a=1988&bti=ODszNWYuMDE6&ch=0&expire={EXPIRES}&mime_type=video_mp4&policy=2&tk=tt_chain_token"
         )
 
+    @staticmethod
+    def www_play_url(post: FixturePost, rendition: Rendition) -> str:
+        """The `www.tiktok.com/aweme/v1/play/` URL real pages list last in every rendition's UrlList."""
+        return (
+            f"https://www.tiktok.com/aweme/v1/play/?faid=1988&file_id={rendition.gear}&is_play_url=1"
+            f"&item_id={post.id}&line=0&ply_type=2&tk=tt_chain_token&video_id=v12044gd0000sandbox{post.id[-6:]}"
+        )
+
     def image_url(self, post: FixturePost, index: int, ext: str, host: str = IMAGE_HOSTS[0]) -> str:
         """A signed URL for one variant of a photo post's image."""
         return (
@@ -408,6 +416,8 @@ class TikTokEmulator(FaultControl):
             post = self.catalogue.posts.get(post_id)
             author = post.author if post else "_"
             raise web.HTTPMovedPermanently(f"https://www.tiktok.com/@{author}/video/{post_id}")
+        if path.rstrip("/") == "/aweme/v1/play":
+            raise web.HTTPForbidden(text="")
         if path in ("", "/"):
             return web.Response(
                 text="<html><head><title>TikTok - Make Your Day</title></head></html>",
@@ -838,7 +848,9 @@ class TikTokEmulator(FaultControl):
                     if rendition.codec == "h265"
                     else []
                 )
-                + [self.video_url(post, rendition.gear, h) for h in VIDEO_HOSTS],
+                + [self.video_url(post, rendition.gear, h) for h in VIDEO_HOSTS]
+                # Real lists end with a www.tiktok.com player URL (yt-dlp #11034: broken; answered 403 here).
+                + [self.www_play_url(post, rendition)],
             },
         }
 
