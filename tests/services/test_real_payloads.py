@@ -24,7 +24,7 @@ from services.download.web import (
 )
 from services.errors import IpBlocked, PostUnavailable, UnavailableReason
 from services.links import LinkKind, find_links, parse_link
-from services.metadata.models import post_from_web, profile_from_web
+from services.metadata.models import post_from_aweme, post_from_web, profile_from_mobile, profile_from_web
 
 REAL = Path(__file__).resolve().parent.parent / "fixtures" / "real"
 
@@ -195,6 +195,47 @@ def test_user_detail_counts_are_exact_from_statsv2() -> None:
     assert (profile.following, profile.videos) == (176, 1605)
     assert not profile.verified and not profile.private
     assert profile.avatar is not None and "cropcenter:1080:1080" in profile.avatar
+
+
+# --- the mobile app's aweme (what EnsembleData's post/hashtag/user-posts endpoints pass through) ---
+
+
+def test_2021_aweme_post_facts() -> None:
+    aweme = load("aweme_video_2021.json")["aweme"]
+    post = post_from_aweme(aweme)
+    assert (post.id, post.author, post.author_name) == ("6932229950720216325", "trulybeauty", "Truly Beauty")
+    assert post.url == "https://www.tiktok.com/@trulybeauty/video/6932229950720216325"
+    assert post.description == "Bye furry friend🐻 #skincare #beauty"
+    assert post.hashtags == ("skincare", "beauty")
+    assert post.created == datetime.fromtimestamp(1614035575, tz=UTC)
+    assert post.duration == 27.002  # the app's durations are milliseconds
+    assert (post.width, post.height, post.region) == (576, 1024, "US")
+    assert (post.stats.views, post.stats.likes, post.stats.comments, post.stats.shares) == (
+        16_509_966,
+        1_256_636,
+        21_992,
+        56_460,
+    )
+    assert post.stats.saves is None  # no collect_count in this answer: unknown, not zero
+    # music.id is a JSON number beyond 2**53: it must come out digit for digit.
+    assert post.music is not None and post.music.id == "6800370846696212482"
+    assert (post.music.title, post.music.author, post.music.duration) == (
+        "Swaggy",
+        "Fluorescent Canyon",
+        60.0,
+    )
+    assert not post.is_photo and post.cover is not None and post.cover.startswith("https://p16-sign-va.")
+
+
+def test_2021_aweme_author_and_share_link() -> None:
+    aweme = load("aweme_video_2021.json")["aweme"]
+    profile = profile_from_mobile(aweme["author"])
+    assert (profile.username, profile.nickname, profile.private) == ("trulybeauty", "Truly Beauty", False)
+    # The app's share link is the legacy m.tiktok.com/v/<id>.html form: a user may paste exactly that.
+    link = parse_link(aweme["share_url"])
+    assert link is not None and (link.kind, link.post_id) == (LinkKind.POST, "6932229950720216325")
+    found = find_links(f"see {aweme['share_url']}")
+    assert [(f.kind, f.post_id) for f in found] == [(LinkKind.POST, "6932229950720216325")]
 
 
 # --- answers for posts that cannot be served ---
