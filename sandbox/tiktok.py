@@ -480,8 +480,12 @@ class TikTokEmulator(FaultControl):
             self.door_log.empty_shells += 1
             html = self.page_html(post_id, post, empty=True)
         else:
+            # Real pages name the detail "webapp.reflow.video.detail" for mobile browsers.
+            mobile = "Mobile" in request.headers.get("User-Agent", "")
             html = self.page_html(
-                post_id, post, "sigi" if mode == "sigi" else "next" if mode == "next_data" else ""
+                post_id,
+                post,
+                "sigi" if mode == "sigi" else "next" if mode == "next_data" else "reflow" if mobile else "",
             )
             if mode == "foreign_media":
                 for media_host in (*VIDEO_HOSTS, *IMAGE_HOSTS, MUSIC_HOST):
@@ -667,7 +671,8 @@ class TikTokEmulator(FaultControl):
         status: tuple[int, str] | None = None,
         empty: bool = False,
     ) -> str:
-        """The post page: `__UNIVERSAL_DATA_FOR_REHYDRATION__`, or the `sigi` / `next` legacy formats.
+        """The post page: `__UNIVERSAL_DATA_FOR_REHYDRATION__` (`reflow`: as mobile browsers get it), or the
+        `sigi` / `next` legacy formats.
 
         `status` overrides the post's own (10204 for a blocked address); `empty` leaves out the video detail.
         """
@@ -710,6 +715,8 @@ class TikTokEmulator(FaultControl):
             }
             if empty:  # the shell yt-dlp #17393 meets after a solved challenge: no video detail
                 del scope["webapp.video-detail"]
+            elif style == "reflow":
+                scope["webapp.reflow.video.detail"] = scope.pop("webapp.video-detail")
             data = {"__DEFAULT_SCOPE__": scope}
             script = (
                 '<script id="__UNIVERSAL_DATA_FOR_REHYDRATION__" type="application/json">'

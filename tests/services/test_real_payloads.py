@@ -126,6 +126,25 @@ def test_2025_item_renditions_and_sound() -> None:
     assert item.music_url.startswith("https://v19.tiktokcdn-us.com/")
 
 
+def test_2025_item_on_the_mobile_page_and_without_playaddr() -> None:
+    # Mobile browsers get the same detail under "webapp.reflow.video.detail".
+    detail = {"statusCode": 0, "itemInfo": {"itemStruct": ITEM_2025}}
+    scope = {"__DEFAULT_SCOPE__": {"webapp.reflow.video.detail": detail}}
+    html = f'<script id="__UNIVERSAL_DATA_FOR_REHYDRATION__">{json.dumps(scope)}</script>'
+    assert check_page(parse_post_page(html)).post.id == "7513039993741397256"
+    # Without bitrateInfo and the playAddr string, PlayAddrStruct still says where the video is.
+    video = {
+        k: v for k, v in ITEM_2025["video"].items() if k not in ("bitrateInfo", "playAddr", "downloadAddr")
+    }
+    item = check_page(
+        parse_post_page(
+            universal_page({"statusCode": 0, "itemInfo": {"itemStruct": {**ITEM_2025, "video": video}}})
+        )
+    )
+    assert item.play_url == ITEM_2025["video"]["PlayAddrStruct"]["UrlList"][0]
+    assert [s.label for s in video_sources(item, None)] == ["playAddr"]
+
+
 def test_2025_item_through_sigi_state() -> None:
     page = parse_post_page(sigi_page(ITEM_2025), "7513039993741397256")
     item = check_page(page)
