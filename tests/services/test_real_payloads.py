@@ -18,6 +18,7 @@ from services.download.web import (
     Codec,
     PostPage,
     check_page,
+    image_source,
     parse_post_page,
     ranked_renditions,
     video_sources,
@@ -199,6 +200,31 @@ def test_2022_item_without_statsv2_and_sizes() -> None:
         item.music_url
         == "https://sf16-ies-music-va.tiktokcdn.com/obj/musically-maliva-obj/7034890328813472517.mp3"
     )
+
+
+# --- a photo post (slideshow) ---
+
+
+def test_2023_image_post_images_in_order() -> None:
+    image_post = load("web_image_post_2023.json")["imagePost"]
+    # The imagePost is TikTok's; the item around it (id, author, sound) is ours.
+    item_struct = {
+        "id": "7200000000000000001",
+        "author": {"uniqueId": "someone"},
+        "music": {"playUrl": ITEM_2022["music"]["playUrl"], "title": "original sound"},
+        "imagePost": image_post,
+    }
+    item = check_page(
+        parse_post_page(universal_page({"statusCode": 0, "itemInfo": {"itemStruct": item_struct}}))
+    )
+    assert item.post.is_photo and item.post.image_count == 2
+    assert [(i.width, i.height, len(i.urls)) for i in item.images] == [(1399, 1080, 2), (None, None, 1)]
+    picked = [image_source(i) for i in item.images]
+    assert [p.split("/")[3] for p in picked] == ["tos-useast5-i-photomode-tx"] * 2
+    assert "f7cf550d212e450e8db0190589ba292e~tplv-photomode-image.jpeg" in picked[0]
+    assert "7f496642d88540e3abb3c377629bd049" in picked[1]
+    assert picked[0].startswith("https://p19-sign.tiktokcdn-us.com/")  # the page's "\u002F" are slashes
+    assert item.music_url is not None and item.music_url.endswith(".mp3")
 
 
 # --- webapp.user-detail userInfo (the shape EnsembleData /tt/user/info returns as data) ---
