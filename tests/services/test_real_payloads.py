@@ -146,6 +146,12 @@ def test_2025_item_on_the_mobile_page_and_without_playaddr() -> None:
     assert [s.label for s in video_sources(item, None)] == ["playAddr"]
 
 
+def test_2025_item_hashtags_from_challenges_alone() -> None:
+    # Real challenges carry the tag as `title`; without textExtra the caption's regex would cut "中国高铁🚅".
+    item = {k: v for k, v in ITEM_2025.items() if k != "textExtra"}
+    assert post_from_web(item).hashtags == ("china", "中国高铁🚅")
+
+
 def test_2025_item_through_sigi_state() -> None:
     page = parse_post_page(sigi_page(ITEM_2025), "7513039993741397256")
     item = check_page(page)
