@@ -171,6 +171,44 @@ def test_2025_item_links_are_found() -> None:
     assert [(f.kind, f.post_id) for f in found] == [(LinkKind.POST, "7513039993741397256")]
 
 
+# Links as real users and tools met them: Danbooru's TikTok source tests (a vt.tiktok.com code and where it
+# redirected, profile links with share tracking), yt-dlp's TikTokIE tests and issue threads.
+REAL_LINKS = [
+    (
+        "https://www.tiktok.com/@pyromannce/photo/7584709238878915858?_r=1&_t=ZS-93TCD3c5ooM",
+        LinkKind.POST,
+        "7584709238878915858",
+    ),
+    ("https://vt.tiktok.com/ZSa9V7ert/", LinkKind.SHORT, "ZSa9V7ert"),
+    ("https://www.tiktok.com/t/ZSa9V7ert/", LinkKind.SHORT, "ZSa9V7ert"),
+    ("https://www.tiktok.com/@ajmarekart?_t=ZM-8wmxRtoZXjq&_r=1", LinkKind.USER, "ajmarekart"),
+    ("https://www.tiktok.com/@h.panda_12", LinkKind.USER, "h.panda_12"),
+    (
+        "https://www.tiktok.com/@leenabhushan/video/6748451240264420610?is_from_webapp=1&sender_device=pc",
+        LinkKind.POST,
+        "6748451240264420610",
+    ),
+    ("https://m.tiktok.com/v/6606727368545406213.html", LinkKind.POST, "6606727368545406213"),
+    ("https://www.tiktok.com/embed/v2/7072160744656489730", LinkKind.POST, "7072160744656489730"),
+    ("https://www.tiktok.com/@i/video/7635740819638488342", LinkKind.POST, "7635740819638488342"),
+]
+
+
+@pytest.mark.parametrize(("url", "kind", "key"), REAL_LINKS)
+def test_real_links(url: str, kind: LinkKind, key: str) -> None:
+    (link,) = find_links(f"глянь {url} !")
+    assert link.kind is kind
+    assert key in (link.post_id, link.code, link.username)
+
+
+def test_a_photo_cdn_url_is_not_a_post_link() -> None:
+    cdn = (
+        "https://p16-common-sign.tiktokcdn-us.com/tos-useast5-i-photomode-tx/c997051aa88446328e44de163d83a30c"
+        "~tplv-photomode-image.jpeg?dr=9616&x-expires=1774238400&x-signature=mnDyZBX35%2BTC4y8Uvno95%2FiewDU%3D"
+    )
+    assert find_links(cdn) == [] and parse_link(cdn) is None
+
+
 # --- a 2022 item: int counters without statsV2, PlayAddr without Width/Height ---
 
 
