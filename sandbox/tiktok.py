@@ -55,7 +55,8 @@ EXPIRES = 1_900_000_000
 STATUS_CODES: Mapping[Status, tuple[int, str]] = {
     Status.PRIVATE: (10216, ""),
     Status.PRIVATE_ACCOUNT: (10222, ""),
-    Status.DELETED: (0, "item doesn't exist"),  # 10204 is an IP block (yt-dlp), not a deletion
+    # As real pages say it: 10204 with a message. A bare 10204 (no message) is the IP block (yt-dlp).
+    Status.DELETED: (10204, "item doesn't exist"),
     Status.REGION: (10231, ""),
 }
 _CODEC_TYPE = {"h264": "h264", "h265": "h265_hvc1", "bytevc2": "bytevc2"}
@@ -216,6 +217,14 @@ class TikTokEmulator(FaultControl):
         return (
             f"https://{host}/video/tos/useast2a/tos-useast2a-ve-0068c001/{hvc1_dir}{post.id}/{variant}/"
             f"?a=1988&bti=ODszNWYuMDE6&ch=0&expire={EXPIRES}&mime_type=video_mp4&policy=2&tk=tt_chain_token"
+        )
+
+    @staticmethod
+    def www_play_url(post: FixturePost, rendition: Rendition) -> str:
+        """The `www.tiktok.com/aweme/v1/play/` URL real pages list last in every rendition's UrlList."""
+        return (
+            f"https://www.tiktok.com/aweme/v1/play/?faid=1988&file_id={rendition.gear}&is_play_url=1"
+            f"&item_id={post.id}&line=0&ply_type=2&tk=tt_chain_token&video_id=v12044gd0000sandbox{post.id[-6:]}"
         )
 
     def image_url(self, post: FixturePost, index: int, ext: str, host: str = IMAGE_HOSTS[0]) -> str:
@@ -407,6 +416,8 @@ class TikTokEmulator(FaultControl):
             post = self.catalogue.posts.get(post_id)
             author = post.author if post else "_"
             raise web.HTTPMovedPermanently(f"https://www.tiktok.com/@{author}/video/{post_id}")
+        if path.rstrip("/") == "/aweme/v1/play":
+            raise web.HTTPForbidden(text="")
         if path in ("", "/"):
             return web.Response(
                 text="<html><head><title>TikTok - Make Your Day</title></head></html>",
@@ -469,8 +480,12 @@ class TikTokEmulator(FaultControl):
             self.door_log.empty_shells += 1
             html = self.page_html(post_id, post, empty=True)
         else:
+            # Real pages name the detail "webapp.reflow.video.detail" for mobile browsers.
+            mobile = "Mobile" in request.headers.get("User-Agent", "")
             html = self.page_html(
-                post_id, post, "sigi" if mode == "sigi" else "next" if mode == "next_data" else ""
+                post_id,
+                post,
+                "sigi" if mode == "sigi" else "next" if mode == "next_data" else "reflow" if mobile else "",
             )
             if mode == "foreign_media":
                 for media_host in (*VIDEO_HOSTS, *IMAGE_HOSTS, MUSIC_HOST):
@@ -656,11 +671,14 @@ class TikTokEmulator(FaultControl):
         status: tuple[int, str] | None = None,
         empty: bool = False,
     ) -> str:
-        """The post page: `__UNIVERSAL_DATA_FOR_REHYDRATION__`, or the `sigi` / `next` legacy formats.
+        """The post page: `__UNIVERSAL_DATA_FOR_REHYDRATION__` (`reflow`: as mobile browsers get it), or the
+        `sigi` / `next` legacy formats.
 
         `status` overrides the post's own (10204 for a blocked address); `empty` leaves out the video detail.
         """
-        code, message = (0, "item doesn't exist") if post is None else STATUS_CODES.get(post.status, (0, ""))
+        code, message = (
+            STATUS_CODES[Status.DELETED] if post is None else STATUS_CODES.get(post.status, (0, ""))
+        )
         if status is not None:
             code, message = status
         item = self.item_struct(post) if post is not None and code == 0 and not message else None
@@ -697,6 +715,8 @@ class TikTokEmulator(FaultControl):
             }
             if empty:  # the shell yt-dlp #17393 meets after a solved challenge: no video detail
                 del scope["webapp.video-detail"]
+            elif style == "reflow":
+                scope["webapp.reflow.video.detail"] = scope.pop("webapp.video-detail")
             data = {"__DEFAULT_SCOPE__": scope}
             script = (
                 '<script id="__UNIVERSAL_DATA_FOR_REHYDRATION__" type="application/json">'
@@ -835,7 +855,9 @@ class TikTokEmulator(FaultControl):
                     if rendition.codec == "h265"
                     else []
                 )
-                + [self.video_url(post, rendition.gear, h) for h in VIDEO_HOSTS],
+                + [self.video_url(post, rendition.gear, h) for h in VIDEO_HOSTS]
+                # Real lists end with a www.tiktok.com player URL (yt-dlp #11034: broken; answered 403 here).
+                + [self.www_play_url(post, rendition)],
             },
         }
 

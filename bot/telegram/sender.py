@@ -52,8 +52,15 @@ REPLY_BUDGET = 60.0
 # aiogram reads an upload through a worker thread, a hop per chunk: at its default 64 KiB, ~300 hops for 20 MB
 # (bench/relay.py: 1.28× the bare upload's time; 1.19× at 256 KiB).
 UPLOAD_CHUNK = 256 * 1024
-# Telegram's wording when a file_id is unknown, expired or belongs to another bot.
-_STALE_MARKERS = ("wrong file identifier", "file reference", "wrong remote file", "file_id")
+# Telegram's wording when a file_id is unknown, expired or belongs to another bot; an outdated file reference
+# reads "FILE_REFERENCE_EXPIRED" (in an album "FILE_REFERENCE_0_EXPIRED"), with underscores.
+_STALE_MARKERS = (
+    "wrong file identifier",
+    "file reference",
+    "file_reference_",
+    "wrong remote file",
+    "file_id",
+)
 
 
 def _is_stale(exc: TelegramBadRequest) -> bool:

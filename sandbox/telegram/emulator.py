@@ -20,7 +20,7 @@ from aiohttp import web
 from sandbox.base import Emulator
 from sandbox.telegram.control import register_control
 from sandbox.telegram.entities import find_entities
-from sandbox.telegram.errors import ApiError, not_found, unauthorized
+from sandbox.telegram.errors import FILE_REFERENCE_EXPIRED, ApiError, not_found, unauthorized
 from sandbox.telegram.limits import Fault, RateLimit
 from sandbox.telegram.media import FileStore
 from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT, LOCAL_UPLOAD_LIMIT, BotApi, InlineQuery, Press
@@ -589,9 +589,10 @@ class TelegramEmulator(Emulator):
         """Switch Telegram's automatic flood limits on (per chat, per group per minute, global) or off."""
         self.api.rate_limit = RateLimit(**limits) if enabled else None
 
-    def invalidate_file(self, file_id: str) -> None:
-        """Make a file_id stale: sending it answers 400 "wrong file identifier/HTTP URL specified"."""
-        self.files.invalidate(file_id)
+    def invalidate_file(self, file_id: str, *, expired: bool = False) -> None:
+        """Make a file_id stale: sending it answers 400 "wrong file identifier/HTTP URL specified", or, with
+        `expired`, "FILE_REFERENCE_EXPIRED" (Telegram's words for a file_id whose reference is outdated)."""
+        self.files.invalidate(file_id, FILE_REFERENCE_EXPIRED if expired else "")
 
     # ---- reading the transcript
 

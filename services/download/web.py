@@ -80,7 +80,11 @@ STATUS_REASONS: Mapping[int, UnavailableReason] = {
     10231: UnavailableReason.REGION,
 }
 # yt-dlp reads 10204 as "Your IP address is blocked from accessing this post": a block, not a verdict.
+# But a post that is gone answers 10204 too, saying so: `"statusMsg": "item doesn't exist"` (gallery-dl:
+# "Requested post not available"; the captures in tests/fixtures/real). A 10204 with a message is a verdict.
 IP_BLOCKED = 10204
+# The scope key of the same detail on the page TikTok serves to mobile browsers (read by many public tools).
+REFLOW_DETAIL = "webapp.reflow.video.detail"
 HVC1_PATH = "/media-video-hvc1/"  # H.265 copies that are video-only or dead (yt-dlp #16950, #17372)
 # The errors a fresh visitor session (another cookie jar, later another proxy) may not meet again.
 TRANSIENT_AT_DOOR: tuple[type[ServiceError], ...] = (DoorError, UpstreamServerError, UpstreamTimeout)
@@ -232,7 +236,10 @@ def item_from_web(item: Raw) -> WebItem:
                     )
     music_url = _media_urls(_map(item.get("music")).get("playUrl"))
     download = video.get("downloadAddr") or _map(video.get("download")).get("url")
-    play_url = next(iter(_media_urls(video.get("playAddr"))), None)
+    # `PlayAddrStruct` (2025 pages) holds the same URL as `playAddr`, as a {UrlList} object.
+    play_url = next(
+        iter(_media_urls(video.get("playAddr")) or _media_urls(video.get("PlayAddrStruct"))), None
+    )
     download_url = next(iter(_media_urls(download)), None)
     # isContentClassified is set on posts anyone can watch too: only a post without its video is age-gated.
     has_media = bool(renditions or play_url or download_url or images)
@@ -270,6 +277,8 @@ def parse_post_page(html: str, post_id: str | None = None) -> PostPage:
     """Read a post page: the rehydration JSON, else SIGI_STATE, else __NEXT_DATA__; UpstreamError if none."""
     universal = _script(html, "__UNIVERSAL_DATA_FOR_REHYDRATION__")
     detail = _path(universal, "__DEFAULT_SCOPE__", "webapp.video-detail")
+    if not isinstance(detail, Mapping):  # the page a mobile browser gets names it "reflow"
+        detail = _path(universal, "__DEFAULT_SCOPE__", REFLOW_DETAIL)
     if isinstance(detail, Mapping):
         item = _path(detail, "itemInfo", "itemStruct")
         return _page(detail.get("statusCode"), detail.get("statusMsg"), item, "universal")
@@ -310,6 +319,12 @@ def _page(status: Any, message: Any, item: Any, source: str) -> PostPage:
 
 def check_page(page: PostPage) -> WebItem:
     """The item of a page that can be served; PostUnavailable (or UpstreamError) otherwise."""
+    if page.status_code == IP_BLOCKED and page.status_msg.strip():
+        raise PostUnavailable(
+            UnavailableReason.DELETED,
+            f"post unavailable: {page.status_msg} (status {IP_BLOCKED})",
+            upstream=NAME,
+        )
     if page.status_code == IP_BLOCKED:
         raise IpBlocked(f"status {IP_BLOCKED}: this address is blocked from the post", upstream=NAME)
     if page.status_code in STATUS_REASONS:
