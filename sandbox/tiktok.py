@@ -55,8 +55,7 @@ EXPIRES = 1_900_000_000
 STATUS_CODES: Mapping[Status, tuple[int, str]] = {
     Status.PRIVATE: (10216, ""),
     Status.PRIVATE_ACCOUNT: (10222, ""),
-    # As real pages say it: 10204 with a message. A bare 10204 (no message) is the IP block (yt-dlp).
-    Status.DELETED: (10204, "item doesn't exist"),
+    Status.DELETED: (0, "item doesn't exist"),  # 10204 is an IP block (yt-dlp), not a deletion
     Status.REGION: (10231, ""),
 }
 _CODEC_TYPE = {"h264": "h264", "h265": "h265_hvc1", "bytevc2": "bytevc2"}

@@ -79,9 +79,8 @@ STATUS_REASONS: Mapping[int, UnavailableReason] = {
     10221: UnavailableReason.DELETED,  # the author no longer exists, and the post with them
     10231: UnavailableReason.REGION,
 }
-# yt-dlp reads 10204 as "Your IP address is blocked from accessing this post": a block, not a verdict.
-# But a post that is gone answers 10204 too, saying so: `"statusMsg": "item doesn't exist"` (gallery-dl:
-# "Requested post not available"; the captures in tests/fixtures/real). A 10204 with a message is a verdict.
+# yt-dlp reads 10204 as "Your IP address is blocked from accessing this post": a block, not a verdict,
+# whatever its statusMsg says (the reference: "treat it as a block (retry elsewhere), not as deleted").
 IP_BLOCKED = 10204
 # The scope key of the same detail on the page TikTok serves to mobile browsers (read by many public tools).
 REFLOW_DETAIL = "webapp.reflow.video.detail"
@@ -319,12 +318,6 @@ def _page(status: Any, message: Any, item: Any, source: str) -> PostPage:
 
 def check_page(page: PostPage) -> WebItem:
     """The item of a page that can be served; PostUnavailable (or UpstreamError) otherwise."""
-    if page.status_code == IP_BLOCKED and page.status_msg.strip():
-        raise PostUnavailable(
-            UnavailableReason.DELETED,
-            f"post unavailable: {page.status_msg} (status {IP_BLOCKED})",
-            upstream=NAME,
-        )
     if page.status_code == IP_BLOCKED:
         raise IpBlocked(f"status {IP_BLOCKED}: this address is blocked from the post", upstream=NAME)
     if page.status_code in STATUS_REASONS:

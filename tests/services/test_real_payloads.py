@@ -347,7 +347,7 @@ def test_status_answers_are_classified(answer: dict[str, Any]) -> None:
 
 
 def test_a_status_page_is_not_an_item() -> None:
-    page = PostPage(10204, "item doesn't exist", None, "universal")
+    page = PostPage(0, "item doesn't exist", None, "universal")
     with pytest.raises(PostUnavailable) as info:
         check_page(page)
     assert "item doesn't exist" in str(info.value)

@@ -468,7 +468,6 @@ def test_parse_page_statuses() -> None:
     [
         (10221, "", UnavailableReason.DELETED),
         (0, "item doesn't exist", UnavailableReason.DELETED),
-        (10204, "item doesn't exist", UnavailableReason.DELETED),  # how real pages say it
         (12345, "", None),
         (0, "", None),
     ],
@@ -486,8 +485,8 @@ def test_check_page(status: int, message: str, error: UnavailableReason | None) 
 async def test_a_deleted_post_is_one_page_view_not_a_block(
     web: WebBackend, tiktok: TikTokEmulator, spool: Path
 ) -> None:
-    # Real pages say a post is gone with status 10204 and "item doesn't exist": the same code as an IP block,
-    # but a verdict. Asking again from another session or proxy would not change it, nor bench the proxy.
+    # A post TikTok says is gone ("item doesn't exist") is a verdict: asking again from another session or
+    # proxy would not change it, nor bench the proxy.
     deleted = BY_STATUS[Status.DELETED]
     with pytest.raises(PostUnavailable) as info:
         await web.fetch(link(deleted), Want.VIDEO, None, spool)
