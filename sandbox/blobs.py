@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -69,3 +71,21 @@ class Blob:
         for chunk in self.chunks():
             digest.update(chunk)
         return digest.hexdigest()
+
+
+class Pace:
+    """Holds a sender to `mibps` MiB/s on average (None: as fast as it can), like a network link would."""
+
+    def __init__(self, mibps: float | None) -> None:
+        self._rate = mibps * 1024 * 1024 if mibps else None
+        self._start = time.monotonic()
+        self._sent = 0
+
+    async def sent(self, count: int) -> None:
+        """Count bytes just sent; sleep until the rate allows the next ones."""
+        if self._rate is None:
+            return
+        self._sent += count
+        delay = self._start + self._sent / self._rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from sandbox.blobs import Blob
+from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status
 from sandbox.fault_control import GONE, FaultControl, gone, stall
 
@@ -61,6 +62,7 @@ class MediaHit:
     range: str
     variant: str = ""  # gear, play, download; or the image extension
     token: str = ""  # the tt_chain_token sent
+    finished: float = 0.0  # time.monotonic() when the last byte was handed to the socket (0: never)
 
 
 @dataclass(slots=True)
@@ -116,6 +118,7 @@ class TikTokEmulator(FaultControl):
         self.catalogue = catalogue or CATALOGUE
         self.issued_tokens: set[str] = set()
         self.media_log: list[MediaHit] = []
+        self.cdn_mibps: float | None = None  # the CDN's pace (bench/relay.py --mibps); None: unpaced
 
     # --- what tests read ---
 
@@ -413,8 +416,13 @@ class TikTokEmulator(FaultControl):
             await response.prepare(request)
             if request.method == "HEAD":
                 return response
+            pace, left = Pace(self.cdn_mibps), stop - start
             for chunk in asset.blob.chunks(start, stop):
                 await response.write(chunk)
+                left -= len(chunk)
+                if not left and stop == end:
+                    hit.finished = time.monotonic()
+                await pace.sent(len(chunk))
             if mode == "cdn_truncated":
                 # Announced length, half the bytes, then the connection goes: a dropped CDN edge.
                 if request.transport is not None:

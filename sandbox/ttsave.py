@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from sandbox.blobs import Blob
+from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status
 from sandbox.fault_control import GONE, FaultControl, gone, stall
 from sandbox.tiktok import TikTokEmulator
@@ -66,6 +66,7 @@ class TTSaveEmulator(FaultControl):
         self.catalogue = catalogue or CATALOGUE
         self.chunk_size = chunk_size
         self.served: list[Served] = []
+        self.mibps: float | None = None  # the stream's pace (bench/relay.py --mibps); None: unpaced
 
     def downloads(self, post_id: str) -> int:
         """Successful /download answers (streams begun) for a post."""
@@ -156,8 +157,10 @@ class TTSaveEmulator(FaultControl):
         cut = parts[0].blob.size // 2 if mode in ("truncated", "reset") else None
         try:
             await response.prepare(request)
+            pace = Pace(self.mibps)
             for piece in _rechunk(_stream(parts, newline, cut), self.chunk_size):
                 await response.write(piece)
+                await pace.sent(len(piece))
             if mode == "reset":
                 if request.transport is not None:
                     request.transport.close()

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from services.download.growing import GrowingFile
 from services.download.models import Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
@@ -82,6 +83,14 @@ class MediaSender(Protocol):
 
     async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
         """Tell the chat one link failed (the sender knows how terse to be in this chat)."""
+
+
+@runtime_checkable
+class StreamingSender(MediaSender, Protocol):
+    """A sender that can upload a video while it is still downloading."""
+
+    async def send_stream(self, stream: GrowingFile, post: Post | None) -> Sent:
+        """Upload a growing video with its caption; fail (posting nothing) if its download fails."""
 
 
 @dataclass(slots=True)
@@ -303,6 +312,9 @@ class LinkFlow:
                 if await self._send_from_cache(platform, post_id, sender, want, tracker):
                     return
                 await sender.working(want)
+                if want is Want.VIDEO and isinstance(sender, StreamingSender):
+                    await self._relay(platform, link, sender, tracker)
+                    return
                 async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
                     tracker.backend = media.backend
                     post = await self._complete(link, media.post, tracker)
@@ -313,6 +325,59 @@ class LinkFlow:
             slot.users -= 1
             if slot.users == 0:
                 del self._locks[key]
+
+    async def _relay(
+        self, platform: str, link: TikTokLink, sender: StreamingSender, tracker: Tracker
+    ) -> None:
+        """Download a video and upload it at once: the upload follows the download when a backend can say
+        the video's size and shape up front, else it starts when the download ends (as `send_post`)."""
+        post_id = link.post_id
+        assert post_id is not None
+        announced: asyncio.Queue[GrowingFile] = asyncio.Queue()
+        fetch = asyncio.create_task(
+            self.downloads.fetch(
+                link, Want.VIDEO, size_limit=sender.upload_limit, on_stream=announced.put_nowait
+            )
+        )
+        sent: Sent | None = None
+        post: Post | None = None
+        try:
+            while sent is None and not (fetch.done() and announced.empty()):
+                next_stream = asyncio.ensure_future(announced.get())
+                await asyncio.wait({next_stream, fetch}, return_when=asyncio.FIRST_COMPLETED)
+                if not next_stream.done():
+                    next_stream.cancel()
+                    continue
+                stream = next_stream.result()
+                post = await self._complete(link, stream.post, tracker)
+                try:
+                    sent = await sender.send_stream(stream, post)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # The download broke off (nothing was posted) or the upload failed: the spool, or the next
+                    # backend's, goes out the ordinary way below.
+                    log.info("streamed upload abandoned: %s", exc, extra={"platform": platform})
+            try:
+                media = await fetch
+            except ServiceError:
+                if sent is None:
+                    raise
+                log.exception("the download failed after its streamed upload went out")
+                tracker.backend = "stream"
+            else:
+                async with media:
+                    tracker.backend = media.backend
+                    if sent is None:
+                        post = await self._complete(link, media.post, tracker)
+                        sent = await sender.send_media(media, post, Want.VIDEO)
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+            elif not fetch.cancelled() and fetch.exception() is None:
+                fetch.result().release()  # idempotent; frees the spool if we stopped before using it
+        tracker.bytes_sent = sent.bytes_sent
+        await self._remember(platform, post_id, variant_prefix(Want.VIDEO), sent, post)
 
     async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
         """The post's metadata for the caption: from the backend if it has stats, else from metadata."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from services.download.growing import Announce, GrowingFile, listen, unlisten
 from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
 from services.download.probe import probe_mp4
 from services.download.ttsave import TTSaveBackend
@@ -148,8 +149,13 @@ class DownloadService:
         size_limit: int | None = None,
         *,
         progress: Progress | None = None,
+        on_stream: Announce | None = None,
     ) -> Media:
-        """Download a post's media (see `Want`), no file over `size_limit` bytes; close the result later."""
+        """Download a post's media (see `Want`), no file over `size_limit` bytes; close the result later.
+
+        `on_stream` is handed each video a backend can describe before its bytes arrive, as a GrowingFile an
+        upload may read while the download goes on (see services.download.growing).
+        """
         if not self._backends:
             raise NotConfigured("no download backend is configured")
         if link.kind is LinkKind.SHORT and self._resolver is not None:
@@ -160,8 +166,8 @@ class DownloadService:
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight(key)
-            # Only the caller that starts a download sees its progress; the others just wait for it.
-            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress))
+            # Only the caller that starts a download sees its progress and streams; the others wait for it.
+            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress, on_stream))
             self._flights[key] = flight
             self._running.add(flight.task)
             flight.task.add_done_callback(partial(self._landed, flight))
@@ -209,7 +215,12 @@ class DownloadService:
     # --- the chain ---
 
     async def _download(
-        self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
+        self,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        progress: Progress | None,
+        on_stream: Announce | None = None,
     ) -> _Result:
         async with self._semaphore:
             if self._temp_root is not None:
@@ -219,9 +230,13 @@ class DownloadService:
             for backend in self._backends:
                 temp_dir = Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend.name}-", dir=self._temp_root))
                 started = time.monotonic()
+                streams: list[GrowingFile] = []
+                token = listen(_relay(streams, on_stream) if on_stream is not None else None)
                 try:
                     download = await self._attempt(backend, link, want, size_limit, temp_dir, progress)
                 except BaseException as exc:
+                    for stream in streams:
+                        stream.fail(exc)  # an upload reading it must not complete
                     shutil.rmtree(temp_dir, ignore_errors=True)
                     if not isinstance(exc, Exception):
                         raise  # cancellation
@@ -232,6 +247,10 @@ class DownloadService:
                         raise  # a verdict about the post: another backend would say the same
                     failures.append(exc)
                     continue
+                finally:
+                    unlisten(token)
+                for stream in streams:
+                    stream.finish()
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
                 self._log_attempt(link, attempts[-1], None)
                 return _Result(with_video_info(download), backend.name, tuple(attempts), temp_dir)
@@ -276,6 +295,16 @@ class DownloadService:
             log.error("download backend %s crashed", attempt.backend, exc_info=exc, extra=fields)
         else:
             log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
+
+
+def _relay(streams: list[GrowingFile], on_stream: Announce) -> Announce:
+    """An announcement listener that remembers what it passed on, for the attempt's verdict."""
+
+    def relay(stream: GrowingFile) -> None:
+        streams.append(stream)
+        on_stream(stream)
+
+    return relay
 
 
 def with_video_info(download: Download) -> Download:

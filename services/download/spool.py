@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 from typing import BinaryIO
 
+from services.download.growing import GrowingFile, StreamAborted, StreamInfo, announce, wants_streams
 from services.download.models import Progress
 from services.errors import TooLarge
+from services.metadata.models import Post
 
 
 class Meter:
@@ -45,6 +47,19 @@ class Spool:
         # Small synchronous writes land in the page cache; a thread hop per 64 KiB chunk would cost more. The
         # buffer gathers the parser's ~16 KiB pieces into fewer write calls: half the time for a 20 MB video.
         self._file: BinaryIO | None = path.open("xb", buffering=WRITE_BUFFER)
+        self.growing: GrowingFile | None = None
+        self._flushed = 0
+
+    def offer(self, info: StreamInfo, post: Post | None = None) -> GrowingFile | None:
+        """Offer this spool as a growing file to a listening upload (see services.download.growing)."""
+        if self.growing is None and self._file is not None and wants_streams():
+            self._file.flush()
+            growing = GrowingFile(self.path, info, self.limit, post=post)
+            growing.advance(self.size)
+            self._flushed = self.size
+            if announce(growing):
+                self.growing = growing
+        return self.growing
 
     def write(self, data: bytes) -> None:
         """Append bytes, refusing to pass the limit."""
@@ -52,10 +67,16 @@ class Spool:
             raise ValueError("write to a closed spool")
         size = self.size + len(data)
         if self.limit is not None and size > self.limit:
-            self.abort()
-            raise TooLarge(size=size, limit=self.limit)
+            error = TooLarge(size=size, limit=self.limit)
+            self.abort(error)
+            raise error
         self._file.write(data)
         self.size = size
+        if self.growing is not None and size - self._flushed >= WRITE_BUFFER:
+            # A reader follows the file on disk: hand it what the buffer holds, a buffer's worth at a time.
+            self._file.flush()
+            self._flushed = size
+            self.growing.advance(size)
         if self._meter is not None:
             self._meter.add(len(data))
 
@@ -64,10 +85,14 @@ class Spool:
         if self._file is not None:
             self._file.close()
             self._file = None
+            if self.growing is not None:
+                self.growing.advance(self.size)
         return self.size
 
-    def abort(self) -> None:
-        """Close and delete the file."""
+    def abort(self, error: BaseException | None = None) -> None:
+        """Close and delete the file; a reader following it is told the download failed."""
+        if self.growing is not None:
+            self.growing.fail(error or StreamAborted("the spool was abandoned", upstream="spool"))
         self.finish()
         self.path.unlink(missing_ok=True)
 
@@ -75,8 +100,8 @@ class Spool:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc is not None:
-            self.abort()
+        if isinstance(exc, BaseException):
+            self.abort(exc)
         else:
             self.finish()
 

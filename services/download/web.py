@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from services.download.growing import StreamInfo
 from services.download.models import (
     Download,
     FileRole,
@@ -498,7 +499,14 @@ class WebBackend:
         if not sources:
             raise UpstreamError("the post page offers no video", upstream=NAME)
         video = await self._file(
-            sources, session, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO, item.post.duration
+            sources,
+            session,
+            temp_dir / "01-video",
+            size_limit,
+            meter,
+            FileRole.VIDEO,
+            item.post.duration,
+            item.post if want is Want.VIDEO else None,  # only a lone video can go out while it downloads
         )
         files.append(video)
         if want is Want.ORIGINAL and music:
@@ -591,12 +599,14 @@ class WebBackend:
         meter: Meter,
         role: FileRole,
         duration: float | None = None,
+        post: Post | None = None,
     ) -> MediaFile:
         """Download the first source that works; TooLarge if any source failed only for its size."""
         errors: list[ServiceError] = []
         for source in sources:
+            early = _stream_info(source, role, duration)
             try:
-                size, mime, path = await self._download(source.url, session, stem, limit, meter)
+                size, mime, path = await self._download(source.url, session, stem, limit, meter, early, post)
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)  # the next source may be fine; a refused URL is never contacted
                 continue
@@ -606,7 +616,14 @@ class WebBackend:
         raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
-        self, start: str, session: _Session, stem: Path, limit: int | None, meter: Meter
+        self,
+        start: str,
+        session: _Session,
+        stem: Path,
+        limit: int | None,
+        meter: Meter,
+        early: tuple[int, int, float] | None = None,
+        post: Post | None = None,
     ) -> tuple[int, str, Path]:
         """GET one media URL with the session's cookies and Referer, spooling it next to `stem`."""
         if not is_allowed_url(start):
@@ -633,13 +650,22 @@ class WebBackend:
                 path = stem.with_suffix(extension_for(mime, ".bin"))
                 meter.expect(length)
                 with Spool(path, limit, meter) as spool, body_errors(NAME):
+                    if early is not None and post is not None and length is not None and length > 0:
+                        # Size, pixels and seconds known before the bytes: the upload may start now.
+                        spool.offer(StreamInfo(length, mime, *early), post)
                     async for chunk in response.aiter_raw():
                         spool.write(chunk)
-                if length is not None and spool.size != length:
-                    path.unlink(missing_ok=True)
-                    raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
+                    if length is not None and spool.size != length:
+                        raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
                 return spool.size, mime, path
         raise UpstreamError("too many redirects for a media URL", upstream=NAME)
+
+
+def _stream_info(source: Source, role: FileRole, duration: float | None) -> tuple[int, int, float] | None:
+    """A video source's (width, height, duration) when the page says all three, else None."""
+    if role is not FileRole.VIDEO or not (source.width and source.height and duration):
+        return None
+    return source.width, source.height, duration
 
 
 def _mime(response: httpx.Response, url: httpx.URL) -> str:
