@@ -181,7 +181,13 @@ class TikTokEmulator(FaultControl):
         """The bytes of one rendition (committed file, or synthesised to its size)."""
         if rendition.file:
             return Blob.of_file(rendition.file)
-        return Blob.synthetic(f"{post.id}:{rendition.gear}:{rendition.codec}", rendition.size)
+        return Blob.synthetic_mp4(
+            f"{post.id}:{rendition.gear}:{rendition.codec}",
+            rendition.size,
+            rendition.width,
+            rendition.height,
+            post.duration,
+        )
 
     @staticmethod
     def play_rendition(post: FixturePost) -> Rendition | None:

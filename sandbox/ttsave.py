@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ class Served:
     content_type: str
     status: int
     fault: str = ""
+    finished: float = 0.0  # time.monotonic() when the last byte of the stream was handed to the socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ class TTSaveEmulator(FaultControl):
             for piece in _rechunk(_stream(parts, newline, cut), self.chunk_size):
                 await response.write(piece)
                 await pace.sent(len(piece))
+            served.finished = time.monotonic()
             if mode == "reset":
                 if request.transport is not None:
                     request.transport.close()
