@@ -10,9 +10,11 @@ Baselines, in a child process of their own (clients kept for the whole run, as t
   temporary file, then one aiohttp multipart POST of that file to the emulator's sendVideo;
 - pipelined: the same GET streamed straight into the POST's body (the physical limit of a relay).
 
-The CDN and TTSave generate the bytes as they send them (a 64 KiB pattern, no file), paced at `--mibps` MiB/s
-or unpaced (as fast as the loopback and the 2 cores allow). Each scenario (backend × pace) alternates bot,
-sequential and pipelined runs. Prints p50/p95 (nearest rank) and ratios, and CPU seconds per relayed MiB.
+The CDN and TTSave generate the bytes as they send them (a 64 KiB pattern, no file). Paced runs hold both
+legs to `--mibps` MiB/s, as networks would: the CDN and TTSave send at that rate and the Bot API emulator
+reads uploads at it. Unpaced runs go as fast as the loopback and the 2 cores allow. Each scenario (backend ×
+pace) alternates bot, sequential and pipelined runs. Prints p50/p95 (nearest rank), the ratios, and the CPU
+seconds per relayed MiB.
 Run: .venv/bin/python bench/relay.py [--runs 12] [--size-mib 20] [--mibps 64] [--backends web,ttsave]
      [--paces paced,unpaced] [--ttsave-chunk B]
 """
@@ -143,6 +145,7 @@ async def scenario(
         ttsave.mibps = mibps
         tg, tiktok = rig.telegram, rig.sandbox.get(TikTokEmulator)
         tiktok.cdn_mibps = mibps
+        tg.upload_mibps = mibps  # the bot's uplink is a network too
         tiktok.issued_tokens.add(TOKEN)
         upload_url = f"{tg.base_url}/bot{tg.token}/sendVideo"
         child = subprocess.Popen(

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from sandbox.base import Emulator
+from sandbox.blobs import Pace
 from sandbox.telegram.control import register_control
 from sandbox.telegram.entities import find_entities
 from sandbox.telegram.errors import ApiError, bad_request, not_found, unauthorized
@@ -92,6 +93,7 @@ class TelegramEmulator(Emulator):
         self.deliveries: list[Delivery] = []
         self.webhook_timeout = 10.0
         self.webhook_retry_delay = 0.5
+        self.upload_mibps: float | None = None  # how fast uploads are read (bench/relay.py); None: at once
         self._seq = 0
         self._client: aiohttp.ClientSession | None = None
         self._webhook_task: asyncio.Task[None] | None = None
@@ -199,6 +201,7 @@ class TelegramEmulator(Emulator):
                 self.files.directory,
                 self.api.upload_limit,
                 first_byte,
+                Pace(self.upload_mibps) if self.upload_mibps else None,
             )
         except ApiError as exc:
             return self._answer(call, exc.code, exc.body())

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import StreamReader, hdrs
 
+from sandbox.blobs import Pace
 from sandbox.telegram.errors import ApiError, bad_request, entity_too_large
 from sandbox.telegram.media import Spool, Upload
 from sandbox.telegram.multipart import MultipartError, MultipartParser, PartData, PartStart, boundary_of
@@ -47,15 +48,17 @@ async def read_body(
     spool_dir: Path,
     file_limit: int,
     first_byte: Callable[[], None] | None = None,
+    pace: Pace | None = None,
 ) -> Body:
     """Decode a call; files go to `spool_dir`; any file over `file_limit` bytes answers 413 after draining.
 
-    `first_byte` is called when the first bytes of a multipart body arrive (tests see uploads overlap).
+    `first_byte` is called when the first bytes of a multipart body arrive (tests see uploads overlap);
+    `pace` holds the reading of a multipart body to a network-like rate (the bot's uplink, in benchmarks).
     """
     body = Body(params=dict(query))
     ctype = headers.get(hdrs.CONTENT_TYPE, "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        await _read_multipart(headers, stream, spool_dir, file_limit, body, first_byte)
+        await _read_multipart(headers, stream, spool_dir, file_limit, body, first_byte, pace)
     elif ctype == "application/json":
         raw = await _read_capped(stream, MAX_FORM)
         if raw.strip():
@@ -87,6 +90,7 @@ async def _read_multipart(
     file_limit: int,
     body: Body,
     first_byte: Callable[[], None] | None = None,
+    pace: Pace | None = None,
 ) -> None:
     try:
         parser = MultipartParser(boundary_of(headers.get(hdrs.CONTENT_TYPE, "")))
@@ -103,6 +107,8 @@ async def _read_multipart(
             if consumed == 0 and first_byte is not None:
                 first_byte()
             consumed += len(chunk)
+            if pace is not None:
+                await pace.sent(len(chunk))
             try:
                 events = parser.feed(chunk)
             except MultipartError as exc:
