@@ -339,6 +339,19 @@ class LinkFlow:
                 link, Want.VIDEO, size_limit=sender.upload_limit, on_stream=announced.put_nowait
             )
         )
+        # A backend that cannot tell the post's stats (TTSave) leaves the caption to the metadata providers:
+        # ask them while the download starts, so the caption is ready when the upload can begin.
+        early_post = (
+            asyncio.create_task(self._complete(link, None, tracker))
+            if self.metadata is not None and not self.downloads.first_reads_post
+            else None
+        )
+
+        async def caption_post(backend_post: Post | None) -> Post | None:
+            if early_post is None or (backend_post is not None and backend_post.stats.views is not None):
+                return await self._complete(link, backend_post, tracker)
+            return await early_post or backend_post
+
         sent: Sent | None = None
         post: Post | None = None
         try:
@@ -349,7 +362,7 @@ class LinkFlow:
                     next_stream.cancel()
                     continue
                 stream = next_stream.result()
-                post = await self._complete(link, stream.post, tracker)
+                post = await caption_post(stream.post)
                 try:
                     sent = await sender.send_stream(stream, post)
                 except asyncio.CancelledError:
@@ -369,9 +382,11 @@ class LinkFlow:
                 async with media:
                     tracker.backend = media.backend
                     if sent is None:
-                        post = await self._complete(link, media.post, tracker)
+                        post = await caption_post(media.post)
                         sent = await sender.send_media(media, post, Want.VIDEO)
         finally:
+            if early_post is not None and not early_post.done():
+                early_post.cancel()
             if not fetch.done():
                 fetch.cancel()
             elif not fetch.cancelled() and fetch.exception() is None:

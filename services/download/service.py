@@ -138,6 +138,11 @@ class DownloadService:
         self._running: set[asyncio.Task[_Result]] = set()
 
     @property
+    def first_reads_post(self) -> bool:
+        """Whether the first backend reads the post's stats itself (the web page does; TTSave does not)."""
+        return bool(self._backends) and bool(getattr(self._backends[0], "reads_post", False))
+
+    @property
     def backend_names(self) -> list[str]:
         """The backends, in the order tried."""
         return [b.name for b in self._backends]

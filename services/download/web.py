@@ -451,6 +451,7 @@ class WebBackend:
     """Downloads by reading TikTok's own post page, the way a browser does."""
 
     name = NAME
+    reads_post = True  # the page carries the post's stats: no metadata call is needed for the caption
 
     def __init__(self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None) -> None:
         # The shared client must not keep cookies between fetches (users): switch its jar off.
