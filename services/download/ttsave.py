@@ -23,6 +23,7 @@ from services.download.models import (
     MediaFile,
     MediaKind,
     Progress,
+    Quality,
     Want,
     mime_for,
     role_for,
@@ -105,6 +106,7 @@ class _Part:
     spool: Spool
     # The first bytes of a video that may go out while it downloads, kept until its leading moov is read.
     prefix: bytearray | None = None
+    expected: int | None = None  # the part's own Content-Length, when TTSave sends one
 
 
 class _Parts:
@@ -144,15 +146,21 @@ class _Parts:
         if role is None or (self._want is Want.AUDIO and role is not FileRole.AUDIO):
             return  # read past it
         name = f"{self._index:02d}-{safe_name(part.filename or '', role.value)}"
-        self._current = _Part(role, mime, Spool(self._dir / name, self._limit, self._meter))
+        length = part.header("content-length")
+        expected = int(length) if length and length.isdigit() else None
+        self._current = _Part(
+            role, mime, Spool(self._dir / name, self._limit, self._meter, expected=expected)
+        )
         if role is FileRole.VIDEO:
             self._videos += 1
             # Only the first video of a lone-video request can go out while it downloads.
             if self._videos == 1 and self._want is Want.VIDEO and wants_streams():
                 self._current.prefix = bytearray()
+                self._current.expected = expected
 
     def _probe(self, part: _Part, data: bytes) -> None:
-        """Offer the video as a growing file once its leading moov gave pixels and seconds (size unknown)."""
+        """Offer the video as a growing file once its leading moov gave pixels and seconds (the size only when
+        the part said its length)."""
         assert part.prefix is not None
         part.prefix += data
         info = probe_leading(part.prefix)
@@ -160,7 +168,8 @@ class _Parts:
             return
         part.prefix = None
         if info.width and info.height and info.duration:
-            part.spool.offer(StreamInfo(None, part.mime, info.width, info.height, info.duration), self.post)
+            stream = StreamInfo(part.expected, part.mime, info.width, info.height, info.duration)
+            part.spool.offer(stream, self.post)
 
     def abort(self) -> None:
         """Delete a part left half-written by a failure."""
@@ -202,8 +211,10 @@ class TTSaveBackend:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        *,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
-        """Download the post's files through TTSave into `temp_dir`."""
+        """Download the post's files through TTSave into `temp_dir` (always H.264: `quality` is moot)."""
         payload = {"url": link.url, "download_content_type": ORIGINAL}
         url = f"{self._base}/download"
         parts = _Parts(temp_dir, want, size_limit, Meter(progress))

@@ -86,6 +86,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE media_cache ADD COLUMN size INTEGER",
         ),
     ),
+    Migration(
+        3,
+        "each chat's video quality choice (auto follows DOWNLOAD__QUALITY)",
+        ("ALTER TABLE chat_settings ADD COLUMN quality TEXT NOT NULL DEFAULT 'auto'",),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -15,8 +15,8 @@ from tests.e2e.conftest import wait_rows
 from tests.e2e.test_telegram_relay import MB, failed_uploads, paste, rendition_sha
 
 POSTS = synthetic_posts(2, size=6 * MB, serial=7_100)
-# Over the cloud Bot API's 50 MB: TTSave's stream has to be cut off by the size limit while it uploads.
-HUGE = synthetic_posts(1, size=52 * 1000 * 1000, serial=7_200)[0]
+# Over the cloud Bot API's 50 MiB: TTSave's stream has to be cut off by the size limit while it uploads.
+HUGE = synthetic_posts(1, size=51 * MB, serial=7_200)[0]
 
 
 @pytest.fixture
