@@ -70,10 +70,14 @@ class Blob:
             for piece in range(offset, min(stop, len(self.head)), chunk_size):
                 yield self.head[piece : min(piece + chunk_size, stop, len(self.head))]
             offset = min(stop, len(self.head))
-        block = _block(self.seed)
+        base = _block(self.seed)
         while offset < stop:
             within = offset % BLOCK
             take = min(chunk_size, BLOCK - within, stop - offset)
+            # Each 64 KiB block is made afresh as it is sent (the seed's block turned by its index), as a
+            # server producing or reading its bytes would: the cost is the sender's; no two blocks repeat.
+            turn = (offset // BLOCK) * 4099 % BLOCK
+            block = base[turn:] + base[:turn]
             yield block if take == BLOCK else block[within : within + take]
             offset += take
 

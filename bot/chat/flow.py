@@ -416,8 +416,10 @@ class LinkFlow:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    # The download broke off (nothing was posted) or the upload failed: the spool, or the next
-                    # backend's, goes out the ordinary way below.
+                    if stream.error is None:
+                        raise  # the upload's own failure (flood control, Telegram's refusal): as send_media's
+                    # The download broke off and nothing was posted: the next source's or backend's stream, or
+                    # the finished spool, goes out instead.
                     log.info("streamed upload abandoned: %s", exc, extra={"platform": platform})
             try:
                 media = await fetch

@@ -82,5 +82,5 @@ async def test_size_limit_is_enforced_while_streaming(
     assert row["outcome"] == "too_large"
     assert failed_uploads(tg, mark), "the streamed upload should have begun and been cut off"
     assert not tg.transcript("sendVideo", after=mark, ok=True)
-    [answer] = tg.sent_to(chat_id, after=mark)
-    assert answer.method == "sendMessage"
+    answer = await tg.wait_for(method="sendMessage", chat_id=chat_id, after=mark, timeout=30)
+    assert answer.ok and [c.method for c in tg.sent_to(chat_id, after=mark)] == ["sendMessage"]
