@@ -1,12 +1,13 @@
-"""A loopback HTTP forward proxy for tests: CONNECT tunnels and plain absolute-URI requests, counted per host.
+"""A loopback forward proxy for tests: HTTP (CONNECT and plain absolute-URI requests) and SOCKS5, per host.
 
 Each `ForwardProxy` connects upstream from its own loopback source address (`source="127.0.0.2"`,
 `"127.0.0.3"`, ...; Linux routes all of 127.0.0.0/8 to loopback), so an emulator tells proxies apart by the
 client address it records (`Recorded.remote`): that is how the TikTok emulator blocks "per proxy" (10204 for
 one address, served for another). `hits` records every request; `count(host)` says how many went to a host —
 the `Host` header for plain requests, the CONNECT authority's host for tunnels. Only loopback targets are
-served; anything else is refused with 403, so nothing leaves the machine. Optional Basic credentials make
-it answer 407 without them.
+served; anything else is refused with 403, so nothing leaves the machine. Optional credentials make it answer
+407 without them (SOCKS5: username/password authentication, RFC 1929). The same port speaks SOCKS5 when a
+client's first byte is 5: `url` is the http:// form, `socks_url` the socks5:// one.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class ForwardProxy:
         auth = f"{self.username}:{self.password}@" if self.username is not None else ""
         return f"http://{auth}127.0.0.1:{self.port}"
 
+    @property
+    def socks_url(self) -> str:
+        """`socks5://[user:password@]127.0.0.1:port` (the same listener)."""
+        return "socks5" + self.url.removeprefix("http")
+
     def count(self, host: str | None = None) -> int:
         """Requests forwarded (status 200) in all, or for one logical host."""
         return sum(1 for h in self.hits if h.status == 200 and (host is None or h.host == host))
@@ -90,7 +96,11 @@ class ForwardProxy:
                 await writer.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        if first == b"\x05":
+            await self._socks(reader, writer)
+            return
+        head = first + await reader.readuntil(b"\r\n\r\n")
         if len(head) > _MAX_HEAD:
             return
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -131,6 +141,54 @@ class ForwardProxy:
                 up_writer.write(up_head.encode("latin-1"))
                 await up_writer.drain()
             # The origin's side governs: once it is done, so is the tunnel (or the one request).
+            upload = asyncio.create_task(_pipe(reader, up_writer))
+            try:
+                await _pipe(up_reader, writer)
+            finally:
+                upload.cancel()
+                await asyncio.gather(upload, return_exceptions=True)
+        finally:
+            up_writer.close()
+            with contextlib.suppress(Exception):
+                await up_writer.wait_closed()
+
+    async def _socks(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """SOCKS5 (RFC 1928) CONNECT, with username/password (RFC 1929) when the proxy has credentials."""
+        methods = await reader.readexactly((await reader.readexactly(1))[0])
+        wanted = 0x02 if self.username is not None else 0x00
+        if wanted not in methods:
+            writer.write(b"\x05\xff")
+            self.hits.append(ProxyHit("SOCKS5", "", "", 407))
+            return
+        writer.write(bytes([5, wanted]))
+        if wanted == 0x02:
+            await reader.readexactly(1)  # sub-negotiation version
+            user = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+            password = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+            if (user, password) != (self.username, self.password):
+                writer.write(b"\x01\x01")
+                self.hits.append(ProxyHit("SOCKS5", "", "", 407))
+                return
+            writer.write(b"\x01\x00")
+        _version, command, _reserved, kind = await reader.readexactly(4)
+        if kind == 1:
+            host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
+        elif kind == 4:
+            host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
+        else:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        target = f"{host}:{port}"
+        if command != 1 or not _loopback(host):
+            writer.write(b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00")  # not allowed by ruleset
+            self.hits.append(ProxyHit("SOCKS5", target, host, 403))
+            return
+        local = (self.source, 0) if self.source else None
+        up_reader, up_writer = await asyncio.open_connection(host, port, local_addr=local)
+        self.hits.append(ProxyHit("SOCKS5", target, host, 200))
+        writer.write(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+        await writer.drain()
+        try:
             upload = asyncio.create_task(_pipe(reader, up_writer))
             try:
                 await _pipe(up_reader, writer)

@@ -250,3 +250,19 @@ def test_bad_proxy_and_target_are_refused_at_start(monkeypatch: pytest.MonkeyPat
         with monkeypatch.context() as patch:
             patch.setenv(key, value)
             assert main(["config"]) == 2
+
+
+@pytest.mark.parametrize("impersonate", ["chrome", "off"])
+async def test_socks5_proxies_with_credentials_on_both_transports(
+    sandbox: Sandbox, proxies: list[ForwardProxy], tmp_path: Path, impersonate: str
+) -> None:
+    proxy = proxies[0]
+    config = settings(sandbox, DOWNLOAD__PROXIES=proxy.socks_url, DOWNLOAD__IMPERSONATE=impersonate)
+    pool = tiktok_sessions(config)
+    try:
+        await WebBackend(sessions=pool, retry=INSTANT).fetch(link(CLIP), Want.VIDEO, None, tmp_path)
+    finally:
+        await pool.aclose()
+    socks = [h for h in proxy.hits if h.method == "SOCKS5"]
+    assert socks and {h.status for h in socks} == {200}
+    assert {r.remote for r in sandbox.get(TikTokEmulator).requests} == {"127.0.0.2"}

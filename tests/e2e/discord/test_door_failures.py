@@ -52,7 +52,7 @@ async def test_each_door_failure_has_its_outcome_and_wording(
     # Discord, a DM.
     tiktok.fault_next(fault, count=count)
     reply = await discord_bot.reply_to(
-        await discord_bot.paste(url(CLIP), channel_id=discord_bot.demo.dm_channel_id)
+        await discord_bot.paste(url(CLIP), channel_id=discord_bot.demo.dm_channel_id), timeout=30
     )
     assert english in reply.content and not reply.attachments
     await discord_bot.settled()
