@@ -26,6 +26,7 @@ ServiceError                      base; `code` is the stable string logged in th
     │   ├── ChallengeFailed       the proof-of-work challenge was not passed (unsolvable, or asked again)
     │   ├── EmptyShell            the page came without the post's data (no video detail)
     │   ├── IpBlocked             status 10204: this address is blocked from the post (not a deleted post)
+    │   │   └── NoEgress          (services.download.sessions) every proxy is benched after a block
     │   ├── LoginWall             the page redirected to /login
     │   └── CdnRejected           the video CDN refused the media (403) despite the page's cookie
     └── MultipartError            (services.download.multipart) a multipart body that cannot be parsed:

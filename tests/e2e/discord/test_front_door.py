@@ -88,3 +88,54 @@ async def test_discord_through_the_door_in_best_quality(
     await run.settled()
     rows = await usage.rows(action="link", target=HEVC)
     assert [(r["outcome"], r["backend"]) for r in rows] == [("ok", "web")]
+
+
+async def test_quality_chosen_in_telegram_settings(tg: TelegramEmulator, sandbox: Sandbox, app: App) -> None:
+    tiktok = sandbox.get(TikTokEmulator)
+    user = tg.add_user("Quin", language_code="en")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, "/settings", user=user)
+    menu = await tg.wait_for(method="sendMessage", chat_id=chat.id, after=mark)
+
+    def quality_label() -> str:
+        current = next(
+            m for m in tg.messages_in(chat.id) if m.get("message_id") == menu.message["message_id"]
+        )  # type: ignore[index]
+        return next(
+            b["text"]
+            for row in current["reply_markup"]["inline_keyboard"]
+            for b in row
+            if "Video quality" in b["text"]
+        )
+
+    assert quality_label().endswith("bot default")
+    for expected in ("plays everywhere (H.264)", "sharpest (H.265 allowed)"):  # auto -> compatible -> best
+        mark = tg.mark()
+        press = tg.press_button(menu, text=quality_label(), user=user)
+        await tg.wait_answered(press)
+        await tg.wait_for(method="editMessageReplyMarkup", chat_id=chat.id, after=mark)
+        assert quality_label().endswith(expected)
+    assert (await app.store.chats.get("telegram", chat.id)).quality == "best"
+    mark = tg.mark()
+    tg.inject_message(chat, post(HEVC).url, user=user)
+    await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, timeout=20)
+    assert served_variants(tiktok, HEVC) == ["normal_1080_0"]
+
+
+async def test_quality_chosen_in_discord_settings(discord_global: DiscordRun, sandbox: Sandbox) -> None:
+    run = discord_global
+    inter = await run.command("settings", channel_id=run.demo.dm_channel_id)
+    (panel,) = await run.answered(inter)
+    click = await run.emu.click_component(panel.id, "st:quality", user_id=run.demo.member_id)
+    await run.emu.wait_for(lambda c: c.interaction_id == click.id)
+    assert (await run.app.store.chats.get("discord", run.demo.dm_channel_id)).quality == "compatible"
+    click = await run.emu.click_component(panel.id, "st:quality", user_id=run.demo.member_id)
+    await run.emu.wait_for(lambda c: c.interaction_id == click.id)
+    assert (await run.app.store.chats.get("discord", run.demo.dm_channel_id)).quality == "best"
+    assert (await run.app.store.chats.get("discord", run.demo.guild_id)).quality == "auto"
+    reply = await run.reply_to(
+        await run.paste(url(HEVC), channel_id=run.demo.dm_channel_id), lambda m: bool(m.attachments)
+    )
+    assert reply.attachments
+    assert served_variants(sandbox.get(TikTokEmulator), HEVC) == ["normal_1080_0"]
