@@ -34,13 +34,14 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from sandbox.blobs import Blob
+from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status, rounded
 from sandbox.fault_control import GONE, FaultControl, gone, stall
 
@@ -77,6 +78,7 @@ class MediaHit:
     variant: str = ""  # gear, play, download; or the image extension
     token: str = ""  # the tt_chain_token sent
     challenge_cookie: bool = False  # whether a challenge answer cookie came along (it should not)
+    finished: float = 0.0  # time.monotonic() when the last byte was handed to the socket (0: never)
 
 
 @dataclass(slots=True)
@@ -175,6 +177,7 @@ class TikTokEmulator(FaultControl):
         # Client addresses the video CDN refuses (403) whatever they send: a CDN edge that blocked an IP. With
         # sandbox proxies (one 127.0.0.x each) this blocks one proxy and not the others.
         self.cdn_refused: set[str] = set()
+        self.cdn_mibps: float | None = None  # the CDN's pace (bench/relay.py --mibps); None: unpaced
 
     # --- what tests read ---
 
@@ -248,7 +251,13 @@ class TikTokEmulator(FaultControl):
         """The bytes of one rendition (committed file, or synthesised to its size)."""
         if rendition.file:
             return Blob.of_file(rendition.file)
-        return Blob.synthetic(f"{post.id}:{rendition.gear}:{rendition.codec}", rendition.size)
+        return Blob.synthetic_mp4(
+            f"{post.id}:{rendition.gear}:{rendition.codec}",
+            rendition.size,
+            rendition.width,
+            rendition.height,
+            post.duration,
+        )
 
     @staticmethod
     def play_rendition(post: FixturePost) -> Rendition | None:
@@ -647,8 +656,13 @@ class TikTokEmulator(FaultControl):
             await response.prepare(request)
             if request.method == "HEAD":
                 return response
+            pace, left = Pace(self.cdn_mibps), stop - start
             for chunk in asset.blob.chunks(start, stop):
                 await response.write(chunk)
+                left -= len(chunk)
+                if not left and stop == end:
+                    hit.finished = time.monotonic()
+                await pace.sent(len(chunk))
             if mode == "cdn_truncated":
                 # Announced length, half the bytes, then the connection goes: a dropped CDN edge.
                 if request.transport is not None:

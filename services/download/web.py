@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from services.download.challenge import COOKIE_DOMAIN, Solver, read_challenge
+from services.download.growing import StreamInfo
 from services.download.models import (
     Download,
     FileRole,
@@ -439,6 +440,7 @@ class WebBackend:
     """Downloads by reading TikTok's own post page, the way a browser does."""
 
     name = NAME
+    reads_post = True  # the page carries the post's stats: no metadata call is needed for the caption
 
     def __init__(
         self,
@@ -549,7 +551,14 @@ class WebBackend:
         if not sources:
             raise UpstreamError("the post page offers no video", upstream=NAME)
         video = await self._file(
-            sources, session, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO, item.post.duration
+            sources,
+            session,
+            temp_dir / "01-video",
+            size_limit,
+            meter,
+            FileRole.VIDEO,
+            item.post.duration,
+            item.post if want is Want.VIDEO else None,  # only a lone video can go out while it downloads
         )
         files.append(video)
         if want is Want.ORIGINAL and music:
@@ -691,12 +700,16 @@ class WebBackend:
         meter: Meter,
         role: FileRole,
         duration: float | None = None,
+        post: Post | None = None,
     ) -> MediaFile:
         """Download the first source that works; TooLarge if any source failed only for its size."""
         errors: list[ServiceError] = []
         for source in sources:
+            early = _stream_info(source, role, duration)
             try:
-                size, mime, path = await self._download(source.url, session, stem, limit, meter, source.size)
+                size, mime, path = await self._download(
+                    source.url, session, stem, limit, meter, source.size, early, post
+                )
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)  # the next source may be fine; a refused URL is never contacted
                 continue
@@ -713,6 +726,8 @@ class WebBackend:
         limit: int | None,
         meter: Meter,
         known_size: int | None = None,
+        early: tuple[int, int, float] | None = None,
+        post: Post | None = None,
     ) -> tuple[int, str, Path]:
         """GET one media URL with the session's cookies and Referer, spooling it next to `stem`."""
         if not is_allowed_url(start):
@@ -743,11 +758,13 @@ class WebBackend:
                 path = stem.with_suffix(extension_for(mime, ".bin"))
                 meter.expect(length)
                 with Spool(path, limit, meter, expected=length) as spool, body_errors(NAME):
+                    if early is not None and post is not None and length is not None and length > 0:
+                        # Size, pixels and seconds known before the bytes: the upload may start now.
+                        spool.offer(StreamInfo(length, mime, *early), post)
                     async for chunk in response.aiter_raw():
                         spool.write(chunk)
-                if length is not None and spool.size != length:
-                    path.unlink(missing_ok=True)
-                    raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
+                    if length is not None and spool.size != length:
+                        raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
                 return spool.size, mime, path
         raise UpstreamError("too many redirects for a media URL", upstream=NAME)
 
@@ -759,6 +776,13 @@ def _listing(directory: Path) -> set[Path]:
 def _remove_all_but(directory: Path, keep: set[Path]) -> None:
     for path in _listing(directory) - keep:
         path.unlink(missing_ok=True)
+
+
+def _stream_info(source: Source, role: FileRole, duration: float | None) -> tuple[int, int, float] | None:
+    """A video source's (width, height, duration) when the page says all three, else None."""
+    if role is not FileRole.VIDEO or not (source.width and source.height and duration):
+        return None
+    return source.width, source.height, duration
 
 
 def _mime(response: httpx.Response, url: httpx.URL) -> str:
