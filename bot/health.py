@@ -19,8 +19,6 @@ from bot.wiring import App
 
 log = logging.getLogger("tiktok_bot.health")
 
-_RANK = {"up": 0, "degraded": 1, "down": 2}
-
 
 def listen_address(value: str) -> tuple[str, int]:
     """`host:port` (or `:port`) as a pair."""
@@ -29,13 +27,16 @@ def listen_address(value: str) -> tuple[str, int]:
 
 
 def health_report(app: App, ready: bool) -> dict[str, Any]:
-    """Readiness, the overall status and each download upstream's figures and breaker."""
-    upstreams = [f.to_dict() for f in app.downloads.figures()]
-    # Overall: up while some backend can serve; down when every one is down.
-    statuses = [u["status"] for u in upstreams]
+    """Readiness, the overall status and each upstream's figures and breaker (download backends, then
+    metadata providers)."""
+    upstreams = [f.to_dict("download") for f in app.downloads.figures()]
+    if app.metadata is not None:
+        upstreams += [f.to_dict("metadata") for f in app.metadata.figures()]
+    # Overall: from the download chain, what the bot is for: up while some backend can serve, down when none.
+    statuses = [u["status"] for u in upstreams if u["kind"] == "download"]
     if statuses and all(s == "down" for s in statuses):
         overall = "down"
-    elif any(s != "up" for s in statuses):
+    elif any(u["status"] != "up" for u in upstreams):
         overall = "degraded"
     else:
         overall = "up"

@@ -27,8 +27,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from services.download.health import BreakerState
 from services.download.service import Attempt, DownloadService
+from services.health import BreakerState
 
 log = logging.getLogger("tiktok_bot.metrics")
 

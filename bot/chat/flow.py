@@ -12,14 +12,15 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.chat.inbox import Deliveries, current_entry
 from bot.metrics import Metrics
-from services.download.models import Want
+from services.download.growing import GrowingFile
+from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
@@ -29,6 +30,7 @@ from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import FlightLocks
 from services.shared.memory import MemoryFlightLocks
 from services.store import Store
+from services.store.chats import ChatPrefs
 from services.store.usage import UsageEvent
 
 log = logging.getLogger("tiktok_bot.flow")
@@ -57,6 +59,19 @@ class StaleReference(Exception):
     """The platform rejected a cached file reference; the flow downloads afresh."""
 
 
+class ReplyFailed(Exception):
+    """The chat platform would not take the reply (flood control past its budget, bot blocked...)."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+    @property
+    def outcome(self) -> str:
+        """The usage-log outcome: `reply_failed:<reason>`."""
+        return f"reply_failed:{self.reason}"
+
+
 @dataclass(slots=True)
 class Sent:
     """What a sender delivered: references to cache (variant -> ref) and bytes uploaded."""
@@ -68,12 +83,14 @@ class Sent:
 class MediaSender(Protocol):
     """A platform's way of delivering media into one chat."""
 
+    prefs: ChatPrefs  # the chat's settings (captions, sound, quality...)
+
     @property
     def upload_limit(self) -> int:
         """Bytes one upload may carry in this destination."""
 
-    async def working(self, want: Want) -> None:
-        """Show that the bot is working (chat action, typing)."""
+    def working(self, want: Want) -> AbstractAsyncContextManager[object]:
+        """Show that the bot is working (chat action, typing) for as long as the block runs; never raises."""
 
     async def send_cached(self, post: Post | None, refs: Mapping[str, str], want: Want) -> Sent:
         """Re-send from cached references; raise StaleReference if the platform refuses one."""
@@ -86,6 +103,14 @@ class MediaSender(Protocol):
 
     async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
         """Tell the chat one link failed (the sender knows how terse to be in this chat)."""
+
+
+@runtime_checkable
+class StreamingSender(MediaSender, Protocol):
+    """A sender that can upload a video while it is still downloading."""
+
+    async def send_stream(self, stream: GrowingFile, post: Post | None) -> Sent:
+        """Upload a growing video with its caption; fail (posting nothing) if its download fails."""
 
 
 @dataclass(slots=True)
@@ -121,9 +146,12 @@ def _post_from_json(text: str) -> Post | None:
 POST_VARIANT = "post"
 
 
-def variant_prefix(want: Want) -> str:
-    """The cache-variant family of a request: `media:` for a video or a slideshow, `audio:` for the sound."""
-    return "audio:" if want is Want.AUDIO else "media:"
+def variant_prefix(want: Want, quality: Quality = Quality.COMPATIBLE) -> str:
+    """The cache-variant family of a request: `media:` for a video or a slideshow (`media@best:` for the
+    sharpest copy), `audio:` for the sound."""
+    if want is Want.AUDIO:
+        return "audio:"
+    return "media@best:" if quality is Quality.BEST else "media:"
 
 
 class LinkFlow:
@@ -141,7 +169,9 @@ class LinkFlow:
         locks: FlightLocks | None = None,
         metrics: Metrics | None = None,
         deliveries: Deliveries | None = None,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> None:
+        self.quality = quality  # DOWNLOAD__QUALITY: what a chat left on "auto" gets
         self.resolver = resolver
         self.metrics = metrics
         self.deliveries = deliveries
@@ -163,7 +193,12 @@ class LinkFlow:
         try:
             yield tracker
         except BaseException as exc:
-            tracker.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else error_code(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                tracker.outcome = "cancelled"
+            elif isinstance(exc, ReplyFailed):
+                tracker.outcome = exc.outcome
+            else:
+                tracker.outcome = error_code(exc)
             raise
         finally:
             latency = (time.perf_counter() - started) * 1000
@@ -247,6 +282,9 @@ class LinkFlow:
                             return tracker.outcome
                         seen.add(resolved.post_id)
                     await self.send_post(ctx.platform, resolved, sender, want, tracker)
+        except ReplyFailed as exc:
+            # The chat refuses us (flood past the budget, blocked): an error reply would fare no better.
+            _log_reply_failed(ctx, exc)
         except TooLarge as exc:
             await self._answer_too_large(sender, link, exc)
         except ServiceError as exc:
@@ -285,6 +323,8 @@ class LinkFlow:
         self.sending()
         try:
             await sender.send_error(exc, link)
+        except ReplyFailed as failed:
+            log.warning("could not send the error reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the error reply")
 
@@ -298,6 +338,8 @@ class LinkFlow:
         self.sending()
         try:
             await sender.send_too_large(post, link, exc)
+        except ReplyFailed as failed:
+            log.warning("could not send the too-large reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the too-large reply")
 
@@ -315,20 +357,110 @@ class LinkFlow:
         """Send a resolved post's media: by cached references when they work, else download and upload."""
         post_id = link.post_id
         assert post_id is not None
-        prefix = variant_prefix(want)
+        quality = self.quality_for(sender.prefs)
+        prefix = variant_prefix(want, quality)
         # One delivery per post and kind at a time: a burst of the same link downloads and uploads once,
         # and everyone after the first is served from the cache it filled.
         async with self.locks.hold(f"{platform}:{post_id}:{prefix}"):
-            if await self._send_from_cache(platform, post_id, sender, want, tracker):
+            if await self._send_from_cache(platform, post_id, sender, want, tracker, quality):
                 return
-            await sender.working(want)
-            async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
+            if want is Want.VIDEO and isinstance(sender, StreamingSender):
+                async with sender.working(want):
+                    await self._relay(platform, link, sender, tracker, quality)
+                return
+            async with (
+                sender.working(want),
+                await self.downloads.fetch(
+                    link, want, size_limit=sender.upload_limit, quality=quality
+                ) as media,
+            ):
                 tracker.backend = media.backend
                 post = await self._complete(link, media.post, tracker)
                 self.sending()
                 sent = await sender.send_media(media, post, want)
-                tracker.bytes_sent = sent.bytes_sent
-                await self._remember(platform, post_id, prefix, sent, post)
+            tracker.bytes_sent = sent.bytes_sent
+            await self._remember(platform, post_id, prefix, sent, post)
+
+    async def _relay(
+        self,
+        platform: str,
+        link: TikTokLink,
+        sender: StreamingSender,
+        tracker: Tracker,
+        quality: Quality = Quality.COMPATIBLE,
+    ) -> None:
+        """Download a video and upload it at once: the upload follows the download when a backend can say
+        the video's size and shape up front, else it starts when the download ends (as `send_post`)."""
+        post_id = link.post_id
+        assert post_id is not None
+        announced: asyncio.Queue[GrowingFile] = asyncio.Queue()
+        fetch = asyncio.create_task(
+            self.downloads.fetch(
+                link,
+                Want.VIDEO,
+                size_limit=sender.upload_limit,
+                quality=quality,
+                on_stream=announced.put_nowait,
+            )
+        )
+        # A backend that cannot tell the post's stats (TTSave) leaves the caption to the metadata providers:
+        # ask them while the download starts, so the caption is ready when the upload can begin.
+        early_post = (
+            asyncio.create_task(self._complete(link, None, tracker))
+            if self.metadata is not None and not self.downloads.first_reads_post
+            else None
+        )
+
+        async def caption_post(backend_post: Post | None) -> Post | None:
+            if early_post is None or (backend_post is not None and backend_post.stats.views is not None):
+                return await self._complete(link, backend_post, tracker)
+            return await early_post or backend_post
+
+        sent: Sent | None = None
+        post: Post | None = None
+        try:
+            while sent is None and not (fetch.done() and announced.empty()):
+                next_stream = asyncio.ensure_future(announced.get())
+                await asyncio.wait({next_stream, fetch}, return_when=asyncio.FIRST_COMPLETED)
+                if not next_stream.done():
+                    next_stream.cancel()
+                    continue
+                stream = next_stream.result()
+                post = await caption_post(stream.post)
+                self.sending()
+                try:
+                    sent = await sender.send_stream(stream, post)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if stream.error is None:
+                        raise  # the upload's own failure (flood control, Telegram's refusal): as send_media's
+                    # The download broke off and nothing was posted: the next source's or backend's stream, or
+                    # the finished spool, goes out instead.
+                    log.info("streamed upload abandoned: %s", exc, extra={"platform": platform})
+            try:
+                media = await fetch
+            except ServiceError:
+                if sent is None:
+                    raise
+                log.exception("the download failed after its streamed upload went out")
+                tracker.backend = "stream"
+            else:
+                async with media:
+                    tracker.backend = media.backend
+                    if sent is None:
+                        post = await caption_post(media.post)
+                        self.sending()
+                        sent = await sender.send_media(media, post, Want.VIDEO)
+        finally:
+            if early_post is not None and not early_post.done():
+                early_post.cancel()
+            if not fetch.done():
+                fetch.cancel()
+            elif not fetch.cancelled() and fetch.exception() is None:
+                fetch.result().release()  # idempotent; frees the spool if we stopped before using it
+        tracker.bytes_sent = sent.bytes_sent
+        await self._remember(platform, post_id, variant_prefix(Want.VIDEO, quality), sent, post)
 
     async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
         """The post's metadata for the caption: from the backend if it has stats, else from metadata."""
@@ -345,11 +477,15 @@ class LinkFlow:
         tracker.units += answer.units
         return answer.value
 
+    def quality_for(self, prefs: ChatPrefs) -> Quality:
+        """A chat's rendition choice: its own, or the bot's DOWNLOAD__QUALITY when left on auto."""
+        return Quality(prefs.quality) if prefs.quality in tuple(Quality) else self.quality
+
     async def cached_refs(
-        self, platform: str, post_id: str, want: Want
+        self, platform: str, post_id: str, want: Want, quality: Quality = Quality.COMPATIBLE
     ) -> tuple[dict[str, str], Post | None]:
         """The cached references (variant -> ref) of a post and its cached metadata, if any."""
-        prefix = variant_prefix(want)
+        prefix = variant_prefix(want, quality)
         refs = await self.store.media.get_many(platform, post_id, prefix)
         if not refs:
             return {}, None
@@ -357,9 +493,15 @@ class LinkFlow:
         return {k.removeprefix(prefix): v for k, v in refs.items()}, (_post_from_json(meta) if meta else None)
 
     async def _send_from_cache(
-        self, platform: str, post_id: str, sender: MediaSender, want: Want, tracker: Tracker
+        self,
+        platform: str,
+        post_id: str,
+        sender: MediaSender,
+        want: Want,
+        tracker: Tracker,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> bool:
-        refs, post = await self.cached_refs(platform, post_id, want)
+        refs, post = await self.cached_refs(platform, post_id, want, quality)
         if not refs:
             return False
         self.sending()
@@ -383,3 +525,12 @@ class LinkFlow:
             await self.store.media.put(platform, post_id, prefix + variant, ref)
         if post is not None:
             await self.store.media.put(platform, post_id, POST_VARIANT, _post_to_json(post))
+
+
+def _log_reply_failed(ctx: ChatContext, exc: ReplyFailed) -> None:
+    """One line, no traceback: the platform, not the bot, refused the reply."""
+    log.warning(
+        "reply not delivered: %s",
+        exc,
+        extra={"platform": ctx.platform, "chat": ctx.chat_id, "outcome": exc.outcome},
+    )

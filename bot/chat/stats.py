@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.chat.i18n import t
-from services.download.health import BackendFigures
+from services.health import BackendFigures
 from services.store.stats import StatsReport
 
 PERIODS = ((1, "today"), (7, "7 days"), (30, "30 days"))

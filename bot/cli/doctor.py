@@ -18,7 +18,14 @@ import httpx
 from bot.config import Settings
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
-from services.errors import NotFound, QuotaExceeded, ServiceError, UpstreamRejected
+from services.errors import (
+    NotFound,
+    QuotaExceeded,
+    ServiceError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import LinkKind, find_links
 from services.metadata.ensembledata import EnsembleDataClient
@@ -181,6 +188,11 @@ def tiktok_probe(settings: Settings, client: httpx.AsyncClient, post_url: str) -
     async def probe() -> str:
         try:
             return await WebBackend(client).check(post_id)
+        except (UpstreamUnreachable, UpstreamTimeout) as exc:
+            raise Failed(
+                exc.message,
+                "TikTok cannot be reached from here: check the network and DNS, or use DOWNLOAD__PROXIES",
+            ) from None
         except UpstreamRejected as exc:
             raise Failed(
                 exc.message,

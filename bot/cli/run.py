@@ -63,6 +63,16 @@ def _runners(settings: Settings, wanted: tuple[str, ...]) -> dict[str, Runner]:
     return runners
 
 
+def listeners(settings: Settings) -> dict[str, Runner]:
+    """What serves beside the frontends: the health endpoint when HEALTH__LISTEN is set (polling mode)."""
+    if not settings.health.listen:
+        return {}
+    from bot.health import serve_health
+
+    listen = settings.health.listen
+    return {"health": lambda app, stop: serve_health(app, listen, stop)}
+
+
 def settle_heap() -> None:
     """Move everything start-up built (aiogram's and discord.py's ~200,000 model and schema objects) out of
     the garbage collector's sight, so a full collection under load walks only what requests create."""
@@ -92,19 +102,16 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
     settle_heap()
     try:
         async with loop_lag_watch(app.metrics):
-            return await _run(app, runners, stop)
+            return await _run(app, runners, listeners(app.settings), stop)
     finally:
         await app.aclose()
         log.info("stopped; usage log flushed")
 
 
-async def _run(app: App, runners: dict[str, Runner], stop: asyncio.Event) -> int:
-    """Run the frontends until one fails or `stop` is set; the exit status."""
+async def _run(app: App, runners: dict[str, Runner], beside: dict[str, Runner], stop: asyncio.Event) -> int:
+    """Run the frontends (and what serves beside them) until one fails or `stop` is set; the exit status."""
     tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}
-    if app.settings.health.listen:
-        from bot.health import serve_health
-
-        tasks.add(asyncio.create_task(serve_health(app, app.settings.health.listen, stop), name="health"))
+    tasks |= {asyncio.create_task(run(app, stop), name=name) for name, run in beside.items()}
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     failed = [t for t in done if t.exception() is not None]
     stop.set()

@@ -2,7 +2,7 @@
 
 `DownloadService.fetch(link, want, size_limit)` tries the backends in order. It moves on after an
 UpstreamError (and after TooLarge: the next backend may pick a smaller rendition), never after PostUnavailable
-or another verdict about the post. Each backend has a circuit breaker (`services.download.health`): one whose
+or another verdict about the post. Each backend has a circuit breaker (`services.health`): one whose
 breaker is open is skipped at once, and the skip is in the attempt list as `circuit_open`.
 
 Concurrent fetches of the same (post, want, size limit) share one download; its temporary files are deleted
@@ -26,26 +26,39 @@ from typing import Protocol
 
 import httpx
 
-from services.download.health import (
-    SKIPPED,
-    BackendFigures,
-    BackendHealth,
-    CircuitBreaker,
-    Clock,
+from services.download.growing import Announce, GrowingFile, listen, unlisten
+from services.download.models import (
+    Backend,
+    Download,
+    FileRole,
+    MediaFile,
+    MediaKind,
+    Progress,
+    Quality,
+    Want,
 )
-from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
 from services.download.probe import probe_mp4
+from services.download.sessions import SessionPool
+from services.download.spool import local_errors
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.download.ytdlp import YtDlpBackend, yt_dlp_available
 from services.errors import (
     InvalidLink,
+    LocalResourceError,
     NotConfigured,
     ServiceError,
     TooLarge,
     UpstreamError,
     UpstreamTimeout,
     error_code,
+)
+from services.health import (
+    SKIPPED,
+    BackendFigures,
+    BackendHealth,
+    CircuitBreaker,
+    Clock,
 )
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import Post
@@ -128,7 +141,7 @@ class _Flight:
 
     __slots__ = ("cleaned", "key", "refs", "task")
 
-    def __init__(self, key: tuple[str, Want, int | None]) -> None:
+    def __init__(self, key: tuple[str, Want, int | None, Quality]) -> None:
         self.key = key
         self.refs = 0
         self.cleaned = False
@@ -172,8 +185,13 @@ class DownloadService:
         self._temp_root = temp_root
         self._attempt_timeout = attempt_timeout
         self._resolver = resolver
-        self._flights: dict[tuple[str, Want, int | None], _Flight] = {}
+        self._flights: dict[tuple[str, Want, int | None, Quality], _Flight] = {}
         self._running: set[asyncio.Task[_Result]] = set()
+
+    @property
+    def first_reads_post(self) -> bool:
+        """Whether the first backend reads the post's stats itself (the web page does; TTSave does not)."""
+        return bool(self._backends) and bool(getattr(self._backends[0], "reads_post", False))
 
     @property
     def backend_names(self) -> list[str]:
@@ -236,20 +254,28 @@ class DownloadService:
         size_limit: int | None = None,
         *,
         progress: Progress | None = None,
+        quality: Quality = Quality.COMPATIBLE,
+        on_stream: Announce | None = None,
     ) -> Media:
-        """Download a post's media (see `Want`), no file over `size_limit` bytes; close the result later."""
+        """Download a post's media (`Want`, `Quality`), no file over `size_limit` bytes; close it later.
+
+        `on_stream` is handed each video a backend can describe before its bytes arrive, as a GrowingFile an
+        upload may read while the download goes on (see services.download.growing).
+        """
         if not self._backends:
             raise NotConfigured("no download backend is configured")
         if link.kind is LinkKind.SHORT and self._resolver is not None:
             link = await self._resolver(link)
         if link.kind not in (LinkKind.POST, LinkKind.SHORT):
             raise InvalidLink(f"a {link.kind.value} link has no media to download")
-        key = (link.post_id or link.url, want, size_limit)
+        key = (link.post_id or link.url, want, size_limit, quality)
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight(key)
-            # Only the caller that starts a download sees its progress; the others just wait for it.
-            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress))
+            # Only the caller that starts a download sees its progress and streams; the others wait for it.
+            flight.task = asyncio.create_task(
+                self._download(link, want, size_limit, progress, quality, on_stream)
+            )
             self._flights[key] = flight
             self._running.add(flight.task)
             flight.task.add_done_callback(partial(self._landed, flight))
@@ -297,11 +323,15 @@ class DownloadService:
     # --- the chain ---
 
     async def _download(
-        self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
+        self,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        progress: Progress | None,
+        quality: Quality,
+        on_stream: Announce | None = None,
     ) -> _Result:
         async with self._semaphore:
-            if self._temp_root is not None:
-                self._temp_root.mkdir(parents=True, exist_ok=True)
             attempts: list[Attempt] = []
             failures: list[BaseException] = []
             for backend in self._backends:
@@ -313,30 +343,58 @@ class DownloadService:
                     attempts.append(Attempt(backend.name, 0.0, SKIPPED))
                     self._log_attempt(link, attempts[-1], None)
                     continue
-                temp_dir = Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend.name}-", dir=self._temp_root))
-                started = time.monotonic()
                 try:
-                    download = await self._attempt(backend, link, want, size_limit, temp_dir, progress)
+                    temp_dir = self._make_temp_dir(backend.name)
+                except LocalResourceError as exc:
+                    _log_local(exc)
+                    raise
+                started = time.monotonic()
+                streams: list[GrowingFile] = []
+                token = listen(_relay(streams, on_stream) if on_stream is not None else None)
+                try:
+                    download = await self._attempt(
+                        backend, link, want, size_limit, temp_dir, progress, quality
+                    )
+                    with local_errors(f"reading {backend.name}'s files"):
+                        download = with_video_info(download)
                 except BaseException as exc:
+                    for stream in streams:
+                        stream.fail(exc)  # an upload reading it must not complete
                     shutil.rmtree(temp_dir, ignore_errors=True)
                     if not isinstance(exc, Exception):
                         raise  # cancellation
                     attempts.append(Attempt(backend.name, time.monotonic() - started, error_code(exc)))
-                    if health.observe(attempts[-1].seconds, exc):
+                    # This machine's trouble (a full disk) says nothing of the upstream's health.
+                    if not isinstance(exc, LocalResourceError) and health.observe(attempts[-1].seconds, exc):
                         self._launch_probe(backend)
                     self._log_attempt(link, attempts[-1], exc)
+                    if isinstance(exc, LocalResourceError):
+                        _log_local(exc)
+                        _note_attempts(exc, attempts)
+                        raise  # this machine's trouble: every other backend would hit it too
                     if isinstance(exc, ServiceError) and not isinstance(exc, UpstreamError | TooLarge):
                         _note_attempts(exc, attempts)
                         raise  # a verdict about the post: another backend would say the same
                     failures.append(exc)
                     continue
+                finally:
+                    unlisten(token)
+                for stream in streams:
+                    stream.finish()
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
                 health.observe(attempts[-1].seconds, None)
                 self._log_attempt(link, attempts[-1], None)
-                return _Result(with_video_info(download), backend.name, tuple(attempts), temp_dir)
+                return _Result(download, backend.name, tuple(attempts), temp_dir)
             error = _final_error(failures)
             _note_attempts(error, attempts)
             raise error
+
+    def _make_temp_dir(self, backend: str) -> Path:
+        """A fresh directory for one attempt's files, under the configured root."""
+        with local_errors("creating a spool directory"):
+            if self._temp_root is not None:
+                self._temp_root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend}-", dir=self._temp_root))
 
     async def _attempt(
         self,
@@ -346,10 +404,11 @@ class DownloadService:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None,
+        quality: Quality,
     ) -> Download:
         try:
             async with asyncio.timeout(self._attempt_timeout):
-                download = await backend.fetch(link, want, size_limit, temp_dir, progress)
+                download = await backend.fetch(link, want, size_limit, temp_dir, progress, quality=quality)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{backend.name} took over {self._attempt_timeout:g}s", upstream=backend.name
@@ -382,6 +441,26 @@ class DownloadService:
             log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
 
 
+def _relay(streams: list[GrowingFile], on_stream: Announce) -> Announce:
+    """An announcement listener that remembers what it passed on, for the attempt's verdict."""
+
+    def relay(stream: GrowingFile) -> None:
+        streams.append(stream)
+        on_stream(stream)
+
+    return relay
+
+
+def _log_local(exc: LocalResourceError) -> None:
+    """The operator's line for a local shortage: what ran out, where, and that the bot carries on."""
+    log.error(
+        "local resource problem (%s): %s; the request was refused, the bot keeps serving",
+        exc.reason.value,
+        exc.message,
+        extra={"action": "download", "outcome": exc.detail_code, "path": exc.path},
+    )
+
+
 def with_video_info(download: Download) -> Download:
     """The download with each video's width, height and duration filled in from its file where missing."""
     files = []
@@ -405,7 +484,8 @@ def _final_error(failures: Sequence[BaseException]) -> BaseException:
         return UpstreamError("every download backend is out of service for now (circuit open)")
     too_large = [f for f in failures if isinstance(f, TooLarge)]
     if too_large:
-        return too_large[0]
+        # A stream cut off at the limit knows a lower bound only; Content-Length, read by another, knows more.
+        return max(too_large, key=lambda f: f.size or 0)
     service_errors = [f for f in failures if isinstance(f, ServiceError)]
     return service_errors[-1] if service_errors else failures[-1]
 
@@ -423,18 +503,23 @@ def build_backends(
     ttsave_client: httpx.AsyncClient,
     ttsave_url: str,
     retry: RetryPolicy | None = None,
+    door_attempts: int = 3,
+    sessions: SessionPool | None = None,
 ) -> list[Backend]:
-    """The backends named (`ttsave`, `web`, `ytdlp`), in that order, on the given shared clients."""
+    """The backends named (`ttsave`, `web`, `ytdlp`), in that order, on the given shared clients (the web
+    backend on `sessions`, warm visitor sessions, when given; else on a direct pool over `tiktok_client`)."""
     backends: list[Backend] = []
     for name in names:
         if name == "ttsave":
             backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
         elif name == "web":
-            backends.append(WebBackend(tiktok_client, retry=retry))
+            backends.append(
+                WebBackend(tiktok_client, retry=retry, sessions=sessions, door_attempts=door_attempts)
+            )
         elif name == "ytdlp":
             if not yt_dlp_available():
                 raise NotConfigured("the ytdlp backend needs yt-dlp: pip install 'tiktok-bot[ytdlp]'")
-            backends.append(YtDlpBackend(tiktok_client, retry=retry))
+            backends.append(YtDlpBackend(tiktok_client, retry=retry, sessions=sessions))
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends

@@ -24,7 +24,17 @@ from typing import Any
 
 import httpx
 
-from services.download.models import Download, FileRole, MediaFile, MediaKind, Progress, Want, extension_for
+from services.download.models import (
+    Download,
+    FileRole,
+    MediaFile,
+    MediaKind,
+    Progress,
+    Quality,
+    Want,
+    extension_for,
+)
+from services.download.sessions import SessionPool
 from services.download.spool import Meter, Spool
 from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream
 from services.download.web import STATUS_REASONS
@@ -39,6 +49,7 @@ from services.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
+from services.health import Verdict, judge
 from services.http import is_allowed_url
 from services.links import LinkKind, TikTokLink, canonical_post_url
 from services.metadata.models import Post
@@ -52,8 +63,8 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class AmbiguousStatus(UpstreamError):
-    """yt-dlp reads status 10204 as an IP block, but TikTok also answers it for a deleted post; the next
-    backend, which sees the page's statusMsg, decides."""
+    """A page yt-dlp cannot judge: status 10204 (it says IP block; TikTok also uses it for deleted posts) or
+    no item at all (deleted, or an empty shell); the next backend reads the page's statusMsg and decides."""
 
     neutral = True  # maybe only a deleted post: the breaker ignores it
 
@@ -184,7 +195,7 @@ class _CookieResponse:
         return self._message
 
 
-_STATUS = re.compile(r"status ?code:? ?(\d{5})", re.IGNORECASE)
+_STATUS = re.compile(r"status ?code:? ?(\d+)", re.IGNORECASE)
 
 
 def error_for(message: str) -> ServiceError:
@@ -196,6 +207,12 @@ def error_for(message: str) -> ServiceError:
     lowered = message.lower()
     if "ip address is blocked" in lowered:
         return AmbiguousStatus(f"yt-dlp: {message} (status 10204: blocked or deleted)", upstream=NAME)
+    if code and int(code.group(1)) == 0:
+        # No item and no error code: deleted (the page's statusMsg says so, which yt-dlp does not read) or an
+        # empty shell after a challenge; the web backend reads the page and tells them apart.
+        return AmbiguousStatus(f"yt-dlp: {message} (no item: deleted, or an empty page)", upstream=NAME)
+    if "not be comfortable for some audiences" in lowered:
+        return PostUnavailable(UnavailableReason.AGE, "post is age-restricted (login needed)", upstream=NAME)
     if "permission to view this post" in lowered or "private" in lowered:
         return PostUnavailable(
             UnavailableReason.PRIVATE, f"post unavailable: private ({message})", upstream=NAME
@@ -265,8 +282,11 @@ def _codec_rank(fmt: Mapping[str, Any]) -> int:
     return 1
 
 
-def video_formats(formats: Sequence[Mapping[str, Any]], size_limit: int | None) -> list[Mapping[str, Any]]:
-    """Formats with video and sound, H.264 first, then by resolution and bitrate; over the limit left out."""
+def video_formats(
+    formats: Sequence[Mapping[str, Any]], size_limit: int | None, quality: Quality = Quality.COMPATIBLE
+) -> list[Mapping[str, Any]]:
+    """Formats with video and sound, over the limit left out: `compatible` puts H.264 first, then resolution
+    and bitrate; `best` puts resolution first (H.265 allowed; bytevc2 never)."""
     usable = [
         f
         for f in formats
@@ -276,16 +296,15 @@ def video_formats(formats: Sequence[Mapping[str, Any]], size_limit: int | None) 
         and _codec_rank(f) >= 0
         and (size_limit is None or not f.get("filesize") or int(f["filesize"]) <= size_limit)
     ]
-    return sorted(
-        usable,
-        key=lambda f: (
-            _codec_rank(f),
-            (f.get("width") or 0) * (f.get("height") or 0),
-            f.get("tbr") or 0,
-            f.get("preference") or 0,
-        ),
-        reverse=True,
-    )
+
+    def key(f: Mapping[str, Any]) -> tuple[int, int, float, float]:
+        area = (f.get("width") or 0) * (f.get("height") or 0)
+        rest = (float(f.get("tbr") or 0), float(f.get("preference") or 0))
+        if quality is Quality.BEST:
+            return (area, _codec_rank(f), *rest)
+        return (_codec_rank(f), area, *rest)
+
+    return sorted(usable, key=key, reverse=True)
 
 
 def audio_formats(formats: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -314,9 +333,15 @@ class YtDlpBackend:
     name = NAME
 
     def __init__(
-        self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None, timeout: float = 20.0
+        self,
+        client: httpx.AsyncClient,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 20.0,
+        sessions: SessionPool | None = None,
     ) -> None:
         self._client = client
+        self._sessions = sessions  # with DOWNLOAD__PROXIES: each fetch goes out on one session's egress
         self._retry = retry or DOWNLOAD_RETRY
         self._timeout = timeout
         self.refused: list[str] = []  # URLs the extractor asked for that the allow-list refused
@@ -328,15 +353,41 @@ class YtDlpBackend:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
         """Extract the post's formats with yt-dlp, then stream the chosen one into `temp_dir`."""
         if link.kind is not LinkKind.POST or not link.post_id:
             raise UpstreamError(
                 "the ytdlp backend takes post links (short links are resolved first)", upstream=NAME
             )
+        if self._sessions is None:
+            return await self._fetch(self._client, link, want, size_limit, temp_dir, progress, quality)
+        session = self._sessions.acquire()
+        ok = False
+        try:
+            download = await self._fetch(session.client, link, want, size_limit, temp_dir, progress, quality)
+            ok = True
+            return download
+        except ServiceError as exc:
+            ok = judge(exc) is Verdict.OK  # a private post is no fault of the session's egress
+            raise
+        finally:
+            self._sessions.release(session, ok=ok)
+
+    async def _fetch(
+        self,
+        client: httpx.AsyncClient,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        temp_dir: Path,
+        progress: Progress | None,
+        quality: Quality,
+    ) -> Download:
+        assert link.post_id is not None
         url = canonical_post_url(link.post_id, link.username)
         loop = asyncio.get_running_loop()
-        info, jar = await asyncio.to_thread(_extract, url, self._client, loop, self.refused, self._timeout)
+        info, jar = await asyncio.to_thread(_extract, url, client, loop, self.refused, self._timeout)
         formats: list[Mapping[str, Any]] = [f for f in info.get("formats") or () if isinstance(f, Mapping)]
         post = _post(info, link)
         meter = Meter(progress)
@@ -344,9 +395,11 @@ class YtDlpBackend:
             sound = audio_formats(formats)
             if not sound:
                 raise UpstreamError("yt-dlp found no sound for the post", upstream=NAME)
-            file = await self._first(sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO)
+            file = await self._first(
+                client, sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO
+            )
             return Download(MediaKind.AUDIO, (file,), post)
-        videos = video_formats(formats, size_limit)
+        videos = video_formats(formats, size_limit, quality)
         if not videos:
             if formats and not any(f.get("vcodec") != "none" for f in formats):
                 raise PhotoPostSoundOnly(
@@ -354,11 +407,15 @@ class YtDlpBackend:
                     upstream=NAME,
                 )
             raise UpstreamError("yt-dlp found no playable video format", upstream=NAME)
-        video = await self._first(videos, jar, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO)
+        video = await self._first(
+            client, videos, jar, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO
+        )
         files = [video]
         if want is Want.ORIGINAL and (sound := audio_formats(formats)):
             files.append(
-                await self._first(sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO)
+                await self._first(
+                    client, sound, jar, temp_dir / "90-sound", size_limit, meter, FileRole.AUDIO
+                )
             )
         return Download(MediaKind.VIDEO, tuple(files), post)
 
@@ -367,6 +424,7 @@ class YtDlpBackend:
 
     async def _first(
         self,
+        client: httpx.AsyncClient,
         formats: Sequence[Mapping[str, Any]],
         jar: Any,
         stem: Path,
@@ -378,7 +436,7 @@ class YtDlpBackend:
         errors: list[ServiceError] = []
         for fmt in formats:
             try:
-                size, mime, path = await self._download(fmt, jar, stem, limit, meter)
+                size, mime, path = await self._download(client, fmt, jar, stem, limit, meter)
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)
                 continue
@@ -397,7 +455,13 @@ class YtDlpBackend:
         raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
-        self, fmt: Mapping[str, Any], jar: Any, stem: Path, limit: int | None, meter: Meter
+        self,
+        client: httpx.AsyncClient,
+        fmt: Mapping[str, Any],
+        jar: Any,
+        stem: Path,
+        limit: int | None,
+        meter: Meter,
     ) -> tuple[int, str, Path]:
         """GET one format's URL with its headers and the extractor's cookies, spooling it next to `stem`."""
         url = httpx.URL(str(fmt["url"]))
@@ -408,8 +472,8 @@ class YtDlpBackend:
             cookie = jar.get_cookie_header(str(url))
             sent = {**headers, **({"Cookie": cookie} if cookie else {})}
             async with open_stream(
-                self._client,
-                partial(self._client.build_request, "GET", url, headers=sent),
+                client,
+                partial(client.build_request, "GET", url, headers=sent),
                 self._retry,
                 upstream=NAME,
             ) as response:

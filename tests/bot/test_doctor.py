@@ -4,6 +4,7 @@ upstream is broken (a wrong Telegram token, a dead TTSave, a Research quota at z
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,10 +59,42 @@ async def test_green_against_the_sandbox(
     assert "@tiktok_sandbox_bot" in rows["Telegram"][0] and "inline on" in rows["Telegram"][0]
     assert "intents granted: message content" in rows["Discord"][0]
     assert "CDN v16-webapp-prime.tiktok.com answered 206 with 1024 bytes" in rows["TikTok"][0]
-    assert "tt_chain_token" in rows["TikTok"][0]
+    assert "tt_chain_token" in rows["TikTok"][0] and "no challenge" in rows["TikTok"][0]
     assert "units used today" in rows["EnsembleData"][0]
     assert sandbox.get(TTSaveEmulator).hits("/api/v3/ping")
     assert [r.host for r in sandbox.get(TikTokEmulator).requests][:1] == ["www.tiktok.com"]
+
+
+async def test_tiktok_row_passes_the_challenge(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.get(TikTokEmulator).fault_next("challenge")
+    code, rows = await run(settings_for(sandbox, tmp_path), capsys)
+    assert code == 0
+    row = rows["TikTok"][0]
+    assert "page ok (universal, challenge solved" in row and "206 with 1024 bytes" in row
+
+
+async def test_tiktok_row_red_when_the_door_stays_shut(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.get(TikTokEmulator).fault_next("challenge_unsolvable", count=20)
+    code, rows = await run(settings_for(sandbox, tmp_path), capsys)
+    assert code == 1
+    assert "FAIL" in rows["TikTok"][0] and rows["TikTok"][1].lstrip().startswith("fix: TikTok")
+
+
+async def test_tiktok_unreachable_says_so(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    routes = json.dumps(dict.fromkeys(sandbox.get(TikTokEmulator).routed_hosts(), f"http://127.0.0.1:{dead}"))
+    code, rows = await run(settings_for(sandbox, tmp_path, UPSTREAM_ROUTES=routes), capsys)
+    assert code == 1
+    assert "FAIL" in rows["TikTok"][0] and "unreachable" in rows["TikTok"][0]
+    assert "fix: TikTok cannot be reached from here: check the network and DNS" in rows["TikTok"][1]
 
 
 async def test_wrong_telegram_token(

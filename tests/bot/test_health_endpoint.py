@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.cli.run import listeners
 from bot.cli.stats import show_stats
 from bot.config import settings_from
 from bot.health import serve_health
@@ -86,6 +87,40 @@ async def test_reports_a_dead_ttsave_down_and_the_web_up(sandbox: Sandbox, tmp_p
 
 async def test_off_by_default() -> None:
     assert settings_from({}).health.listen is None
+    assert listeners(settings_from({})) == {}
+
+
+async def test_run_starts_the_listener_beside_the_frontends(sandbox: Sandbox, tmp_path: Path) -> None:
+    port = free_port()
+    settings = settings_from(
+        {
+            **sandbox.env(),
+            "DATABASE__PATH": str(tmp_path / "db.sqlite3"),
+            "HEALTH__LISTEN": f"127.0.0.1:{port}",
+        }
+    )
+    app = await build_app(settings)
+    stop = asyncio.Event()
+    (runner,) = listeners(settings).values()
+    task = asyncio.create_task(runner(app, stop))
+    try:
+        for _ in range(200):
+            try:
+                status, body = await get_health(port)
+                break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.02)
+        assert status == 200 and body["status"] == "up"
+        # Every download backend open: the bot is down for media, and says so (still 200: it is alive).
+        for name in ("ttsave", "web"):
+            app.downloads.health(name).breaker.probe_result(False)
+        status, body = await get_health(port)
+        assert status == 200 and body["status"] == "down"
+        assert {u["backend"]: u["retry_in"] for u in body["upstreams"]}["web"] == pytest.approx(30, abs=1)  # type: ignore[index]
+    finally:
+        stop.set()
+        await task
+        await app.aclose()
 
 
 async def test_stats_cli_shows_each_backend_and_its_breaker(

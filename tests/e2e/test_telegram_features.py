@@ -240,9 +240,11 @@ async def test_webhook_mode_serves_updates_and_refuses_wrong_secrets(
                 assert resp.status == 200
                 health = await resp.json()
                 assert health["ready"] is True and health["status"] == "up"
-                assert [(u["backend"], u["status"]) for u in health["upstreams"]] == [
-                    ("ttsave", "up"),
-                    ("web", "up"),
+                assert [(u["kind"], u["backend"], u["status"]) for u in health["upstreams"]] == [
+                    ("download", "ttsave", "up"),
+                    ("download", "web", "up"),
+                    ("metadata", "ensembledata", "up"),
+                    ("metadata", "research", "up"),
                 ]
             await wait_rows(app, "link")
             async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:

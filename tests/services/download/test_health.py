@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.config import settings_from
 from sandbox.catalogue import Status
 from sandbox.runner import Sandbox
 from sandbox.ttsave import TTSaveEmulator
-from services.download.health import BreakerState, CircuitBreaker, Verdict, judge
 from services.download.service import DownloadService
+from services.download.streams import DOWNLOAD_RETRY
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.errors import (
@@ -28,7 +29,9 @@ from services.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from services.health import BreakerState, CircuitBreaker, Verdict, judge
 from services.http import HttpOptions, make_client
+from services.retry import RetryPolicy
 from tests.services.download.conftest import BY_STATUS, CLIP, INSTANT, link
 
 
@@ -77,6 +80,20 @@ def test_half_open_lets_one_probe_through_then_closes_or_opens_again() -> None:
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
 
 
+def test_a_probe_that_never_reports_does_not_leave_the_backend_skipped_forever() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, cooldown=30, clock=clock)
+    breaker.record(Verdict.FAULT)
+    clock.now += 30
+    assert breaker.allow()  # the probe request... which is then cancelled and never records
+    clock.now += 29
+    assert not breaker.allow()
+    clock.now += 1
+    assert breaker.allow()  # a cool-down later, another request probes
+    breaker.record(Verdict.OK)
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_a_backend_with_a_probe_is_never_probed_by_a_user_request() -> None:
     clock = Clock()
     breaker = CircuitBreaker(failures=3, cooldown=30, clock=clock, has_probe=True)
@@ -93,6 +110,24 @@ def test_a_backend_with_a_probe_is_never_probed_by_a_user_request() -> None:
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
     # A 5xx is only counted: the server answers, so the probe would say nothing new.
     assert breaker.record(Verdict.FAULT) is False and breaker.state is BreakerState.CLOSED
+
+
+def test_a_ping_that_answers_while_downloads_hang_still_opens_after_n() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=3, cooldown=30, clock=clock, has_probe=True)
+    for _ in range(2):
+        assert breaker.record(Verdict.UNREACHABLE) is True  # a hang; the ping is asked...
+        breaker.probe_result(True)  # ...and answers
+        assert breaker.state is BreakerState.CLOSED
+    breaker.record(Verdict.UNREACHABLE)  # the third hang in a row: open, whatever the ping says
+    assert breaker.state is BreakerState.OPEN and breaker.retry_in() == 30
+    clock.now += 30
+    assert breaker.probe_due()
+    breaker.probe_result(True)
+    breaker.record(Verdict.UNREACHABLE)  # still hanging: open again at once, one user per cool-down
+    assert breaker.state is BreakerState.OPEN
+    breaker.record(Verdict.OK)  # a download served: the count starts over
+    assert breaker.state is BreakerState.CLOSED and breaker.consecutive == 0
 
 
 @pytest.mark.parametrize(
@@ -149,19 +184,41 @@ def refused() -> str:
 FIRST_BYTE = 1.0  # the production default is 10 s (bench/breaker.py measures that); the shape is the same
 
 
-def chain(ttsave_url: str, web: WebBackend, spool: Path, clock: Clock | None = None) -> DownloadService:
-    client = make_client(options=HttpOptions(read_timeout=30.0, first_byte_timeout=FIRST_BYTE))
-    ttsave = TTSaveBackend(client, ttsave_url, retry=INSTANT)
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while CLIENTS:
+        await CLIENTS.pop().aclose()
+
+
+CLIENTS: list[httpx.AsyncClient] = []
+
+
+def chain(
+    ttsave_url: str,
+    web: WebBackend,
+    spool: Path,
+    clock: Clock | None = None,
+    *,
+    first_byte: float = FIRST_BYTE,
+    retry: RetryPolicy = INSTANT,
+) -> DownloadService:
+    client = make_client(options=HttpOptions(read_timeout=60.0, first_byte_timeout=first_byte))
+    CLIENTS.append(client)
+    ttsave = TTSaveBackend(client, ttsave_url, retry=retry)
     return DownloadService(
         [ttsave, web],
         temp_root=spool,
-        probe_timeout=FIRST_BYTE,
+        probe_timeout=first_byte,
         clock=clock or time.monotonic,
     )
 
 
-async def ten_links(service: DownloadService) -> list[tuple[float, str, list[tuple[str, str | None]]]]:
-    """Ten downloads in a row: how long each took, who served it and the attempt list."""
+Row = tuple[float, str, list[tuple[str, str | None]], list[float]]
+
+
+async def ten_links(service: DownloadService) -> list[Row]:
+    """Ten downloads in a row: time taken, who served, the attempt list and each attempt's seconds."""
     rows = []
     for _ in range(10):
         started = time.monotonic()
@@ -171,6 +228,7 @@ async def ten_links(service: DownloadService) -> list[tuple[float, str, list[tup
                     time.monotonic() - started,
                     media.backend,
                     [(a.backend, a.error_code) for a in media.attempts],
+                    [a.seconds for a in media.attempts],
                 )
             )
     return rows
@@ -184,12 +242,12 @@ async def test_black_holed_ttsave_costs_one_first_byte_limit_then_nothing(
         rows = await ten_links(service)
     finally:
         await service.aclose()
-    assert all(backend == "web" for _, backend, _ in rows)
+    assert all(row[1] == "web" for row in rows)
     first, rest = rows[0], rows[1:]
     assert first[2] == [("ttsave", "upstream_timeout"), ("web", None)]
     # One first-byte limit, not the 60 s read timeout nor three tries of it.
     assert FIRST_BYTE * 0.9 <= first[0] < FIRST_BYTE * 4
-    for seconds, _, attempts in rest:
+    for seconds, _, attempts, _ in rest:
         assert attempts == [("ttsave", "circuit_open"), ("web", None)]
         assert seconds < FIRST_BYTE * 0.9  # the web's own speed: nobody waited for TTSave again
     health = service.health("ttsave")
@@ -212,6 +270,60 @@ async def test_refused_ttsave_opens_after_the_first_link(
     assert rows[0][2] == [("ttsave", "upstream_error"), ("web", None)]
     assert all(r[2] == [("ttsave", "circuit_open"), ("web", None)] for r in rows[1:])
     assert total < 5.0  # generous under load; the bench measures the real figure
+
+
+@pytest.mark.parametrize("dead", ["black_hole", "refused"])
+async def test_issue_targets_with_the_production_defaults(
+    dead: str, black_hole: str, refused: str, web: WebBackend, spool: Path, sandbox: Sandbox
+) -> None:
+    """Issue 14's targets with DOWNLOAD__FIRST_BYTE_TIMEOUT=10 and the production retry policy: black-holed,
+    the first link pays at most the 10 s limit and the next nine nothing; refused, ≤ 2 s over ten links."""
+    defaults = settings_from({}).download
+    assert (defaults.first_byte_timeout, defaults.breaker_failures) == (10.0, 3)
+    url = black_hole if dead == "black_hole" else refused
+    service = chain(url, web, spool, first_byte=defaults.first_byte_timeout, retry=DOWNLOAD_RETRY)
+    try:
+        rows = await ten_links(service)
+    finally:
+        await service.aclose()
+    ttsave_seconds = [row[3][0] for row in rows]  # TTSave is first in every attempt list
+    assert all(s == 0.0 for s in ttsave_seconds[1:])  # links 2-10: skipped at once
+    if dead == "black_hole":
+        assert 9.0 <= ttsave_seconds[0] <= 10.0 + 1.0  # the limit, plus the scheduler's slack
+    else:
+        assert sum(ttsave_seconds) <= 2.0  # 3 tries, 0.5 s and 1 s apart, then open
+
+
+async def test_ping_answers_but_downloads_hang_costs_n_links_then_nothing(
+    ttsave: TTSaveEmulator, web: WebBackend, spool: Path
+) -> None:
+    ttsave.fault_next("slow", count=100, delay=FIRST_BYTE * 5)  # /download stalls; /ping still answers pong
+    service = chain(f"{ttsave.base_url}/api/v3", web, spool)
+    try:
+        rows = []
+        for _ in range(10):
+            rows.extend(await ten_links_once(service))
+            await service.wait_probes()  # let each ping land, the worst case for the count
+    finally:
+        await service.aclose()
+    paid = [row for row in rows if row[2][0] == ("ttsave", "upstream_timeout")]
+    assert len(paid) == 3  # DOWNLOAD__BREAKER_FAILURES, though every ping said pong
+    assert all(row[2][0] == ("ttsave", "circuit_open") for row in rows[3:])
+    assert len(ttsave.hits("/api/v3/ping")) == 2  # asked after the first two silences; the third opened it
+
+
+async def ten_links_once(service: DownloadService) -> list[Row]:
+    """One download, as a `ten_links` row."""
+    started = time.monotonic()
+    async with await service.fetch(link(CLIP)) as media:
+        return [
+            (
+                time.monotonic() - started,
+                media.backend,
+                [(a.backend, a.error_code) for a in media.attempts],
+                [a.seconds for a in media.attempts],
+            )
+        ]
 
 
 async def test_half_open_recovery_when_ttsave_comes_back(

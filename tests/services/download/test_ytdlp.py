@@ -11,12 +11,12 @@ import pytest
 from sandbox.blobs import media_file
 from sandbox.catalogue import Status
 from sandbox.tiktok import TikTokEmulator
-from services.download.health import BreakerState
-from services.download.models import FileRole, MediaKind, Want
+from services.download.models import FileRole, MediaKind, Quality, Want
 from services.download.service import DownloadService, build_backends
 from services.download.web import WebBackend
 from services.download.ytdlp import YtDlpBackend, error_for, video_formats
 from services.errors import PostUnavailable, TooLarge, UnavailableReason, UnsafeRedirect, UpstreamError
+from services.health import BreakerState
 from tests.services.download.conftest import BY_STATUS, CLIP, INSTANT, SLIDES, link, post
 
 pytest.importorskip("yt_dlp")
@@ -98,7 +98,9 @@ async def test_a_cdn_redirect_off_the_allow_list_is_not_followed(
     [
         (Status.PRIVATE, UnavailableReason.PRIVATE, "unavailable:private"),
         (Status.PRIVATE_ACCOUNT, UnavailableReason.PRIVATE, "unavailable:private"),
-        # yt-dlp reads 10204 as an IP block only; the web backend sees the statusMsg and says deleted.
+        (Status.REGION, UnavailableReason.REGION, "unavailable:region"),
+        (Status.AGE, UnavailableReason.AGE, "unavailable:age"),
+        # yt-dlp sees no item and no error code; the web backend reads the statusMsg and says deleted.
         (Status.DELETED, UnavailableReason.DELETED, "upstream_error"),
     ],
 )
@@ -155,6 +157,7 @@ def test_format_order_prefers_h264_and_drops_bytevc2_and_sound_only() -> None:
     ]
     assert [f["url"] for f in video_formats(formats, None)] == ["e", "b", "a"]
     assert [f["url"] for f in video_formats(formats, 10)] == ["b", "a"]
+    assert [f["url"] for f in video_formats(formats, None, Quality.BEST)] == ["e", "a", "b"]
 
 
 def test_extractor_messages_become_our_errors() -> None:

@@ -1,4 +1,7 @@
-"""Health per download backend: a circuit breaker (a small state machine on an injected clock) and figures.
+"""Health per upstream: a circuit breaker (a small state machine on an injected clock) and figures.
+
+The download service skips a backend whose breaker is open; the metadata service only observes its providers'
+breakers (for /healthz), since a provider's own quota logic already decides when to move on.
 
 ```
             N consecutive upstream faults            cool-down over: one probe
@@ -102,6 +105,7 @@ class CircuitBreaker:
         self.opened_at: float | None = None
         self.changed_at = clock()
         self._probing = False
+        self._probe_started = 0.0
 
     def _move(self, state: BreakerState) -> None:
         if state is not self.state:
@@ -115,17 +119,14 @@ class CircuitBreaker:
         through as the probe of a backend without a probe of its own; everyone else is skipped."""
         if self.state is BreakerState.CLOSED:
             return True
-        if self.state is BreakerState.OPEN and self._cooled() and not self.has_probe:
-            self._move(BreakerState.HALF_OPEN)
-            self._probing = True
+        if not self.has_probe and (self._cooled_open() or self._stale_probe()):
+            self.start_probe()
             return True
         return False
 
     def probe_due(self) -> bool:
         """Whether the backend's own probe should start now; True once per cool-down (it takes the slot)."""
-        if not self.has_probe or self._probing:
-            return False
-        if self.state is BreakerState.OPEN and self._cooled():
+        if self.has_probe and (self._cooled_open() or self._stale_probe()):
             self.start_probe()
             return True
         return False
@@ -134,6 +135,18 @@ class CircuitBreaker:
         """Skip requests while a probe runs (at start-up, at the end of a cool-down, after silence)."""
         self._move(BreakerState.HALF_OPEN)
         self._probing = True
+        self._probe_started = self._clock()
+
+    def _cooled_open(self) -> bool:
+        return self.state is BreakerState.OPEN and self._cooled()
+
+    def _stale_probe(self) -> bool:
+        # A probe that never reported (its request was cancelled) must not leave the backend skipped forever.
+        return (
+            self.state is BreakerState.HALF_OPEN
+            and self._probing
+            and self._clock() - self._probe_started >= max(self.cooldown, 1.0)
+        )
 
     def record(self, verdict: Verdict) -> bool:
         """Count an outcome (a request's or a probe's); True when the owner should run its probe now."""
@@ -154,8 +167,11 @@ class CircuitBreaker:
         return False
 
     def probe_result(self, ok: bool) -> None:
-        """The backend's own probe answered: closed when it worked, open for a cool-down when not."""
-        self.consecutive = 0 if ok else max(self.consecutive, 1)
+        """The backend's own probe answered: closed when it worked, open for a cool-down when not. A good
+        probe leaves the fault count alone: a health check that answers while downloads hang must not let
+        every user pay for the hang — only a served request resets the count."""
+        if not ok:
+            self.consecutive = max(self.consecutive, 1)
         self.opened_at = None if ok else self._clock()
         self._move(BreakerState.CLOSED if ok else BreakerState.OPEN)
 
@@ -193,10 +209,11 @@ class BackendFigures:
             return "degraded"
         return "up"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
+    def to_dict(self, kind: str = "download") -> dict[str, Any]:
+        """Plain data for JSON; `kind` says which chain the upstream serves (download, metadata)."""
         return {
             "backend": self.backend,
+            "kind": kind,
             "status": self.status,
             "breaker": self.breaker.value,
             "requests": self.requests,
