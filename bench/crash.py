@@ -327,8 +327,14 @@ async def main(kills: int, messages: int, platforms: list[str], seed: int) -> No
     for name in platforms:
         rng = random.Random(seed)
         rounds = []
-        for _ in range(kills):
+        for index in range(kills):
             rounds.append(await one_kill(name, rng, messages, users=100, posts=50))
+            r = rounds[-1]
+            print(  # as it goes: a long run shows its progress
+                f"{name} kill {index + 1}: unanswered {r['unanswered']} (+{r['never_taken']} never taken), "
+                f"duplicates {r['duplicates']}, rows lost {r['rows_lost']}",
+                flush=True,
+            )
         report(name, rounds)
 
 
