@@ -202,6 +202,13 @@ class DatabaseSettings(_Section):
         return self
 
 
+class InboxSettings(_Section):
+    """The durable inbox: how old an unanswered update may be and still be answered as if nothing happened."""
+
+    replay_max_age: float = Field(default=900.0, gt=0)
+    keep_done: float = Field(default=3600.0, ge=0)
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -246,6 +253,7 @@ class Settings(BaseSettings):
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)

@@ -6,15 +6,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
 
 from bot.chat.flow import LinkFlow
+from bot.chat.inbox import Deliveries
 from bot.config import Settings
 from services.download.models import Quality
 from services.download.service import DownloadService, build_backends
 from services.download.sessions import SessionPool
+from services.download.spool_root import clear_stale, process_spool, remove_own, spool_root
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver
@@ -35,8 +38,10 @@ class App:
     downloads: DownloadService
     resolver: ShortLinkResolver
     flow: LinkFlow
+    deliveries: Deliveries
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    spool: Path | None = None
 
     async def aclose(self) -> None:
         """Flush the usage log and close every client, whatever fails on the way."""
@@ -45,6 +50,8 @@ class App:
                 await closer()
             except Exception:
                 log.exception("error while closing")
+        if self.spool is not None:
+            remove_own(self.spool)
 
 
 def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
@@ -140,6 +147,11 @@ async def build_app(settings: Settings) -> App:
         retention_days=db.retention_days,
     )
     resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
+    # The bot's own directory under the temp root: what a killed process left there is removed now.
+    spool = spool_root(settings.download.temp_dir)
+    removed, freed = clear_stale(spool)
+    if removed:
+        log.info("removed %d spool entries (%d bytes) left by earlier runs in %s", removed, freed, spool)
     downloads = DownloadService(
         build_backends(
             settings.download.backends,
@@ -150,7 +162,7 @@ async def build_app(settings: Settings) -> App:
             sessions=sessions,
         ),
         max_concurrent=settings.download.max_concurrent,
-        temp_root=settings.download.temp_dir,
+        temp_root=process_spool(spool),
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
         breaker_failures=settings.download.breaker_failures,
@@ -164,6 +176,9 @@ async def build_app(settings: Settings) -> App:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
     limits = settings.limits
+    deliveries = Deliveries(
+        store.inbox, replay_max_age=settings.inbox.replay_max_age, keep_done=settings.inbox.keep_done
+    )
     flow = LinkFlow(
         resolver=resolver,
         downloads=downloads,
@@ -171,6 +186,7 @@ async def build_app(settings: Settings) -> App:
         limits=RateLimits(user_per_minute=limits.user_per_minute, chat_per_minute=limits.chat_per_minute),
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
+        deliveries=deliveries,
         quality=Quality(settings.download.quality),
     )
     return App(
@@ -179,6 +195,8 @@ async def build_app(settings: Settings) -> App:
         downloads=downloads,
         resolver=resolver,
         flow=flow,
+        deliveries=deliveries,
         metadata=metadata,
         clients=clients,
+        spool=spool,
     )

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from bot.chat.inbox import Deliveries, current_entry
 from services.download.growing import GrowingFile
 from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
@@ -172,10 +173,12 @@ class LinkFlow:
         limits: RateLimits,
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
+        deliveries: Deliveries | None = None,
         quality: Quality = Quality.COMPATIBLE,
     ) -> None:
         self.quality = quality  # DOWNLOAD__QUALITY: what a chat left on "auto" gets
         self.resolver = resolver
+        self.deliveries = deliveries
         self.downloads = downloads
         self.store = store
         self.limits = limits
@@ -270,7 +273,7 @@ class LinkFlow:
         try:
             async with self.track(ctx, action, tracker=tracker):
                 self.check_limits(ctx)
-                async with self.gate.slot(on_queued):
+                async with self.slot(on_queued):
                     resolved = await self.resolve(link)
                     assert resolved.post_id is not None
                     tracker.target = resolved.post_id
@@ -296,7 +299,29 @@ class LinkFlow:
             await self._answer(sender, exc, link)
         return tracker.outcome
 
+    @asynccontextmanager
+    async def slot(self, on_queued: QueuedNotice | None = None) -> AsyncIterator[None]:
+        """A concurrency slot; serving an inbox entry, it is kept until the entry's completion is written."""
+        deliveries = self.deliveries
+        if deliveries is None or current_entry() is None:
+            async with self.gate.slot(on_queued):
+                yield
+            return
+        if deliveries.holds_slot():
+            yield  # the entry's next link: the slot it took for its first one
+            return
+        held = self.gate.slot(on_queued)
+        await held.__aenter__()
+        deliveries.release_on_completion(lambda: held.__aexit__(None, None, None))
+        yield
+
+    def sending(self) -> None:
+        """A reply is about to go out for the current inbox entry (a replay from here may repeat it)."""
+        if self.deliveries is not None:
+            self.deliveries.note_sending()
+
     async def _answer(self, sender: MediaSender, exc: BaseException, link: TikTokLink | None) -> None:
+        self.sending()
         try:
             await sender.send_error(exc, link)
         except ReplyFailed as failed:
@@ -311,6 +336,7 @@ class LinkFlow:
                 post = (await self.metadata.post(link)).value
             except ServiceError:
                 post = None
+        self.sending()
         try:
             await sender.send_too_large(post, link, exc)
         except ReplyFailed as failed:
@@ -357,6 +383,7 @@ class LinkFlow:
                 ):
                     tracker.backend = media.backend
                     post = await self._complete(link, media.post, tracker)
+                    self.sending()
                     sent = await sender.send_media(media, post, want)
                 tracker.bytes_sent = sent.bytes_sent
                 await self._remember(platform, post_id, prefix, sent, post)
@@ -486,6 +513,7 @@ class LinkFlow:
         refs, post = await self.cached_refs(platform, post_id, want, quality)
         if not refs:
             return False
+        self.sending()
         try:
             sent = await sender.send_cached(post, refs, want)
         except StaleReference:

@@ -91,6 +91,15 @@ class BotTree(app_commands.CommandTree["TikTokBot"]):
             return False
         return True
 
+    async def _call(self, interaction: discord.Interaction[TikTokBot]) -> None:
+        """Run the command; one stored in the inbox is completed (with its usage rows) when it returns."""
+        # CommandTree._call runs a slash command from start to end; no public hook wraps it.
+        entry = self.client.inbox.take(interaction.id)
+        if entry is None:
+            await super()._call(interaction)
+            return
+        await self.client.app.deliveries.run(entry, lambda: super(BotTree, self)._call(interaction))
+
     async def on_error(
         self, interaction: discord.Interaction[TikTokBot], error: app_commands.AppCommandError, /
     ) -> None:
@@ -136,6 +145,9 @@ class TikTokBot(commands.Bot):
         self.stopping = False
         self.intent_refused = False
         self._jobs: set[asyncio.Task[Any]] = set()
+        from bot.discord.inbox import GatewayInbox
+
+        self.inbox = GatewayInbox(self, app.deliveries)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -245,6 +257,18 @@ class TikTokBot(commands.Bot):
             await asyncio.wait(pending, timeout=CANCEL_REPLY_TIMEOUT + 1)
 
 
+async def _replay_when_ready(bot: TikTokBot) -> None:
+    """Once the gateway is ready (channels known), answer what a killed process left in the inbox."""
+    await bot.wait_until_ready()
+    task = asyncio.current_task()
+    if task is not None:
+        bot.track_task(task)  # shutdown drains the replay like any reply in flight
+    try:
+        await bot.inbox.replay()
+    except Exception:
+        log.exception("inbox replay failed", extra={"platform": "discord"})
+
+
 async def run_discord(
     app: App,
     stop: asyncio.Event,
@@ -272,7 +296,12 @@ async def run_discord(
         try:
             await bot.login(settings.token.get_secret_value())
             connection = asyncio.create_task(bot.stay_connected(), name="discord-gateway")
+            replay = asyncio.create_task(_replay_when_ready(bot), name="discord-replay")
             await asyncio.wait({connection, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not replay.done():
+                replay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replay
             if connection.done():
                 connection.result()  # a gateway failure (bad token, refused intents) ends the frontend
                 return

@@ -30,6 +30,7 @@ from services.errors import TooLarge, UpstreamError
 from services.links import TikTokLink
 from services.metadata.models import Post
 from services.store.chats import ChatPrefs
+from services.store.inbox import DEFERRED
 
 log = logging.getLogger("tiktok_bot.discord")
 
@@ -166,7 +167,13 @@ class InteractionReply:
 
     async def defer(self) -> None:
         """Acknowledge at once with a public "thinking…" message (the 3-second rule)."""
-        await self.interaction.response.defer(thinking=True)
+        # A replayed command was deferred by the process that took it: its follow-ups are still open.
+        if not self.interaction.response.is_done():
+            await self.interaction.response.defer(thinking=True)
+            client = self.interaction.client
+            deliveries = getattr(getattr(client, "app", None), "deliveries", None)
+            if deliveries is not None:
+                deliveries.note(DEFERRED)  # a replay may answer it through follow-ups
         self.pending = True
 
     @property

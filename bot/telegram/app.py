@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -17,6 +16,7 @@ from bot.chat.i18n import languages, t
 from bot.config import TelegramSettings
 from bot.telegram.errors import register_error_handler
 from bot.telegram.middlewares import ContextMiddleware
+from bot.telegram.polling import IN_FLIGHT_UPDATES, SHUTDOWN_GRACE, Handlers, InboxFeeder, poll
 from bot.telegram.routers import build_router
 from bot.telegram.session import KeepResponseModels, RetryAfter
 from bot.wiring import App
@@ -24,12 +24,7 @@ from bot.wiring import App
 log = logging.getLogger("tiktok_bot.telegram")
 
 COMMANDS = ("start", "help", "post", "user", "hashtag", "audio")
-# Updates handled at once; more wait at Telegram until one finishes. A held update costs ~180 objects
-# (aiogram's middleware chain): a burst of 1,000 held at once made full garbage collections stall the event
-# loop for ~100 ms, while LinkFlow serves only LIMITS__CONCURRENCY of them at a time anyway.
-IN_FLIGHT_UPDATES = 100
-# In-flight replies get this long to finish when the process is asked to stop.
-SHUTDOWN_GRACE = 10.0
+POLLING_TIMEOUT = 25
 
 
 def build_bot(settings: TelegramSettings, reply_budget: float = 60.0) -> Bot:
@@ -68,19 +63,6 @@ async def register_commands(bot: Bot) -> None:
         )
 
 
-async def drain(dp: Dispatcher, grace: float = SHUTDOWN_GRACE) -> None:
-    """Let in-flight updates finish for up to `grace` seconds, then cancel the rest."""
-    tasks = set(dp._handle_update_tasks)  # aiogram keeps no public handle on these
-    if not tasks:
-        return
-    _, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        task.cancel()
-    for task in pending:
-        with suppress(asyncio.CancelledError, Exception):
-            await task
-
-
 async def run_telegram(app: App, stop: asyncio.Event) -> None:
     """Long-poll until `stop` is set, then drain in-flight work and close the session."""
     bot = build_bot(app.settings.telegram, app.settings.limits.reply_budget)
@@ -92,26 +74,18 @@ async def run_telegram(app: App, stop: asyncio.Event) -> None:
         if app.settings.telegram.webhook_url:
             from bot.telegram.webhook import serve_webhook
 
-            await serve_webhook(dp, bot, app.settings.telegram, stop, app)
+            await serve_webhook(dp, bot, app, stop)
             return
         await bot.delete_webhook(drop_pending_updates=False)  # polling and a webhook exclude each other
-        polling = asyncio.create_task(
-            dp.start_polling(
-                bot,
-                handle_signals=False,
-                close_bot_session=False,
-                polling_timeout=25,
-                tasks_concurrency_limit=IN_FLIGHT_UPDATES,
-            )
-        )
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stopper in done:
-            with suppress(RuntimeError):  # polling may already be stopping
-                await dp.stop_polling()
-        else:
-            stopper.cancel()
-        await polling
-        await drain(dp)
+        handlers = Handlers(IN_FLIGHT_UPDATES)
+        feeder = InboxFeeder(dp, bot, app.deliveries, handlers)
+        await dp.emit_startup(**feeder.workflow, bot=bot)
+        try:
+            # What a killed process took and did not answer goes first, then new updates.
+            await feeder.replay()
+            await poll(feeder, stop, wait_s=POLLING_TIMEOUT)
+            await handlers.drain(SHUTDOWN_GRACE)
+        finally:
+            await dp.emit_shutdown(**feeder.workflow, bot=bot)
     finally:
         await bot.session.close()

@@ -8,6 +8,7 @@ from types import TracebackType
 from services.store.cache import MediaCache
 from services.store.chats import ChatPrefs, ChatSettings
 from services.store.db import SCHEMA_VERSION, Database
+from services.store.inbox import Inbox, InboxEntry, InboxStats, SqliteInbox
 from services.store.stats import StatsReport, compute_stats, render_stats_table
 from services.store.usage import UsageEvent, UsageLog, UsageRow
 
@@ -16,7 +17,11 @@ __all__ = [
     "ChatPrefs",
     "ChatSettings",
     "Database",
+    "Inbox",
+    "InboxEntry",
+    "InboxStats",
     "MediaCache",
+    "SqliteInbox",
     "StatsReport",
     "Store",
     "UsageEvent",
@@ -30,9 +35,10 @@ __all__ = [
 class Store:
     """The process's database and everything kept in it; open once at start-up, close on shutdown."""
 
-    def __init__(self, db: Database, usage: UsageLog) -> None:
+    def __init__(self, db: Database, usage: UsageLog, inbox: Inbox | None = None) -> None:
         self.db = db
         self.usage = usage
+        self.inbox: Inbox = inbox if inbox is not None else SqliteInbox(db, usage)
         self.media = MediaCache(db)
         self.chats = ChatSettings(db)
 
@@ -62,7 +68,9 @@ class Store:
             await db.close()
             raise
         usage.start()
-        return cls(db, usage)
+        inbox = SqliteInbox(db, usage)
+        inbox.start()
+        return cls(db, usage, inbox)
 
     async def stats(self, days: float) -> StatsReport:
         """Operator stats for the last `days`, including events still queued."""
@@ -72,6 +80,7 @@ class Store:
     async def aclose(self) -> None:
         """Write every queued event, then close the database."""
         try:
+            await self.inbox.aclose()
             await self.usage.aclose()
         finally:
             await self.db.close()

@@ -91,6 +91,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         "each chat's video quality choice (auto follows DOWNLOAD__QUALITY)",
         ("ALTER TABLE chat_settings ADD COLUMN quality TEXT NOT NULL DEFAULT 'auto'",),
     ),
+    Migration(
+        4,
+        "durable inbox of updates taken from the platforms, and its replay/expiry log",
+        (
+            # One row per update the bot took; payload is the platform's JSON, kept until it is answered.
+            """
+            CREATE TABLE inbox (
+                platform     TEXT    NOT NULL,
+                key          TEXT    NOT NULL,
+                kind         TEXT    NOT NULL,
+                payload      TEXT    NOT NULL,
+                received_at  REAL    NOT NULL,
+                state        TEXT    NOT NULL DEFAULT 'new',
+                attempts     INTEGER NOT NULL DEFAULT 0,
+                done_at      REAL,
+                PRIMARY KEY (platform, key)
+            )
+            """,
+            "CREATE INDEX inbox_open ON inbox (platform, done_at, received_at)",
+            "CREATE INDEX inbox_done ON inbox (done_at)",
+            """
+            CREATE TABLE inbox_log (
+                at        REAL NOT NULL,
+                platform  TEXT NOT NULL,
+                event     TEXT NOT NULL,
+                key       TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX inbox_log_at ON inbox_log (at)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

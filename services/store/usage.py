@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import hmac
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 _HASHES_REMEMBERED = 50_000
 _RETRY_MAX_S = 30.0
-_INSERT_COLUMNS = (
+USAGE_COLUMNS = (
     "at",
     "platform",
     "chat_id",
@@ -95,6 +97,34 @@ class UsageRow:
     latency_ms: float
     cache_hit: bool
     units: int
+
+
+class UsageCollector:
+    """Usage events of one inbox entry, held back so they are written with its completion."""
+
+    __slots__ = ("events", "open")
+
+    def __init__(self) -> None:
+        self.events: list[UsageEvent] = []
+        self.open = True
+
+
+_COLLECTOR: contextvars.ContextVar[UsageCollector | None] = contextvars.ContextVar(
+    "usage_collector", default=None
+)
+
+
+@contextlib.contextmanager
+def collect_usage() -> Iterator[UsageCollector]:
+    """Within this block (and tasks started in it), `UsageLog.record` hands events to the collector."""
+    collector = UsageCollector()
+    token = _COLLECTOR.set(collector)
+    try:
+        yield collector
+    finally:
+        # A task started inside that records later falls back to the normal queue rather than a dead list.
+        collector.open = False
+        _COLLECTOR.reset(token)
 
 
 def to_epoch(moment: datetime) -> float:
@@ -173,14 +203,22 @@ class UsageLog:
             self._purger = asyncio.create_task(self._purge_loop(), name="usage-log-purge")
 
     def record(self, event: UsageEvent) -> None:
-        """Queue one event for the writer as a row; never waits and never raises."""
+        """Queue one event for the writer as a row; never waits and never raises.
+
+        Inside `collect_usage()` the event goes to the collector instead: the inbox writes it together with
+        the entry's completion, so an answered update has its row exactly once.
+        """
+        collector = _COLLECTOR.get()
+        if collector is not None and collector.open:
+            collector.events.append(event)
+            return
         pending = self._pending
         if self._closed or len(pending) >= self._max_pending:
             # A stuck disk must not grow memory without bound or stall a handler: count the loss instead.
             self._dropped += 1
             return
         try:
-            row = self._as_row(event)
+            row = self.as_row(event)
         except Exception as exc:
             # A malformed event is a bug in its caller; losing that one row beats failing the user's request.
             self._dropped += 1
@@ -258,7 +296,8 @@ class UsageLog:
         cutoff = (now or _utcnow()) - timedelta(days=self._retention_days)
         return await self._db.execute("DELETE FROM usage WHERE at < ?", (to_epoch(cutoff),))
 
-    def _as_row(self, event: UsageEvent) -> tuple[Any, ...]:
+    def as_row(self, event: UsageEvent) -> tuple[Any, ...]:
+        """The event as stored: values in `USAGE_COLUMNS` order, ids hashed when hashing is on."""
         return (
             to_epoch(event.at),
             event.platform,
@@ -290,7 +329,7 @@ class UsageLog:
                 while done < len(batch):
                     # Bounded transactions: binding a slice holds the GIL in the database thread.
                     chunk = batch[done : done + self._max_batch]
-                    await self._db.insert_rows("usage", _INSERT_COLUMNS, chunk)
+                    await self._db.insert_rows("usage", USAGE_COLUMNS, chunk)
                     done += len(chunk)
                     self._written += len(chunk)
             except BaseException:

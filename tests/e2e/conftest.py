@@ -69,7 +69,8 @@ async def usage_rows(app: App) -> list[dict[str, object]]:
     await app.store.usage.flush()
     # The columns as the schema has them now, so a migration needs no edit here.
     names = [str(column[1]) for column in await app.store.db.fetchall("PRAGMA table_info(usage)")]
-    rows = await app.store.db.fetchall("SELECT * FROM usage ORDER BY id")
+    # In the order they happened: rows of inbox requests are written when each completes, not when recorded.
+    rows = await app.store.db.fetchall("SELECT * FROM usage ORDER BY at, id")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 

@@ -45,6 +45,14 @@ class Links(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        """Answer the message; one stored in the inbox is completed with its usage rows."""
+        entry = self.bot.inbox.take(message.id)
+        if entry is None:
+            await self.answer(message)
+            return
+        await self.bot.app.deliveries.run(entry, lambda: self.answer(message))
+
+    async def answer(self, message: discord.Message) -> None:
         """Reply with the media of each TikTok link in the message."""
         if message.author.bot or message.type not in USER_MESSAGES or self.bot.stopping:
             return

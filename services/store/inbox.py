@@ -1,0 +1,320 @@
+"""The durable inbox: every update the bot takes is stored before the platform hears it was received.
+
+Life of an entry: `put_many` stores it (state `new`) before the frontend confirms it to the platform (the next
+`getUpdates` offset, the webhook's HTTP 200); progress notes (`deferred`, `sending`) follow without waiting;
+`complete` marks it done *together with its usage rows* in one transaction right after the reply went out.
+Entries still open at start-up were taken by a process that died: the frontend replays them (oldest first),
+or `expire`s those the platform no longer lets it answer. Done entries stay a while as tombstones, so an
+update the platform redelivers (a webhook that never got its 200) is recognised and not answered twice.
+
+Writes are group-committed: every operation queued while the previous transaction ran goes into the next
+one, so a poll of 100 updates, or 100 replies finishing together, cost one commit.
+
+`Inbox` is the interface (SQLite here; other engines implement the same methods); `SqliteInbox` keeps its
+SQL to plain statements that PostgreSQL runs as well (ON CONFLICT … DO NOTHING RETURNING).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from services.errors import StoreError
+from services.store.db import Database
+from services.store.usage import USAGE_COLUMNS, UsageEvent, UsageLog
+
+log = logging.getLogger(__name__)
+
+# States of an open entry. `sending`: a reply was about to go out (a replay may duplicate it);
+# `deferred`: the platform was told an answer will follow (a Discord interaction that can still be answered).
+NEW, DEFERRED, SENDING = "new", "deferred", "sending"
+# Events of the inbox log, counted by the stats.
+REPLAYED, EXPIRED, DUPLICATE = "replayed", "expired", "duplicate"
+
+_ENTRY_COLUMNS = ("platform", "key", "kind", "payload", "received_at")
+_MAX_ROWS_PER_INSERT = 500  # well under SQLite's bound-variable limit for every table here
+_SELECT_OPEN = (
+    "SELECT platform, key, kind, payload, received_at, state, attempts FROM inbox"
+    " WHERE platform = ? AND done_at IS NULL ORDER BY received_at, key"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One update as taken from a platform: its unique key there, what kind it is and its JSON."""
+
+    platform: str
+    key: str
+    kind: str
+    payload: str
+    received_at: float
+    state: str = NEW
+    attempts: int = 0
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the bot took it."""
+        return (time.time() if now is None else now) - self.received_at
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStats:
+    """Inbox figures: open entries now, and replay events in the period."""
+
+    unfinished: int
+    oldest_age_s: float | None
+    replayed: int
+    expired: int
+    duplicates: int
+
+    @classmethod
+    def empty(cls) -> InboxStats:
+        """Nothing open, nothing replayed."""
+        return cls(unfinished=0, oldest_age_s=None, replayed=0, expired=0, duplicates=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return {
+            "unfinished": self.unfinished,
+            "oldest_unfinished_age_s": self.oldest_age_s,
+            "replayed": self.replayed,
+            "expired": self.expired,
+            "duplicates": self.duplicates,
+        }
+
+
+class Inbox(Protocol):
+    """Where updates wait from the moment they are taken until they are answered."""
+
+    async def put_many(self, entries: Sequence[InboxEntry]) -> list[bool]:
+        """Store entries durably; for each, True if new, False if already known (open or done)."""
+
+    def note(self, platform: str, key: str, state: str) -> None:
+        """Record an open entry's progress (`deferred`, `sending`) without waiting for the disk."""
+
+    async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
+        """Mark the entry done and write its usage rows, in one transaction."""
+
+    async def unfinished(self, platform: str) -> list[InboxEntry]:
+        """Open entries of a platform, oldest first."""
+
+    async def start_replay(self, entries: Sequence[InboxEntry]) -> None:
+        """Count these open entries as replayed (and as possible duplicates if a reply was being sent)."""
+
+    async def expire(self, entry: InboxEntry, events: Sequence[UsageEvent]) -> None:
+        """Close an entry that can no longer be answered, with its usage rows and an `expired` log event."""
+
+    async def stats(self, since: float) -> InboxStats:
+        """Open entries now, replay events since `since` (epoch seconds)."""
+
+    async def purge(self, done_before: float) -> int:
+        """Forget done entries finished before `done_before`; return how many."""
+
+    async def aclose(self) -> None:
+        """Write everything queued and stop."""
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued write; `future` is None for notes nobody waits for."""
+
+    kind: str
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any] | None
+
+
+class SqliteInbox:
+    """The inbox in the bot's SQLite database, written by one group-committing task."""
+
+    def __init__(self, db: Database, usage: UsageLog) -> None:
+        self._db = db
+        self._usage = usage
+        self._ops: list[_Op] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="inbox-writer")
+
+    async def put_many(self, entries: Sequence[InboxEntry]) -> list[bool]:
+        """Store entries durably; for each, True if new, False if already known (open or done)."""
+        if not entries:
+            return []
+        return list(await self._submit("put", tuple(entries)))
+
+    def note(self, platform: str, key: str, state: str) -> None:
+        """Record an open entry's progress (`deferred`, `sending`) without waiting for the disk."""
+        if self._closed:
+            return
+        self._queue(_Op("note", (state, platform, key), None))
+
+    async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
+        """Mark the entry done and write its usage rows, in one transaction."""
+        rows = [self._usage.as_row(event) for event in events]
+        await self._submit("done", (platform, key, rows, None))
+
+    async def unfinished(self, platform: str) -> list[InboxEntry]:
+        """Open entries of a platform, oldest first."""
+        rows = await self._db.fetchall(_SELECT_OPEN, (platform,))
+        return [InboxEntry(*row) for row in rows]
+
+    async def start_replay(self, entries: Sequence[InboxEntry]) -> None:
+        """Count these open entries as replayed (and as possible duplicates if a reply was being sent)."""
+        if not entries:
+            return
+        now = time.time()
+        log_rows = [(now, e.platform, REPLAYED, e.key) for e in entries]
+        log_rows += [(now, e.platform, DUPLICATE, e.key) for e in entries if e.state == SENDING]
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE inbox SET attempts = attempts + 1 WHERE platform = ? AND key = ?",
+                [(e.platform, e.key) for e in entries],
+            )
+            await _insert(conn, "inbox_log", ("at", "platform", "event", "key"), log_rows)
+
+    async def expire(self, entry: InboxEntry, events: Sequence[UsageEvent]) -> None:
+        """Close an entry that can no longer be answered, with its usage rows and an `expired` log event."""
+        rows = [self._usage.as_row(event) for event in events]
+        await self._submit("done", (entry.platform, entry.key, rows, EXPIRED))
+
+    async def stats(self, since: float) -> InboxStats:
+        """Open entries now, replay events since `since` (epoch seconds)."""
+        return await inbox_stats(self._db, since)
+
+    async def purge(self, done_before: float) -> int:
+        """Forget done entries finished before `done_before`; return how many."""
+        return await self._db.execute("DELETE FROM inbox WHERE done_at < ?", (done_before,))
+
+    async def aclose(self) -> None:
+        """Write everything queued and stop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+        await self._write_queued()
+
+    async def _submit(self, kind: str, args: tuple[Any, ...]) -> Any:
+        if self._closed:
+            raise StoreError("the inbox is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue(_Op(kind, args, future))
+        if self._writer is None:  # not started (a tool, a test): write at once
+            await self._write_queued()
+        return await future
+
+    def _queue(self, op: _Op) -> None:
+        self._ops.append(op)
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            await self._write_queued()
+
+    async def _write_queued(self) -> None:
+        """Write every queued operation in one transaction and settle their futures."""
+        ops, self._ops = self._ops, []
+        self._wake.clear()
+        if not ops:
+            return
+        try:
+            results = await self._write(ops)
+        except BaseException as exc:
+            error = exc if isinstance(exc, StoreError) else StoreError(f"inbox write failed: {exc}")
+            for op in ops:
+                if op.future is not None and not op.future.done():
+                    op.future.set_exception(error)
+            if any(op.future is None for op in ops):
+                log.error("inbox progress notes lost: %s", exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for op, result in zip(ops, results, strict=True):
+            if op.future is not None and not op.future.done():
+                op.future.set_result(result)
+
+    async def _write(self, ops: list[_Op]) -> list[Any]:
+        """One transaction: new entries, progress notes, completions with their usage rows, log events."""
+        fresh_keys: set[tuple[str, str]] = set()
+        entries = [entry for op in ops if op.kind == "put" for entry in op.args]
+        notes = [op.args for op in ops if op.kind == "note"]
+        done = [op.args for op in ops if op.kind == "done"]
+        async with self._db.transaction() as conn:
+            for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
+                chunk = entries[start : start + _MAX_ROWS_PER_INSERT]
+                marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+                cursor = await conn.execute(
+                    "INSERT INTO inbox (platform, key, kind, payload, received_at) VALUES "  # noqa: S608
+                    + marks
+                    + " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
+                    [v for e in chunk for v in (e.platform, e.key, e.kind, e.payload, e.received_at)],
+                )
+                fresh_keys.update((str(p), str(k)) for p, k in await cursor.fetchall())
+                await cursor.close()
+            if notes:
+                await conn.executemany(
+                    "UPDATE inbox SET state = ? WHERE platform = ? AND key = ? AND done_at IS NULL",
+                    notes,
+                )
+            if done:
+                await _insert(conn, "usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
+                now = time.time()
+                await conn.executemany(
+                    "UPDATE inbox SET done_at = ?, payload = '' WHERE platform = ? AND key = ?",
+                    [(now, platform, key) for platform, key, _, _ in done],
+                )
+                events = [(now, platform, event, key) for platform, key, _, event in done if event]
+                await _insert(conn, "inbox_log", ("at", "platform", "event", "key"), events)
+        results: list[Any] = []
+        for op in ops:
+            if op.kind == "put":
+                flags = []
+                for entry in op.args:
+                    pair = (entry.platform, entry.key)
+                    # The same key twice in one batch (a redelivery racing the original): the first is new.
+                    flags.append(pair in fresh_keys)
+                    fresh_keys.discard(pair)
+                results.append(flags)
+            else:
+                results.append(None)
+        return results
+
+
+async def _insert(conn: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Multi-row INSERTs of `rows` inside the caller's transaction."""
+    marks = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names are code constants
+    per = max(1, 2000 // len(columns))  # bound variables per statement, under every SQLite's limit
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        await conn.execute(head + ", ".join([marks] * len(chunk)), [v for row in chunk for v in row])
+
+
+async def inbox_stats(db: Database, since: float, now: float | None = None) -> InboxStats:
+    """Open entries now and replay events since `since`, read from any database with the inbox tables."""
+    now = time.time() if now is None else now
+    row = await db.fetchone("SELECT count(*), min(received_at) FROM inbox WHERE done_at IS NULL")
+    unfinished, oldest = (int(row[0]), row[1]) if row else (0, None)
+    counts = dict(
+        await db.fetchall(
+            "SELECT event, count(*) FROM inbox_log WHERE at >= ? GROUP BY event",
+            (since,),
+        )
+    )
+    return InboxStats(
+        unfinished=unfinished,
+        oldest_age_s=None if oldest is None else max(0.0, now - float(oldest)),
+        replayed=int(counts.get(REPLAYED, 0)),
+        expired=int(counts.get(EXPIRED, 0)),
+        duplicates=int(counts.get(DUPLICATE, 0)),
+    )
