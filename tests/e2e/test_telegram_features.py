@@ -149,6 +149,8 @@ async def test_stats_for_operators_match_the_usage_log(tg: TelegramEmulator, app
     hits = sum(1 for r in rows if r["cache_hit"])
     assert f"cache hits {hits}/" in text
     assert "ttsave" in text
+    # The /stats update itself is the one open inbox entry; nothing was replayed in this run.
+    assert "inbox: open 1, oldest 0 s · replayed 0 · expired 0 · duplicates ≤ 0" in text
 
 
 async def test_privacy_deletes_this_users_rows_only(tg: TelegramEmulator, app: App) -> None:
