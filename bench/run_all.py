@@ -5,7 +5,7 @@ Each prints its own figures; this adds a heading, the wall time of each, and at 
 run; the exit code is 1 if any failed.
 
 Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, "relay --backends web", memory, cache,
-load, crash, multipart, usage_log, media_cache, links, telegram_upload; default all)
+load, crash, multipart, usage_log, media_cache, links, telegram_upload, wire, frontdoor; default all)
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "media_cache": [],
     "links": [],
     "telegram_upload": [],
+    "wire": ["--runs", "10"],
+    "frontdoor": ["--solves", "30", "--visits", "10", "--downloads", "60"],
 }
 
 

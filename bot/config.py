@@ -11,8 +11,18 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from services.http import parse_routes
+from services.http import mask_proxy, parse_proxy, parse_routes
 from services.store.db import Engine, masked_url
+from services.wire import OFF, resolve_target
+
+MIB = 1024 * 1024
+# Telegram's "50 MB" and "2000 MB" are binary megabytes. The Bot API server writes its own documented
+# "20 MB" download limit as `MAX_DOWNLOAD_FILE_SIZE = 20 << 20` (tdlib/telegram-bot-api,
+# telegram-bot-api/Client.h), and the "2000 MB" a local server uploads is TDLib's 4000 parts of `512 << 10`
+# bytes (tdlib/td, td/telegram/files/PartsManager.h: MAX_PART_COUNT, MAX_PART_SIZE) = 2000 << 20. The cloud
+# server's 50 MB is enforced in front of that code, in the same unit: 50 << 20 = 52,428,800 bytes.
+CLOUD_UPLOAD_LIMIT = 50 * MIB
+LOCAL_UPLOAD_LIMIT = 2000 * MIB
 
 
 def _split_commas(value: Any) -> Any:
@@ -51,8 +61,8 @@ class TelegramSettings(_Section):
 
     @property
     def upload_limit(self) -> int:
-        """Bytes one upload may carry: 50 MB on the cloud Bot API, 2000 MB on a local server."""
-        return (2000 if self.local_api else 50) * 1000 * 1000
+        """Bytes one upload may carry: 50 MiB on the cloud Bot API, 2000 MiB on a local server."""
+        return LOCAL_UPLOAD_LIMIT if self.local_api else CLOUD_UPLOAD_LIMIT
 
 
 class DiscordSettings(_Section):
@@ -68,11 +78,22 @@ class DiscordSettings(_Section):
     _split = field_validator("guild_ids", "admins", mode="before")(_split_commas)
 
 
+def _proxy(value: SecretStr | None) -> SecretStr | None:
+    """Validate an optional proxy URL (a secret: it may carry credentials)."""
+    if value is not None and value.get_secret_value().strip():
+        parse_proxy(value.get_secret_value())
+        return value
+    return None
+
+
 class TTSaveSettings(_Section):
     """TTSave download API."""
 
     url: str = "http://45.13.225.104:4347/api/v3"
     timeout: float = Field(default=60.0, gt=0)
+    proxy: SecretStr | None = None
+
+    _check_proxy = field_validator("proxy")(_proxy)
 
 
 class EnsembleDataSettings(_Section):
@@ -100,8 +121,31 @@ class DownloadSettings(_Section):
     max_concurrent: int = Field(default=4, ge=1)
     temp_dir: Path | None = None
     timeout: float = Field(default=120.0, gt=0)
+    quality: Literal["compatible", "best"] = "compatible"
+    door_attempts: int = Field(default=3, ge=1, le=10)
+    impersonate: str = "chrome"
+    proxies: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    sessions: int = Field(default=4, ge=1, le=64)
+    session_max_age: float = Field(default=1800.0, gt=0)
+    proxy_bench: float = Field(default=600.0, ge=0)
 
     _split = field_validator("backends", mode="before")(_split_commas)
+    _split_proxies = field_validator("proxies", mode="before")(_split_commas)
+
+    @field_validator("impersonate")
+    @classmethod
+    def _known_target(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != OFF:
+            resolve_target(value)
+        return value
+
+    @field_validator("proxies")
+    @classmethod
+    def _proxy_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for proxy in value:
+            parse_proxy(proxy.get_secret_value())
+        return value
 
     @field_validator("backends")
     @classmethod
@@ -119,8 +163,10 @@ class MetadataSettings(_Section):
 
     providers: CommaList = Field(default_factory=lambda: ["ensembledata", "research"])
     cache_ttl: float = Field(default=600.0, ge=0)
+    proxy: SecretStr | None = None
 
     _split = field_validator("providers", mode="before")(_split_commas)
+    _check_proxy = field_validator("proxy")(_proxy)
 
     @field_validator("providers")
     @classmethod
@@ -225,6 +271,7 @@ class LimitsSettings(_Section):
     concurrency: int = Field(default=8, ge=1)
     queue_notice_after: float = Field(default=3.0, ge=0)
     short_link_ttl: float = Field(default=3600.0, ge=0)
+    reply_budget: float = Field(default=60.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -251,6 +298,14 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     upstream_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    upstream_ca_file: Path | None = None
+
+    @field_validator("upstream_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no CA bundle at {value}")
+        return value
 
     @field_validator("upstream_routes", mode="before")
     @classmethod
@@ -317,11 +372,13 @@ def masked(settings: Settings) -> dict[str, Any]:
 
     def walk(node: Any, model: Any) -> Any:
         if isinstance(model, BaseModel):
-            out = {}
+            out: dict[str, Any] = {}
             for key in type(model).model_fields:
                 val = getattr(model, key)
                 if isinstance(val, SecretStr):
-                    out[key] = _masked_secret(val.get_secret_value())
+                    out[key] = _mask(key, val)
+                elif isinstance(val, list) and val and all(isinstance(v, SecretStr) for v in val):
+                    out[key] = [_mask(key, v) for v in val]
                 else:
                     out[key] = walk(node[key], val)
             return out
@@ -331,8 +388,12 @@ def masked(settings: Settings) -> dict[str, Any]:
     return result
 
 
-def _masked_secret(value: str) -> str:
-    """A secret as `config` shows it: a URL keeps all but its password; anything else is stars."""
-    if "://" in value:
-        return masked_url(value)
-    return "**********" if value else ""
+def _mask(key: str, secret: SecretStr) -> str:
+    # A proxy keeps its scheme, host and port visible (the operator needs them); credentials never show.
+    # A database URL keeps all but its password (DATABASE__URL).
+    text = secret.get_secret_value()
+    if not text:
+        return ""
+    if key in ("proxy", "proxies"):
+        return mask_proxy(text)
+    return masked_url(text) if key == "url" and "://" in text else "**********"

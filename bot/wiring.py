@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from bot.chat.flow import LinkFlow
 from bot.chat.inbox import Deliveries
 from bot.config import DatabaseSettings, Settings
+from services.download.models import Quality
 from services.download.service import DownloadService, build_backends
+from services.download.sessions import SessionPool
 from services.download.spool_root import clear_stale, process_spool, remove_own, spool_root
 from services.errors import NotConfigured
 from services.http import HttpOptions, make_client, parse_routes
@@ -22,6 +27,7 @@ from services.store import Store
 from services.store.db import Database
 from services.store.postgres import PostgresDatabase
 from services.store.sqlite import MEMORY, SqliteDatabase
+from services.wire import OFF, resolve_target
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -83,11 +89,59 @@ def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> Met
     return MetadataService(providers, cache_ttl=settings.metadata.cache_ttl)
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def metadata_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled HTTP client the metadata providers share."""
+    """The pooled HTTP client the metadata providers share (through METADATA__PROXY only if set)."""
     timeout = settings.ensembledata.timeout
     options = HttpOptions(read_timeout=timeout, write_timeout=timeout)
-    return make_client(routes=parse_routes(settings.upstream_routes), options=options)
+    return make_client(
+        routes=parse_routes(settings.upstream_routes),
+        options=options,
+        proxy=_secret(settings.metadata.proxy),
+        ca_file=settings.upstream_ca_file,
+    )
+
+
+def ttsave_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client for TTSave (through TTSAVE__PROXY only if set; never DOWNLOAD__PROXIES)."""
+    return make_client(
+        routes=parse_routes(settings.upstream_routes),
+        options=HttpOptions(read_timeout=settings.ttsave.timeout),
+        proxy=_secret(settings.ttsave.proxy),
+        ca_file=settings.upstream_ca_file,
+    )
+
+
+def tiktok_sessions(
+    settings: Settings, *, read_timeout: float | None = None, clock: Callable[[], float] = time.monotonic
+) -> SessionPool:
+    """The warm visitor sessions for TikTok's hosts: one impersonating client per proxy (or one direct)."""
+    routes = parse_routes(settings.upstream_routes)
+    dl = settings.download
+    options = HttpOptions(read_timeout=read_timeout or dl.timeout)
+
+    def client_for(proxy: str | None) -> httpx.AsyncClient:
+        return make_client(
+            routes=routes,
+            browser=True,
+            options=options,
+            impersonate=dl.impersonate,
+            proxy=proxy,
+            ca_file=settings.upstream_ca_file,
+        )
+
+    return SessionPool.build(
+        client_for,
+        [p.get_secret_value() for p in dl.proxies],
+        size=dl.sessions,
+        max_age=dl.session_max_age,
+        bench_seconds=dl.proxy_bench,
+        clock=clock,
+        target=dl.impersonate if dl.impersonate == OFF else resolve_target(dl.impersonate),
+    )
 
 
 async def build_app(settings: Settings) -> App:
@@ -102,13 +156,11 @@ async def build_app(settings: Settings) -> App:
         salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
         retention_days=db.retention_days,
     )
-    routes = parse_routes(settings.upstream_routes)
-    tiktok = make_client(
-        routes=routes, browser=True, options=HttpOptions(read_timeout=settings.download.timeout)
-    )
-    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    sessions = tiktok_sessions(settings)
+    tiktok = sessions.client()  # short links go out the way pages do
+    ttsave = ttsave_client(settings)
     meta = metadata_client(settings)
-    clients = [tiktok, ttsave, meta]
+    clients = [*(e.client for e in sessions.egresses), ttsave, meta]
     resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
     # The bot's own directory under the temp root: what a killed process left there is removed now.
     spool = spool_root(settings.download.temp_dir)
@@ -121,6 +173,8 @@ async def build_app(settings: Settings) -> App:
             tiktok_client=tiktok,
             ttsave_client=ttsave,
             ttsave_url=settings.ttsave.url,
+            door_attempts=settings.download.door_attempts,
+            sessions=sessions,
         ),
         max_concurrent=settings.download.max_concurrent,
         temp_root=process_spool(spool),
@@ -144,6 +198,7 @@ async def build_app(settings: Settings) -> App:
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
         deliveries=deliveries,
+        quality=Quality(settings.download.quality),
     )
     return App(
         settings=settings,

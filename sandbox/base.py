@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -21,6 +22,10 @@ class Recorded:
     query: str
     status: int
     at: float = field(default_factory=time.monotonic)
+    # What the client sent (User-Agent, sec-ch-ua, Cookie...) and from which address: tests check what the bot
+    # looked like on the wire, and which proxy (each sandbox proxy connects from its own 127.0.0.x) it used.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    remote: str = ""
 
 
 class Emulator(abc.ABC):
@@ -35,6 +40,7 @@ class Emulator(abc.ABC):
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.https_port = 0
 
     @abc.abstractmethod
     def routes(self, app: web.Application) -> None:
@@ -52,6 +58,24 @@ class Emulator(abc.ABC):
     def base_url(self) -> str:
         """`http://host:port` of the running emulator."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def https_base_url(self) -> str:
+        """`https://host:port` of the https listener (see `serve_https`)."""
+        if not self.https_port:
+            raise RuntimeError("no https listener: call serve_https() first")
+        return f"https://{self.host}:{self.https_port}"
+
+    async def serve_https(self, context: ssl.SSLContext, port: int = 0) -> str:
+        """Also serve over TLS with `context` (`sandbox.tls.SandboxCA().server_context()`); its base URL."""
+        if self._runner is None:
+            raise RuntimeError("start() the emulator first")
+        site = web.TCPSite(self._runner, self.host, port, ssl_context=context)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.https_port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.https_base_url
 
     def hits(self, path_prefix: str = "", host: str | None = None) -> list[Recorded]:
         """Recorded requests whose path starts with `path_prefix` (and whose Host is `host`, if given)."""
@@ -73,7 +97,17 @@ class Emulator(abc.ABC):
             raise
         finally:
             host = (request.headers.get("Host") or "").split(":")[0].lower()
-            self.requests.append(Recorded(request.method, host, request.path, request.query_string, status))
+            self.requests.append(
+                Recorded(
+                    request.method,
+                    host,
+                    request.path,
+                    request.query_string,
+                    status,
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                    remote=request.remote or "",
+                )
+            )
 
     def make_app(self) -> web.Application:
         """The aiohttp application with recording and this emulator's routes."""
@@ -101,6 +135,7 @@ class Emulator(abc.ABC):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            self.https_port = 0
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -20,7 +20,7 @@ class Status(StrEnum):
     OK = "ok"
     PRIVATE = "private"  # statusCode 10216
     PRIVATE_ACCOUNT = "private_account"  # 10222
-    DELETED = "deleted"  # 10204 with a statusMsg
+    DELETED = "deleted"  # a statusMsg ("item doesn't exist") and no item
     REGION = "region"  # 10231
     AGE = "age"  # isContentClassified
 
@@ -106,6 +106,12 @@ class Catalogue:
         for tag in post.hashtags:
             self.hashtags.setdefault(tag, []).append(post.id)
         return post
+
+
+def rounded(count: int) -> int:
+    """A counter as real pages round `stats` (427682 -> 427700, four significant digits); statsV2 is exact."""
+    digits = len(str(abs(count)))
+    return count if digits <= 4 else round(count, 4 - digits)
 
 
 MB = 1000 * 1000
@@ -254,6 +260,29 @@ def build_catalogue() -> Catalogue:
                 renditions=(Rendition("lowest_540_0", "h264", 320, 568, 300_000, 0, file="clip.mp4"),),
             )
         )
+    # As real 2025-26 posts: 720p and 1080p only in H.265 (bytevc1), H.264 tops out at 540p.
+    cat.add(
+        FixturePost(
+            id=post_id_at(T0 + 4 * 86_400, 10),
+            author="sandbox.hevc",
+            description="Shot on a new phone: the sharp copies are H.265 only",
+            created=T0 + 4 * 86_400,
+            views=427_682,
+            likes=31_337,
+            comments=99,
+            shares=12,
+            saves=7,
+            duration=3,
+            width=1080,
+            height=1920,
+            renditions=(
+                Rendition("normal_1080_0", "h265", 1080, 1920, 1_800_000, 0, file="clip.mp4"),
+                Rendition("normal_720_0", "h265", 720, 1280, 1_100_000, 0, file="clip.mp4"),
+                Rendition("normal_540_1", "bytevc2", 576, 1024, 500_000, 0, file="clip.mp4"),
+                Rendition("lowest_540_0", "h264", 540, 960, 700_000, 0, file="clip.mp4"),
+            ),
+        )
+    )
     # A busy hashtag, for paging: 25 small posts.
     for i in range(25):
         cat.add(
@@ -280,6 +309,7 @@ def build_catalogue() -> Catalogue:
             "ZTslide01": slides.id,
             "ZSbig0001": post_id_at(T0 + 86_400, 2),
             "ZMdead000": None,
+            "ZMhevc001": post_id_at(T0 + 4 * 86_400, 10),
         }
     )
     return cat

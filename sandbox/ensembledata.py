@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.base import Emulator
-from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Status
+from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Status, rounded
 from sandbox.faults import FaultPlan
 
 TOKEN = "sandbox-ensembledata-token"  # noqa: S105 - the sandbox's own token, printed by `tiktok-bot sandbox`
@@ -136,12 +136,20 @@ def web_user(user: FixtureUser) -> dict[str, Any]:
             "ins_id": "",
             "youtube_channel_id": "",
         },
+        # TikTok's own objects, passed through: rounded `stats`, exact strings in `statsV2`.
         "stats": {
-            "followingCount": user.following,
-            "followerCount": user.followers,
-            "heartCount": user.likes,
-            "videoCount": user.videos,
+            "followingCount": rounded(user.following),
+            "followerCount": rounded(user.followers),
+            "heartCount": rounded(user.likes),
+            "videoCount": rounded(user.videos),
             "diggCount": 0,
+        },
+        "statsV2": {
+            "followingCount": str(user.following),
+            "followerCount": str(user.followers),
+            "heartCount": str(user.likes),
+            "videoCount": str(user.videos),
+            "diggCount": "0",
         },
     }
 

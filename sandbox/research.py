@@ -248,6 +248,10 @@ class ResearchEmulator(Emulator):
         self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, JSON body) of each data request served
         self._search_ids = itertools.count(7201388232438386694)
         self.faults = FaultPlan()
+        # TikTok's own example responses (query videos) carry the requested `id` as `video_id`, and the saves
+        # counter is also seen spelt `favourites_count`: set these to play those shapes.
+        self.video_id_key = "id"
+        self.saves_key = "favorites_count"
 
     def fault_next(self, kind: str | int, count: int = 1, *, delay: float = 0.0, path: str = "") -> None:
         """Answer the next `count` data requests (under `path`) with `kind`: "429", "500", "slow", "reset"."""
@@ -429,7 +433,7 @@ class ResearchEmulator(Emulator):
             ids = [p.id for p in found]
             self.searches[search_id] = ids
         page = ids[cursor : cursor + max_count]
-        videos = [_pick(self._video(self.catalogue.posts[i]), fields) for i in page]
+        videos = [self._shape(_pick(self._video(self.catalogue.posts[i]), fields)) for i in page]
         next_cursor = cursor + len(page)
         return {
             "videos": videos,
@@ -437,6 +441,13 @@ class ResearchEmulator(Emulator):
             "has_more": next_cursor < len(ids),
             "search_id": search_id,
         }
+
+    def _shape(self, video: dict[str, Any]) -> dict[str, Any]:
+        """A picked video object in the key spelling this emulator plays."""
+        for requested, played in (("id", self.video_id_key), ("favorites_count", self.saves_key)):
+            if requested in video and played != requested:
+                video[played] = video.pop(requested)
+        return video
 
     async def _user_info(self, fields: list[str], body: Mapping[str, Any]) -> Any:
         username = body.get("username")

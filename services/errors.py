@@ -15,10 +15,20 @@ ServiceError                      base; `code` is the stable string logged in th
 ├── NotConfigured                 no backend or provider is configured for the request
 ├── ShuttingDown                  the process is stopping; the request was cancelled
 ├── StoreError                    the SQLite store failed, or refused a database newer than the code
+├── LocalResourceError            this machine ran short: disk full, too many open files, read-only or
+│                                 forbidden spool directory; `reason` says which (outcome `local:<reason>`)
 └── UpstreamError                 an upstream failed (5xx, bad body, transport error)
     ├── UpstreamTimeout           it did not answer in time
     ├── TruncatedStream           a stream ended before it was complete
     ├── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
+    ├── UpstreamServerError       it answered 5xx
+    ├── DoorError                 TikTok's door turned this visitor away; another session/proxy may pass
+    │   ├── ChallengeFailed       the proof-of-work challenge was not passed (unsolvable, or asked again)
+    │   ├── EmptyShell            the page came without the post's data (no video detail)
+    │   ├── IpBlocked             status 10204: this address is blocked from the post (not a deleted post)
+    │   │   └── NoEgress          (services.download.sessions) every proxy is benched after a block
+    │   ├── LoginWall             the page redirected to /login
+    │   └── CdnRejected           the video CDN refused the media (403) despite the page's cookie
     └── MultipartError            (services.download.multipart) a multipart body that cannot be parsed:
                                   MalformedMultipart, HeaderTooLarge, TooManyParts, and
                                   MultipartTruncated (also a TruncatedStream)
@@ -27,6 +37,7 @@ ServiceError                      base; `code` is the stable string logged in th
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 
 
@@ -139,6 +150,51 @@ class StoreError(ServiceError):
     code = "store_error"
 
 
+class LocalReason(StrEnum):
+    """Which local resource ran out or refused us."""
+
+    DISK_FULL = "disk_full"
+    TOO_MANY_FILES = "too_many_files"
+    READ_ONLY = "read_only"
+    PERMISSION = "permission"
+    IO = "io"
+
+
+_LOCAL_REASONS = {
+    errno.ENOSPC: LocalReason.DISK_FULL,
+    errno.EDQUOT: LocalReason.DISK_FULL,
+    errno.EFBIG: LocalReason.DISK_FULL,
+    errno.EMFILE: LocalReason.TOO_MANY_FILES,
+    errno.ENFILE: LocalReason.TOO_MANY_FILES,
+    errno.EROFS: LocalReason.READ_ONLY,
+    errno.EACCES: LocalReason.PERMISSION,
+    errno.EPERM: LocalReason.PERMISSION,
+}
+
+
+class LocalResourceError(ServiceError):
+    """This machine ran short of a resource (disk, file handles) or may not write where it should."""
+
+    code = "local"
+
+    def __init__(self, reason: LocalReason, message: str = "", *, path: str | None = None) -> None:
+        super().__init__(message or f"local resource: {reason.value}")
+        self.reason = reason
+        self.path = path
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str) -> LocalResourceError:
+        """The local error an OSError from our own files is: ENOSPC is disk_full, EMFILE too_many_files..."""
+        reason = _LOCAL_REASONS.get(exc.errno or 0, LocalReason.IO)
+        name = errno.errorcode.get(exc.errno or 0, "EIO")
+        return cls(reason, f"{what}: {name} {exc.strerror or exc}", path=exc.filename)
+
+    @property
+    def detail_code(self) -> str:
+        """The code with its reason, as logged: e.g. `local:disk_full`."""
+        return f"{self.code}:{self.reason.value}"
+
+
 class ShuttingDown(ServiceError):
     """The bot is restarting; the request was cancelled."""
 
@@ -173,9 +229,51 @@ class UpstreamRejected(UpstreamError):
     code = "upstream_rejected"
 
 
+class UpstreamServerError(UpstreamError):
+    """An upstream answered with a server error (5xx)."""
+
+    code = "upstream_5xx"
+
+
+class DoorError(UpstreamError):
+    """TikTok's front door turned this visitor away; another session or proxy may get through."""
+
+    code = "door"
+
+
+class ChallengeFailed(DoorError):
+    """TikTok's anti-bot challenge could not be passed."""
+
+    code = "challenge_failed"
+
+
+class EmptyShell(DoorError):
+    """TikTok served the page without the post's data."""
+
+    code = "empty_shell"
+
+
+class IpBlocked(DoorError):
+    """TikTok blocks this address from the post (status 10204)."""
+
+    code = "ip_blocked"
+
+
+class LoginWall(DoorError):
+    """TikTok wants a login before it shows the post."""
+
+    code = "login_wall"
+
+
+class CdnRejected(DoorError):
+    """TikTok's video CDN refused the media."""
+
+    code = "cdn_rejected"
+
+
 def error_code(exc: BaseException) -> str:
     """The usage-log outcome for an exception: its code, with a reason where it has one."""
-    if isinstance(exc, PostUnavailable):
+    if isinstance(exc, PostUnavailable | LocalResourceError):
         return exc.detail_code
     if isinstance(exc, ServiceError):
         return exc.code

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from services.wire import DEFAULT_TARGET, OFF, CurlTransport, ssl_context, strip_httpx_defaults
+
+# Only for DOWNLOAD__IMPERSONATE=off (plain httpx): impersonated clients send their browser's own headers.
 BROWSER_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
@@ -41,12 +45,16 @@ def is_tiktok_host(host: str) -> bool:
 
 
 def is_allowed_url(url: str | httpx.URL) -> bool:
-    """Whether `url` is http(s) on a TikTok host with no credentials in it."""
+    """Whether `url` is http(s) on a TikTok host, on its scheme's default port, with no credentials in it."""
     try:
         parsed = httpx.URL(url) if isinstance(url, str) else url
     except (httpx.InvalidURL, ValueError, TypeError):
         return False
     if parsed.scheme not in ("http", "https") or parsed.userinfo:
+        return False
+    # httpx drops a scheme's default port (`:443` on https, `:80` on http), so any port left is another
+    # service on a TikTok host (`www.tiktok.com:22`). Routing for tests rewrites URLs later.
+    if parsed.port is not None:
         return False
     return is_tiktok_host(parsed.host)
 
@@ -136,15 +144,42 @@ def make_client(
     base_url: str = "",
     browser: bool = False,
     follow_redirects: bool = False,
+    impersonate: str = DEFAULT_TARGET,
+    proxy: str | None = None,
+    ca_file: str | Path | None = None,
+    local_address: str | None = None,
 ) -> httpx.AsyncClient:
-    """Build the pooled AsyncClient for one upstream family, routed through UPSTREAM_ROUTES."""
+    """Build the pooled AsyncClient for one upstream family, routed through UPSTREAM_ROUTES.
+
+    `browser=True` is for TikTok's hosts: curl-impersonate as `impersonate` (a curl_cffi target, `off` for
+    plain httpx with a fixed browser User-Agent). `proxy` carries every request; `ca_file` adds trusted CAs.
+    """
     opts = options or HttpOptions()
-    limits = httpx.Limits(max_connections=opts.max_connections, max_keepalive_connections=opts.max_keepalive)
-    inner = httpx.AsyncHTTPTransport(limits=limits, retries=0)
+    inner: httpx.AsyncBaseTransport
+    curl = browser and impersonate.strip().lower() != OFF
+    if curl:
+        inner = CurlTransport(
+            impersonate=impersonate,
+            proxy=proxy,
+            ca_file=ca_file,
+            local_address=local_address,
+            max_connections=opts.max_connections,
+        )
+    else:
+        limits = httpx.Limits(
+            max_connections=opts.max_connections, max_keepalive_connections=opts.max_keepalive
+        )
+        inner = httpx.AsyncHTTPTransport(
+            limits=limits,
+            retries=0,
+            verify=ssl_context(ca_file),
+            proxy=proxy,
+            local_address=local_address,
+        )
     transport: httpx.AsyncBaseTransport = RoutingTransport(routes, inner) if routes else inner
-    all_headers: dict[str, str] = dict(BROWSER_HEADERS) if browser else {}
+    all_headers: dict[str, str] = dict(BROWSER_HEADERS) if browser and not curl else {}
     all_headers.update(headers or {})
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=base_url,
         headers=all_headers,
         timeout=httpx.Timeout(
@@ -157,3 +192,34 @@ def make_client(
         follow_redirects=follow_redirects,
         trust_env=False,
     )
+    if curl:
+        strip_httpx_defaults(client)
+        for name, value in (headers or {}).items():
+            client.headers[name] = value
+    return client
+
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def parse_proxy(url: str) -> str:
+    """Check one proxy URL (http://, https://, socks5://, socks5h://, optional user:password@); ValueError."""
+    text = url.strip()
+    try:
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise ValueError(f"not a proxy URL: {mask_proxy(text)}") from None
+    if parsed.scheme not in PROXY_SCHEMES or not parsed.host:
+        raise ValueError(f"a proxy must be {', '.join(s + '://' for s in PROXY_SCHEMES)}host:port")
+    return text
+
+
+def mask_proxy(url: str) -> str:
+    """A proxy URL fit for logs and `tiktok-bot config`: credentials replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"

@@ -53,6 +53,7 @@ class TikTokLink:
     username: str | None = None
     tag: str | None = None
     code: str | None = None
+    user_id: str | None = None  # a user link that names the account by its numeric id, not its name
 
     def as_json(self) -> dict[str, Any]:
         """The link as the CLI prints it: every key present, null where not applicable."""
@@ -95,6 +96,9 @@ _EMBED_VERSION = re.compile(r"v[0-9]{1,2}")
 # Feed pages where the legacy `?item_id=` / `?shareId=` forms name a post.
 _LEGACY_FEED_PATHS = frozenset({"", "trending", "foryou", "following", "explore", "friends"})
 _LEGACY_ID_PARAMS = frozenset({"item_id", "shareid"})
+# Post pages whose id segment is missing, the id riding in `?item_id=` instead.
+_QUERY_ID_POST_PATHS = (["share", "video"], ["v"], ["embed"], ["embed", "v2"], ["player", "v1"])
+_USER_ID = re.compile(r"[0-9]{1,21}")  # numeric account ids (uid), as long as post ids at most
 _SHORT_HOSTS = frozenset({"vm", "vt"})
 
 
@@ -110,7 +114,8 @@ def _short(code: str, url: str) -> TikTokLink:
 def _split_tail(tail: str) -> tuple[list[str] | None, str]:
     """Path segments (None if malformed) and the query of a URL tail."""
     end = _PATH_END.search(tail)
-    path = tail[: end.start()] if end else tail
+    # A sentence's punctuation can stand before an HTML entity or a query too ("@name.&quot;").
+    path = (tail[: end.start()] if end else tail).rstrip(_TRAILING)
     query = ""
     if end is not None and tail[end.start()] == "?":
         query = tail[end.start() + 1 :].split("#", 1)[0]
@@ -153,6 +158,33 @@ def _post_path(segments: list[str]) -> TikTokLink | None:
     return None
 
 
+def _query_id_post(segments: list[str], query: str) -> TikTokLink | None:
+    """A post page without its id segment (`/@user/video`, `/share/video`, ...) whose `?item_id=` names it."""
+    words = [seg.lower() for seg in segments]
+    author: str | None = None
+    if len(segments) == 2 and segments[0].startswith("@") and words[1] in ("video", "photo"):
+        author = segments[0][1:]
+        if author and not _USERNAME.fullmatch(author):
+            return None
+    elif words not in _QUERY_ID_POST_PATHS:
+        return None
+    post_id = _legacy_post_id(query)
+    return _post(post_id, None if author in (None, "", "_") else author) if post_id else None
+
+
+def _user_id_path(segments: list[str]) -> TikTokLink | None:
+    """An account named by its numeric id: `/share/user/<id>` or `/h5/share/usr/<id>.html`."""
+    words = [seg.lower() for seg in segments]
+    user_id: str | None = None
+    if len(segments) == 3 and words[:2] == ["share", "user"]:
+        user_id = segments[2]
+    elif len(segments) == 4 and words[:3] == ["h5", "share", "usr"] and words[3].endswith(".html"):
+        user_id = segments[3][: -len(".html")]
+    if user_id is None or not _USER_ID.fullmatch(user_id):
+        return None
+    return TikTokLink(LinkKind.USER, f"https://www.tiktok.com/share/user/{user_id}", user_id=user_id)
+
+
 def _page_path(segments: list[str]) -> TikTokLink | None:
     """A short `/t/<code>`, user, hashtag or music page on www./m./bare tiktok.com."""
     if len(segments) == 1 and segments[0].startswith("@"):
@@ -190,9 +222,9 @@ def _link_at(subdomain: str, domain: str, tail: str) -> TikTokLink | None:
     if len(segments) <= 1 and (not segments or segments[0].lower() in _LEGACY_FEED_PATHS):
         post_id = _legacy_post_id(query)
         return _post(post_id) if post_id else None
-    link = _post_path(segments)
+    link = _post_path(segments) or _query_id_post(segments, query)
     if link is None and domain == "tiktok":
-        link = _page_path(segments)
+        link = _page_path(segments) or _user_id_path(segments)
     return link
 
 
@@ -251,7 +283,7 @@ def _dedup_key(link: TikTokLink) -> tuple[str, str]:
     if link.kind is LinkKind.SHORT:
         return link.kind.value, link.code or ""
     if link.kind is LinkKind.USER:
-        return link.kind.value, (link.username or "").lower()
+        return link.kind.value, (link.username or "").lower() or f"#{link.user_id}"
     if link.kind is LinkKind.HASHTAG:
         return link.kind.value, (link.tag or "").casefold()
     return link.kind.value, link.url.rpartition("-")[2]

@@ -32,6 +32,13 @@ def parse_username(args: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def user_usage_key(args: str | None) -> str:
+    """The usage text for an unusable /user argument: a link naming the account by number gets its own."""
+    if any(link.user_id for link in find_links(args or "", limit=5)):
+        return "usage.user_by_id"
+    return "usage.user"
+
+
 def parse_tag(args: str | None) -> str | None:
     """A hashtag from `tag`, `#tag` or a tag link."""
     text = (args or "").strip()

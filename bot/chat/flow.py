@@ -12,13 +12,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from bot.chat.inbox import Deliveries, current_entry
-from services.download.models import Want
+from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
@@ -26,6 +26,7 @@ from services.metadata.models import Music, Post, Stats
 from services.metadata.service import MetadataService
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.store import Store
+from services.store.chats import ChatPrefs
 from services.store.usage import UsageEvent
 
 log = logging.getLogger("tiktok_bot.flow")
@@ -54,6 +55,19 @@ class StaleReference(Exception):
     """The platform rejected a cached file reference; the flow downloads afresh."""
 
 
+class ReplyFailed(Exception):
+    """The chat platform would not take the reply (flood control past its budget, bot blocked...)."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+    @property
+    def outcome(self) -> str:
+        """The usage-log outcome: `reply_failed:<reason>`."""
+        return f"reply_failed:{self.reason}"
+
+
 @dataclass(slots=True)
 class Sent:
     """What a sender delivered: references to cache (variant -> ref) and bytes uploaded."""
@@ -65,12 +79,14 @@ class Sent:
 class MediaSender(Protocol):
     """A platform's way of delivering media into one chat."""
 
+    prefs: ChatPrefs  # the chat's settings (captions, sound, quality...)
+
     @property
     def upload_limit(self) -> int:
         """Bytes one upload may carry in this destination."""
 
-    async def working(self, want: Want) -> None:
-        """Show that the bot is working (chat action, typing)."""
+    def working(self, want: Want) -> AbstractAsyncContextManager[object]:
+        """Show that the bot is working (chat action, typing) for as long as the block runs; never raises."""
 
     async def send_cached(self, post: Post | None, refs: Mapping[str, str], want: Want) -> Sent:
         """Re-send from cached references; raise StaleReference if the platform refuses one."""
@@ -128,9 +144,12 @@ class _KeyedLock:
         self.users = 0
 
 
-def variant_prefix(want: Want) -> str:
-    """The cache-variant family of a request: `media:` for a video or a slideshow, `audio:` for the sound."""
-    return "audio:" if want is Want.AUDIO else "media:"
+def variant_prefix(want: Want, quality: Quality = Quality.COMPATIBLE) -> str:
+    """The cache-variant family of a request: `media:` for a video or a slideshow (`media@best:` for the
+    sharpest copy), `audio:` for the sound."""
+    if want is Want.AUDIO:
+        return "audio:"
+    return "media@best:" if quality is Quality.BEST else "media:"
 
 
 class LinkFlow:
@@ -146,7 +165,9 @@ class LinkFlow:
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
         deliveries: Deliveries | None = None,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> None:
+        self.quality = quality  # DOWNLOAD__QUALITY: what a chat left on "auto" gets
         self.resolver = resolver
         self.deliveries = deliveries
         self.downloads = downloads
@@ -166,7 +187,12 @@ class LinkFlow:
         try:
             yield tracker
         except BaseException as exc:
-            tracker.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else error_code(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                tracker.outcome = "cancelled"
+            elif isinstance(exc, ReplyFailed):
+                tracker.outcome = exc.outcome
+            else:
+                tracker.outcome = error_code(exc)
             raise
         finally:
             latency = (time.perf_counter() - started) * 1000
@@ -248,6 +274,9 @@ class LinkFlow:
                             return tracker.outcome
                         seen.add(resolved.post_id)
                     await self.send_post(ctx.platform, resolved, sender, want, tracker)
+        except ReplyFailed as exc:
+            # The chat refuses us (flood past the budget, blocked): an error reply would fare no better.
+            _log_reply_failed(ctx, exc)
         except TooLarge as exc:
             await self._answer_too_large(sender, link, exc)
         except ServiceError as exc:
@@ -286,6 +315,8 @@ class LinkFlow:
         self.sending()
         try:
             await sender.send_error(exc, link)
+        except ReplyFailed as failed:
+            log.warning("could not send the error reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the error reply")
 
@@ -299,6 +330,8 @@ class LinkFlow:
         self.sending()
         try:
             await sender.send_too_large(post, link, exc)
+        except ReplyFailed as failed:
+            log.warning("could not send the too-large reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the too-large reply")
 
@@ -316,7 +349,8 @@ class LinkFlow:
         """Send a resolved post's media: by cached references when they work, else download and upload."""
         post_id = link.post_id
         assert post_id is not None
-        prefix = variant_prefix(want)
+        quality = self.quality_for(sender.prefs)
+        prefix = variant_prefix(want, quality)
         # One delivery per post and kind at a time: a burst of the same link downloads and uploads once,
         # and everyone after the first is served from the cache it filled.
         key = (platform, post_id, prefix)
@@ -326,16 +360,20 @@ class LinkFlow:
         slot.users += 1
         try:
             async with slot.lock:
-                if await self._send_from_cache(platform, post_id, sender, want, tracker):
+                if await self._send_from_cache(platform, post_id, sender, want, tracker, quality):
                     return
-                await sender.working(want)
-                async with await self.downloads.fetch(link, want, size_limit=sender.upload_limit) as media:
+                async with (
+                    sender.working(want),
+                    await self.downloads.fetch(
+                        link, want, size_limit=sender.upload_limit, quality=quality
+                    ) as media,
+                ):
                     tracker.backend = media.backend
                     post = await self._complete(link, media.post, tracker)
                     self.sending()
                     sent = await sender.send_media(media, post, want)
-                    tracker.bytes_sent = sent.bytes_sent
-                    await self._remember(platform, post_id, prefix, sent, post)
+                tracker.bytes_sent = sent.bytes_sent
+                await self._remember(platform, post_id, prefix, sent, post)
         finally:
             slot.users -= 1
             if slot.users == 0:
@@ -356,11 +394,15 @@ class LinkFlow:
         tracker.units += answer.units
         return answer.value
 
+    def quality_for(self, prefs: ChatPrefs) -> Quality:
+        """A chat's rendition choice: its own, or the bot's DOWNLOAD__QUALITY when left on auto."""
+        return Quality(prefs.quality) if prefs.quality in tuple(Quality) else self.quality
+
     async def cached_refs(
-        self, platform: str, post_id: str, want: Want
+        self, platform: str, post_id: str, want: Want, quality: Quality = Quality.COMPATIBLE
     ) -> tuple[dict[str, str], Post | None]:
         """The cached references (variant -> ref) of a post and its cached metadata, if any."""
-        prefix = variant_prefix(want)
+        prefix = variant_prefix(want, quality)
         refs = await self.store.media.get_many(platform, post_id, prefix)
         if not refs:
             return {}, None
@@ -368,9 +410,15 @@ class LinkFlow:
         return {k.removeprefix(prefix): v for k, v in refs.items()}, (_post_from_json(meta) if meta else None)
 
     async def _send_from_cache(
-        self, platform: str, post_id: str, sender: MediaSender, want: Want, tracker: Tracker
+        self,
+        platform: str,
+        post_id: str,
+        sender: MediaSender,
+        want: Want,
+        tracker: Tracker,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> bool:
-        refs, post = await self.cached_refs(platform, post_id, want)
+        refs, post = await self.cached_refs(platform, post_id, want, quality)
         if not refs:
             return False
         self.sending()
@@ -394,3 +442,12 @@ class LinkFlow:
             await self.store.media.put(platform, post_id, prefix + variant, ref)
         if post is not None:
             await self.store.media.put(platform, post_id, POST_VARIANT, _post_to_json(post))
+
+
+def _log_reply_failed(ctx: ChatContext, exc: ReplyFailed) -> None:
+    """One line, no traceback: the platform, not the bot, refused the reply."""
+    log.warning(
+        "reply not delivered: %s",
+        exc,
+        extra={"platform": ctx.platform, "chat": ctx.chat_id, "outcome": exc.outcome},
+    )

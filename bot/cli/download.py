@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.config import Settings
+from bot.wiring import tiktok_sessions, ttsave_client
 from services.download.models import FileRole, MediaFile, Want
 from services.download.service import BACKEND_NAMES, DownloadService, Media, build_backends
 from services.errors import ServiceError, error_code
-from services.http import HttpOptions, make_client, parse_routes
+from services.http import HttpOptions
 from services.links import LinkKind, ShortLinkResolver, TikTokLink, find_links
 
 
@@ -42,15 +43,16 @@ async def download(args: argparse.Namespace, settings: Settings) -> int:
         print(f"tiktok-bot: not a TikTok post link: {args.url}", file=sys.stderr)
         return 2
     want = Want.AUDIO if args.audio else Want.ORIGINAL if args.original else Want.VIDEO
-    routes = parse_routes(settings.upstream_routes)
-    tiktok = make_client(routes=routes, browser=True)
-    ttsave = make_client(routes=routes, options=HttpOptions(read_timeout=settings.ttsave.timeout))
+    sessions = tiktok_sessions(settings, read_timeout=HttpOptions().read_timeout)
+    tiktok = sessions.client()
+    ttsave = ttsave_client(settings)
     service = DownloadService(
         build_backends(
             [args.backend] if args.backend else settings.download.backends,
             tiktok_client=tiktok,
             ttsave_client=ttsave,
             ttsave_url=settings.ttsave.url,
+            sessions=sessions,
         ),
         max_concurrent=1,
         temp_root=settings.download.temp_dir,
@@ -75,7 +77,7 @@ async def download(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         await service.aclose()
-        await tiktok.aclose()
+        await sessions.aclose()
         await ttsave.aclose()
 
 

@@ -7,8 +7,9 @@ import json
 import sys
 
 from bot.config import Settings
+from bot.wiring import tiktok_sessions
 from services.errors import ServiceError
-from services.http import make_client, parse_routes
+from services.http import HttpOptions
 from services.links import ShortLinkResolver, find_links
 
 
@@ -38,12 +39,14 @@ async def resolve(args: argparse.Namespace, settings: Settings) -> int:
     if not links:
         print(f"tiktok-bot: not a TikTok link: {args.url}", file=sys.stderr)
         return 1
-    async with make_client(routes=parse_routes(settings.upstream_routes), browser=True) as client:
-        resolver = ShortLinkResolver(client, ttl=settings.limits.short_link_ttl)
-        try:
-            link = await resolver.resolve(links[0])
-        except ServiceError as exc:
-            print(f"tiktok-bot: {exc.code}: {exc.message}", file=sys.stderr)
-            return 1
+    sessions = tiktok_sessions(settings, read_timeout=HttpOptions().read_timeout)
+    try:
+        resolver = ShortLinkResolver(sessions.client(), ttl=settings.limits.short_link_ttl)
+        link = await resolver.resolve(links[0])
+    except ServiceError as exc:
+        print(f"tiktok-bot: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await sessions.aclose()
     print(json.dumps(link.as_json()))
     return 0

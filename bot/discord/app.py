@@ -133,6 +133,9 @@ class TikTokBot(commands.Bot):
             tree_cls=BotTree,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=guild_ready_timeout,
+            # A 429 asking for a longer wait than a reply's budget raises RateLimited instead of stalling the
+            # reply (discord.py takes at least 30 s here); the sender logs it as reply_failed:flood.
+            max_ratelimit_timeout=app.settings.limits.reply_budget,
         )
         self.app: App = app
         # Messages carry no locale; interactions do, so a user's last one is remembered for their links.

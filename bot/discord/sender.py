@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +21,7 @@ import discord
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
-from bot.chat.flow import Sent, StaleReference
+from bot.chat.flow import ReplyFailed, Sent, StaleReference
 from bot.discord.errors import ephemeral
 from bot.discord.render import CONTENT_LIMIT, card_embed
 from services.download.models import MediaFile, MediaKind, Want
@@ -138,8 +138,8 @@ class ChannelReply:
         while True:
             try:
                 await self.message.channel.typing()
-            except discord.HTTPException:
-                return  # typing is a courtesy; a refusal must not fail the reply
+            except Exception as exc:  # typing is a courtesy (429, 403, a lost connection): the reply goes on
+                log.debug("typing not shown: %s", type(exc).__name__)
             await asyncio.sleep(TYPING_EVERY)
 
     def _stop_typing(self) -> None:
@@ -302,30 +302,39 @@ class DiscordSender:
             return None
         return card_embed(post_card(post, self.lang), self.lang)
 
-    async def working(self, want: Want) -> None:
-        """Show "typing…" while downloading."""
-        await self.destination.typing()
+    @contextlib.asynccontextmanager
+    async def working(self, want: Want) -> AsyncIterator[None]:
+        """Show "typing…" while downloading and uploading (the next message ends it)."""
+        with contextlib.suppress(Exception):  # decoration: never fails the reply
+            await self.destination.typing()
+        yield
 
     async def send_text(self, text: str) -> None:
         """A status line (the queue notice)."""
-        await self.destination.notice(text)
+        with _replying():
+            await self.destination.notice(text)
 
     async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
         """One short line in guild channels; the specific answer in DMs and to commands."""
         text = group_error_text(error, self.lang) if self.terse else error_text(error, self.lang)
-        await self.destination.fail(text)
+        with _replying():
+            await self.destination.fail(text)
 
     async def send_too_large(self, post: Post | None, link: TikTokLink, error: TooLarge) -> None:
         """The stats card and the link instead of a file that does not fit."""
         note = error_text(error, self.lang)
         card = card_embed(post_card(post, self.lang), self.lang) if post is not None else None
-        await self.destination.send(content=f"{note}\n<{post.url if post else link.url}>", embed=card)
+        with _replying():
+            await self.destination.send(content=f"{note}\n<{post.url if post else link.url}>", embed=card)
 
     # --- uploads -------------------------------------------------------------------------------------------
 
     async def send_media(self, media: Media, post: Post | None, want: Want) -> Sent:
         """Upload the downloaded files (the card on the first message); return their URLs for the cache."""
-        post = post or media.post
+        with _replying():
+            return await self._upload(media, post or media.post, want)
+
+    async def _upload(self, media: Media, post: Post | None, want: Want) -> Sent:
         if want is Want.AUDIO or media.kind is MediaKind.AUDIO:
             items = [("audio", _first(media.files, "audio"))]
         elif media.kind is MediaKind.PHOTOS:
@@ -381,9 +390,29 @@ class DiscordSender:
             raise StaleReference("no usable reference")
         check_fresh({str(i): url for i, url in enumerate(urls)})
         embed = self.embed(post)
-        for index, content in enumerate(link_batches(urls, CONTENT_LIMIT)):
-            await self.destination.send(content=content, embed=embed if index == 0 else None)
+        with _replying():
+            for index, content in enumerate(link_batches(urls, CONTENT_LIMIT)):
+                await self.destination.send(content=content, embed=embed if index == 0 else None)
         return Sent()
+
+
+@contextlib.contextmanager
+def _replying() -> Iterator[None]:
+    """A refusal by Discord itself (429 past the budget, no access, a 5xx) becomes ReplyFailed."""
+    # discord.py waits out 429s itself, up to 5 tries and `max_ratelimit_timeout` seconds a wait (the bot sets
+    # it to LIMITS__REPLY_BUDGET); past that it raises RateLimited, or HTTPException 429 after the fifth.
+    try:
+        yield
+    except discord.RateLimited as exc:
+        raise ReplyFailed("flood", f"rate limited for {exc.retry_after:.0f}s") from exc
+    except discord.Forbidden as exc:
+        raise ReplyFailed("forbidden", exc.text) from exc
+    except discord.DiscordServerError as exc:
+        raise ReplyFailed("server_error", exc.text) from exc
+    except discord.HTTPException as exc:
+        if exc.status == 429:
+            raise ReplyFailed("flood", exc.text) from exc
+        raise
 
 
 def _first(files: Sequence[MediaFile], role: str) -> MediaFile:

@@ -27,15 +27,15 @@ COMMANDS = ("start", "help", "post", "user", "hashtag", "audio")
 POLLING_TIMEOUT = 25
 
 
-def build_bot(settings: TelegramSettings) -> Bot:
-    """A Bot on the configured Bot API server, retrying flood-control answers."""
+def build_bot(settings: TelegramSettings, reply_budget: float = 60.0) -> Bot:
+    """A Bot on the configured Bot API server, waiting out flood-control answers within `reply_budget` s."""
     if settings.token is None:
         raise ValueError("TELEGRAM__TOKEN is not set")
     session = AiohttpSession(
         api=TelegramAPIServer.from_base(settings.api_url.rstrip("/"), is_local=settings.local_api)
     )
     session.middleware(KeepResponseModels())
-    session.middleware(RetryAfter())
+    session.middleware(RetryAfter(budget=reply_budget))
     return Bot(
         settings.token.get_secret_value(),
         session=session,
@@ -65,7 +65,7 @@ async def register_commands(bot: Bot) -> None:
 
 async def run_telegram(app: App, stop: asyncio.Event) -> None:
     """Long-poll until `stop` is set, then drain in-flight work and close the session."""
-    bot = build_bot(app.settings.telegram)
+    bot = build_bot(app.settings.telegram, app.settings.limits.reply_budget)
     dp = build_dispatcher(app)
     try:
         me = await bot.get_me()

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ChatAction
-from aiogram.exceptions import TelegramBadRequest, TelegramEntityTooLarge
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import (
     FSInputFile,
     InputMediaPhoto,
@@ -20,9 +30,10 @@ from aiogram.types.media_union import MediaUnion
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
-from bot.chat.flow import Sent, StaleReference
+from bot.chat.flow import ReplyFailed, Sent, StaleReference
 from bot.chat.i18n import t
 from bot.telegram.render import html_attr, html_text, render_card
+from bot.telegram.session import reply_budget
 from services.download.models import FileRole, MediaFile, MediaKind, Want
 from services.download.service import Media
 from services.errors import TooLarge, UpstreamError
@@ -30,7 +41,14 @@ from services.links import TikTokLink
 from services.metadata.models import Post
 from services.store.chats import ChatPrefs
 
+log = logging.getLogger("tiktok_bot.telegram")
+
 ALBUM_SIZE = 10
+# A chat action shows for 5 s or until the next message (Bot API docs, sendChatAction); aiogram's
+# ChatActionSender renews it every 5 s, and so do we.
+CHAT_ACTION_EVERY = 5.0
+# Seconds one reply may spend waiting out Telegram's flood control before it counts as not delivered.
+REPLY_BUDGET = 60.0
 # aiogram reads an upload through a worker thread, a hop per chunk: at its default 64 KiB, ~300 hops for 20 MB
 # (bench/relay.py: 1.28× the bare upload's time; 1.19× at 256 KiB).
 UPLOAD_CHUNK = 256 * 1024
@@ -56,8 +74,10 @@ class TelegramSender:
         private: bool,
         thread_id: int | None = None,
         reply_to: int | None = None,
+        budget: float = REPLY_BUDGET,
     ) -> None:
         self.bot = bot
+        self.budget = budget
         self.chat_id = chat_id
         self.thread_id = thread_id
         self.reply_to = reply_to
@@ -68,7 +88,15 @@ class TelegramSender:
 
     @classmethod
     def replying_to(
-        cls, bot: Bot, message: Message, *, lang: str, prefs: ChatPrefs, upload_limit: int, private: bool
+        cls,
+        bot: Bot,
+        message: Message,
+        *,
+        lang: str,
+        prefs: ChatPrefs,
+        upload_limit: int,
+        private: bool,
+        budget: float = REPLY_BUDGET,
     ) -> TelegramSender:
         """A sender answering `message` in its chat and forum topic."""
         return cls(
@@ -80,6 +108,7 @@ class TelegramSender:
             prefs=prefs,
             upload_limit=upload_limit,
             private=private,
+            budget=budget,
         )
 
     @property
@@ -101,14 +130,51 @@ class TelegramSender:
             return None
         return render_card(post_card(post, self.lang), self.lang)
 
-    async def working(self, want: Want) -> None:
-        """Show "sending video…" (or photo / audio) in the chat."""
+    @contextlib.asynccontextmanager
+    async def working(self, want: Want) -> AsyncIterator[None]:
+        """Show "sending video…" (or audio) in the chat, renewed every 5 s, until the block ends."""
         action = ChatAction.UPLOAD_VOICE if want is Want.AUDIO else ChatAction.UPLOAD_VIDEO
-        await self.bot.send_chat_action(self.chat_id, action, message_thread_id=self.thread_id)
+        keeper = asyncio.create_task(self._keep_action(action), name="telegram-chat-action")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_action(self, action: ChatAction) -> None:
+        """Send the chat action every CHAT_ACTION_EVERY s; a refusal only skips (or delays) a refresh."""
+        while True:
+            wait = CHAT_ACTION_EVERY
+            try:
+                await self.bot.send_chat_action(self.chat_id, action, message_thread_id=self.thread_id)
+            except TelegramRetryAfter as exc:
+                wait = max(wait, float(exc.retry_after))  # decoration: never waited out, never retried early
+            except Exception as exc:  # the action is decoration: whatever happens to it, the reply goes on
+                log.debug("chat action not shown: %s", type(exc).__name__, extra={"chat": self.chat_id})
+            await asyncio.sleep(wait)
+
+    @contextlib.contextmanager
+    def _replying(self) -> Iterator[None]:
+        """One reply: its calls share the flood-wait budget; a platform refusal becomes ReplyFailed."""
+        with reply_budget(self.budget):
+            try:
+                yield
+            except TelegramRetryAfter as exc:
+                raise ReplyFailed("flood", f"flood control past the budget ({exc.retry_after}s)") from exc
+            except TelegramForbiddenError as exc:
+                raise ReplyFailed("forbidden", exc.message) from exc
+            except TelegramServerError as exc:
+                raise ReplyFailed("server_error", exc.message) from exc
+            except TelegramEntityTooLarge:
+                raise  # aiogram files the 413 under network errors; send_media answers it with the card
+            except TelegramNetworkError as exc:
+                raise ReplyFailed("network", exc.message) from exc
 
     async def send_text(self, html: str) -> Message:
         """A plain reply in the same chat and topic."""
-        return await self.bot.send_message(text=html, **self._where())
+        with self._replying():
+            return await self.bot.send_message(text=html, **self._where())
 
     async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
         """A specific answer in private chats, one short line elsewhere."""
@@ -132,16 +198,20 @@ class TelegramSender:
         post = post or media.post
         caption = self.caption(post)
         try:
-            if want is Want.AUDIO or media.kind is MediaKind.AUDIO:
-                audio = _first(media.files, "audio")
-                return await self._audio(_upload(audio.path), audio, post, caption, "audio")
-            if media.kind is MediaKind.PHOTOS:
-                return await self._photos(media, post, caption)
-            video = _first(media.files, "video")
-            name = f"{post.id if post else 'video'}.mp4"
-            return await self._video(_upload(video.path, name), _with_post_dims(video, post), caption)
+            with self._replying():
+                return await self._upload_media(media, post, want, caption)
         except TelegramEntityTooLarge as exc:
             raise TooLarge(size=sum(f.size for f in media.files), limit=self.upload_limit) from exc
+
+    async def _upload_media(self, media: Media, post: Post | None, want: Want, caption: str | None) -> Sent:
+        if want is Want.AUDIO or media.kind is MediaKind.AUDIO:
+            audio = _first(media.files, "audio")
+            return await self._audio(_upload(audio.path), audio, post, caption, "audio")
+        if media.kind is MediaKind.PHOTOS:
+            return await self._photos(media, post, caption)
+        video = _first(media.files, "video")
+        name = f"{post.id if post else 'video'}.mp4"
+        return await self._video(_upload(video.path, name), _with_post_dims(video, post), caption)
 
     async def _video(self, file: FSInputFile | str, info: MediaFile | None, caption: str | None) -> Sent:
         msg = await self.bot.send_video(
@@ -217,23 +287,29 @@ class TelegramSender:
         """Re-send by file_id (no upload, no size limit); StaleReference if Telegram refuses one."""
         caption = self.caption(post)
         try:
-            if want is Want.AUDIO:
-                return await self._audio(refs["audio"], None, post, caption, "audio")
-            if "video" in refs:
-                return await self._video(refs["video"], _info_from_post(post), caption)
-            photos = [refs[k] for k in sorted((k for k in refs if k.startswith("photo:")), key=_photo_index)]
-            if not photos:
-                raise StaleReference("no usable reference")
-            sent = await self._albums(photos, caption)
-            if "audio" in refs and self.prefs.slideshow_sound:
-                await self._audio(refs["audio"], None, post, None, "audio")
-            return sent
+            with self._replying():
+                return await self._resend(post, refs, want, caption)
         except KeyError as exc:
             raise StaleReference(f"missing {exc}") from exc
         except TelegramBadRequest as exc:
             if _is_stale(exc):
                 raise StaleReference(exc.message) from exc
             raise
+
+    async def _resend(
+        self, post: Post | None, refs: Mapping[str, str], want: Want, caption: str | None
+    ) -> Sent:
+        if want is Want.AUDIO:
+            return await self._audio(refs["audio"], None, post, caption, "audio")
+        if "video" in refs:
+            return await self._video(refs["video"], _info_from_post(post), caption)
+        photos = [refs[k] for k in sorted((k for k in refs if k.startswith("photo:")), key=_photo_index)]
+        if not photos:
+            raise StaleReference("no usable reference")
+        sent = await self._albums(photos, caption)
+        if "audio" in refs and self.prefs.slideshow_sound:
+            await self._audio(refs["audio"], None, post, None, "audio")
+        return sent
 
 
 def _upload(path: Path, name: str | None = None) -> FSInputFile:

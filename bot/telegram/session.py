@@ -1,22 +1,42 @@
-"""Bot API session behaviour: Telegram's 429s are waited out and retried, a bounded number of times; the
-answer models are built once."""
+"""Bot API session behaviour: Telegram's 429s are waited out within a reply's time budget; the answer models
+are built once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import TelegramMethod
+from aiogram.methods import SendChatAction, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 
 log = logging.getLogger("tiktok_bot.telegram")
 
 # Method class -> the `Response[...]` model its answers are parsed with, held for the life of the process.
 _RESPONSE_MODELS: dict[type[Any], type[Any]] = {}
+# The event-loop time by which the reply being sent must be out; flood waits past it are not taken.
+_REPLY_DEADLINE: ContextVar[float | None] = ContextVar("reply_deadline", default=None)
+# Calls that only decorate a reply: a 429 on them is never waited out (the next refresh may get through).
+COSMETIC_METHODS: tuple[type[TelegramMethod[Any]], ...] = (SendChatAction,)
+
+
+@contextmanager
+def reply_budget(seconds: float) -> Iterator[None]:
+    """Calls inside share one deadline `seconds` from now (an enclosing budget, if any, is kept)."""
+    if _REPLY_DEADLINE.get() is not None:
+        yield
+        return
+    token = _REPLY_DEADLINE.set(asyncio.get_running_loop().time() + seconds)
+    try:
+        yield
+    finally:
+        _REPLY_DEADLINE.reset(token)
 
 
 class KeepResponseModels(BaseRequestMiddleware):
@@ -39,11 +59,15 @@ class KeepResponseModels(BaseRequestMiddleware):
 
 
 class RetryAfter(BaseRequestMiddleware):
-    """On a 429, sleep `retry_after` seconds (capped) and send the same request again."""
+    """On a 429, sleep `retry_after` seconds and send again, for as long as the reply's time budget allows.
 
-    def __init__(self, attempts: int = 3, max_wait: float = 60.0) -> None:
-        self.attempts = attempts
-        self.max_wait = max_wait
+    The budget is the enclosing `reply_budget`, else `budget` seconds from the call's first attempt. However
+    many 429s Telegram sends, a call waits them out while the next attempt still lands inside it; a wait that
+    would pass the deadline raises the last TelegramRetryAfter at once. Cosmetic calls are never retried.
+    """
+
+    def __init__(self, budget: float = 60.0) -> None:
+        self.budget = budget
 
     async def __call__(
         self,
@@ -51,13 +75,16 @@ class RetryAfter(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        """Send, retrying after flood-control answers."""
-        for attempt in range(self.attempts):
+        """Send, waiting out flood-control answers within the budget."""
+        loop = asyncio.get_running_loop()
+        deadline = _REPLY_DEADLINE.get()
+        if deadline is None:
+            deadline = loop.time() + self.budget
+        while True:
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
-                if attempt == self.attempts - 1 or exc.retry_after > self.max_wait:
+                if isinstance(method, COSMETIC_METHODS) or loop.time() + exc.retry_after > deadline:
                     raise
-                log.warning("flood control: waiting %ss before %s", exc.retry_after, type(method).__name__)
+                log.info("flood control: waiting %ss before %s", exc.retry_after, type(method).__name__)
                 await asyncio.sleep(exc.retry_after)
-        raise AssertionError("unreachable")  # pragma: no cover

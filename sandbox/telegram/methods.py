@@ -37,6 +37,8 @@ from sandbox.telegram.wire import Params, error_of
 from sandbox.telegram.world import GENERAL_TOPIC_ID, Chat, ChatType, Json, Topic, User, World
 
 log = logging.getLogger(__name__)
+# Telegram's MB is 2**20 bytes: telegram-bot-api's Client.h has MAX_DOWNLOAD_FILE_SIZE = 20 << 20 for the
+# documented "20 MB", and a local server's "2000 MB" is TDLib's 4000 parts of 512 KiB (PartsManager.h).
 MB = 1024 * 1024
 CLOUD_UPLOAD_LIMIT = 50 * MB
 LOCAL_UPLOAD_LIMIT = 2000 * MB

@@ -20,6 +20,13 @@ class Want(StrEnum):
     ORIGINAL = "original"  # every original file: the video or the images, and the sound as its own file
 
 
+class Quality(StrEnum):
+    """Which video rendition to prefer when a post offers several."""
+
+    COMPATIBLE = "compatible"  # the best H.264 that fits: plays everywhere
+    BEST = "best"  # the highest resolution that fits, H.265 allowed (never bytevc2)
+
+
 class MediaKind(StrEnum):
     """What a download turned out to be."""
 
@@ -79,6 +86,8 @@ class Backend(Protocol):
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        *,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
         """Download into `temp_dir`, no file over `size_limit` bytes (TooLarge otherwise)."""
 

@@ -23,12 +23,24 @@ from pathlib import Path
 
 import httpx
 
-from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
+from services.download.models import (
+    Backend,
+    Download,
+    FileRole,
+    MediaFile,
+    MediaKind,
+    Progress,
+    Quality,
+    Want,
+)
 from services.download.probe import probe_mp4
+from services.download.sessions import SessionPool
+from services.download.spool import local_errors
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
 from services.errors import (
     InvalidLink,
+    LocalResourceError,
     NotConfigured,
     ServiceError,
     TooLarge,
@@ -109,7 +121,7 @@ class _Flight:
 
     __slots__ = ("cleaned", "key", "refs", "task")
 
-    def __init__(self, key: tuple[str, Want, int | None]) -> None:
+    def __init__(self, key: tuple[str, Want, int | None, Quality]) -> None:
         self.key = key
         self.refs = 0
         self.cleaned = False
@@ -133,7 +145,7 @@ class DownloadService:
         self._temp_root = temp_root
         self._attempt_timeout = attempt_timeout
         self._resolver = resolver
-        self._flights: dict[tuple[str, Want, int | None], _Flight] = {}
+        self._flights: dict[tuple[str, Want, int | None, Quality], _Flight] = {}
         self._running: set[asyncio.Task[_Result]] = set()
 
     @property
@@ -148,20 +160,21 @@ class DownloadService:
         size_limit: int | None = None,
         *,
         progress: Progress | None = None,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Media:
-        """Download a post's media (see `Want`), no file over `size_limit` bytes; close the result later."""
+        """Download a post's media (`Want`, `Quality`), no file over `size_limit` bytes; close it later."""
         if not self._backends:
             raise NotConfigured("no download backend is configured")
         if link.kind is LinkKind.SHORT and self._resolver is not None:
             link = await self._resolver(link)
         if link.kind not in (LinkKind.POST, LinkKind.SHORT):
             raise InvalidLink(f"a {link.kind.value} link has no media to download")
-        key = (link.post_id or link.url, want, size_limit)
+        key = (link.post_id or link.url, want, size_limit, quality)
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight(key)
             # Only the caller that starts a download sees its progress; the others just wait for it.
-            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress))
+            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress, quality))
             self._flights[key] = flight
             self._running.add(flight.task)
             flight.task.add_done_callback(partial(self._landed, flight))
@@ -209,24 +222,39 @@ class DownloadService:
     # --- the chain ---
 
     async def _download(
-        self, link: TikTokLink, want: Want, size_limit: int | None, progress: Progress | None
+        self,
+        link: TikTokLink,
+        want: Want,
+        size_limit: int | None,
+        progress: Progress | None,
+        quality: Quality,
     ) -> _Result:
         async with self._semaphore:
-            if self._temp_root is not None:
-                self._temp_root.mkdir(parents=True, exist_ok=True)
             attempts: list[Attempt] = []
             failures: list[BaseException] = []
             for backend in self._backends:
-                temp_dir = Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend.name}-", dir=self._temp_root))
+                try:
+                    temp_dir = self._make_temp_dir(backend.name)
+                except LocalResourceError as exc:
+                    _log_local(exc)
+                    raise
                 started = time.monotonic()
                 try:
-                    download = await self._attempt(backend, link, want, size_limit, temp_dir, progress)
+                    download = await self._attempt(
+                        backend, link, want, size_limit, temp_dir, progress, quality
+                    )
+                    with local_errors(f"reading {backend.name}'s files"):
+                        download = with_video_info(download)
                 except BaseException as exc:
                     shutil.rmtree(temp_dir, ignore_errors=True)
                     if not isinstance(exc, Exception):
                         raise  # cancellation
                     attempts.append(Attempt(backend.name, time.monotonic() - started, error_code(exc)))
                     self._log_attempt(link, attempts[-1], exc)
+                    if isinstance(exc, LocalResourceError):
+                        _log_local(exc)
+                        _note_attempts(exc, attempts)
+                        raise  # this machine's trouble: every other backend would hit it too
                     if isinstance(exc, ServiceError) and not isinstance(exc, UpstreamError | TooLarge):
                         _note_attempts(exc, attempts)
                         raise  # a verdict about the post: another backend would say the same
@@ -234,10 +262,17 @@ class DownloadService:
                     continue
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
                 self._log_attempt(link, attempts[-1], None)
-                return _Result(with_video_info(download), backend.name, tuple(attempts), temp_dir)
+                return _Result(download, backend.name, tuple(attempts), temp_dir)
             error = _final_error(failures)
             _note_attempts(error, attempts)
             raise error
+
+    def _make_temp_dir(self, backend: str) -> Path:
+        """A fresh directory for one attempt's files, under the configured root."""
+        with local_errors("creating a spool directory"):
+            if self._temp_root is not None:
+                self._temp_root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f"tiktok-bot-{backend}-", dir=self._temp_root))
 
     async def _attempt(
         self,
@@ -247,10 +282,11 @@ class DownloadService:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None,
+        quality: Quality,
     ) -> Download:
         try:
             async with asyncio.timeout(self._attempt_timeout):
-                download = await backend.fetch(link, want, size_limit, temp_dir, progress)
+                download = await backend.fetch(link, want, size_limit, temp_dir, progress, quality=quality)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{backend.name} took over {self._attempt_timeout:g}s", upstream=backend.name
@@ -278,6 +314,16 @@ class DownloadService:
             log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
 
 
+def _log_local(exc: LocalResourceError) -> None:
+    """The operator's line for a local shortage: what ran out, where, and that the bot carries on."""
+    log.error(
+        "local resource problem (%s): %s; the request was refused, the bot keeps serving",
+        exc.reason.value,
+        exc.message,
+        extra={"action": "download", "outcome": exc.detail_code, "path": exc.path},
+    )
+
+
 def with_video_info(download: Download) -> Download:
     """The download with each video's width, height and duration filled in from its file where missing."""
     files = []
@@ -299,7 +345,8 @@ def _final_error(failures: Sequence[BaseException]) -> BaseException:
     error."""
     too_large = [f for f in failures if isinstance(f, TooLarge)]
     if too_large:
-        return too_large[0]
+        # A stream cut off at the limit knows a lower bound only; Content-Length, read by another, knows more.
+        return max(too_large, key=lambda f: f.size or 0)
     service_errors = [f for f in failures if isinstance(f, ServiceError)]
     return service_errors[-1] if service_errors else failures[-1]
 
@@ -317,14 +364,19 @@ def build_backends(
     ttsave_client: httpx.AsyncClient,
     ttsave_url: str,
     retry: RetryPolicy | None = None,
+    door_attempts: int = 3,
+    sessions: SessionPool | None = None,
 ) -> list[Backend]:
-    """The backends named (`ttsave`, `web`), in that order, on the given shared clients."""
+    """The backends named (`ttsave`, `web`), in that order, on the given shared clients (the web backend on
+    `sessions`, warm visitor sessions, when given; else on a direct pool over `tiktok_client`)."""
     backends: list[Backend] = []
     for name in names:
         if name == "ttsave":
             backends.append(TTSaveBackend(ttsave_client, ttsave_url, retry=retry))
         elif name == "web":
-            backends.append(WebBackend(tiktok_client, retry=retry))
+            backends.append(
+                WebBackend(tiktok_client, retry=retry, sessions=sessions, door_attempts=door_attempts)
+            )
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends

@@ -1,13 +1,44 @@
-"""Spooling a stream to a temporary file while counting bytes and enforcing a size limit."""
+"""Spooling a stream to a temporary file while counting bytes and enforcing a size limit.
+
+The spool is where the bot meets its own disk: every OSError from its files (ENOSPC, EMFILE, EROFS, EACCES...)
+leaves it as a LocalResourceError, and a file of known size is refused before a byte is fetched when the
+directory has no room for it.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
 from services.download.models import Progress
-from services.errors import TooLarge
+from services.errors import LocalReason, LocalResourceError, TooLarge
+
+
+def ensure_room(directory: Path, size: int | None) -> None:
+    """Raise LocalResourceError(disk_full) if `directory` has fewer than `size` bytes free (None: unknown)."""
+    if not size:
+        return
+    with local_errors(f"checking free space in {directory}"):
+        free = shutil.disk_usage(directory).free
+    if free < size:
+        raise LocalResourceError(
+            LocalReason.DISK_FULL,
+            f"{directory} has {free} bytes free, the file needs {size}",
+            path=str(directory),
+        )
+
+
+@contextmanager
+def local_errors(what: str) -> Iterator[None]:
+    """Turn an OSError from our own files into a LocalResourceError naming `what` was being done."""
+    try:
+        yield
+    except OSError as exc:
+        raise LocalResourceError.from_os_error(exc, what) from exc
 
 
 class Meter:
@@ -37,14 +68,18 @@ WRITE_BUFFER = 256 * 1024
 class Spool:
     """A file being written from a stream; TooLarge as soon as it would pass `limit` bytes."""
 
-    def __init__(self, path: Path, limit: int | None, meter: Meter | None = None) -> None:
+    def __init__(
+        self, path: Path, limit: int | None, meter: Meter | None = None, *, expected: int | None = None
+    ) -> None:
         self.path = path
         self.limit = limit
         self.size = 0
         self._meter = meter
+        ensure_room(path.parent, expected)
         # Small synchronous writes land in the page cache; a thread hop per 64 KiB chunk would cost more. The
         # buffer gathers the parser's ~16 KiB pieces into fewer write calls: half the time for a 20 MB video.
-        self._file: BinaryIO | None = path.open("xb", buffering=WRITE_BUFFER)
+        with local_errors(f"creating {path.name}"):
+            self._file: BinaryIO | None = path.open("xb", buffering=WRITE_BUFFER)
 
     def write(self, data: bytes) -> None:
         """Append bytes, refusing to pass the limit."""
@@ -54,22 +89,36 @@ class Spool:
         if self.limit is not None and size > self.limit:
             self.abort()
             raise TooLarge(size=size, limit=self.limit)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.abort()
+            raise LocalResourceError.from_os_error(exc, f"writing {self.path.name}") from exc
         self.size = size
         if self._meter is not None:
             self._meter.add(len(data))
 
     def finish(self) -> int:
-        """Close the file and return its size."""
+        """Close the file (flushing its buffer) and return its size."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                self.path.unlink(missing_ok=True)
+                raise LocalResourceError.from_os_error(exc, f"closing {self.path.name}") from exc
         return self.size
 
     def abort(self) -> None:
-        """Close and delete the file."""
-        self.finish()
-        self.path.unlink(missing_ok=True)
+        """Close and delete the file, whatever state the disk is in."""
+        file, self._file = self._file, None
+        # Best effort: the buffer may not flush and the directory may refuse the unlink (the very failure
+        # being handled); the file object closes its descriptor either way.
+        with suppress(OSError):
+            if file is not None:
+                file.close()
+        with suppress(OSError):
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> Spool:
         return self

@@ -22,6 +22,7 @@ from services.download.models import (
     MediaFile,
     MediaKind,
     Progress,
+    Quality,
     Want,
     mime_for,
     role_for,
@@ -134,7 +135,11 @@ class _Parts:
         if role is None or (self._want is Want.AUDIO and role is not FileRole.AUDIO):
             return  # read past it
         name = f"{self._index:02d}-{safe_name(part.filename or '', role.value)}"
-        self._current = _Part(role, mime, Spool(self._dir / name, self._limit, self._meter))
+        length = part.header("content-length")
+        expected = int(length) if length and length.isdigit() else None
+        self._current = _Part(
+            role, mime, Spool(self._dir / name, self._limit, self._meter, expected=expected)
+        )
 
     def abort(self) -> None:
         """Delete a part left half-written by a failure."""
@@ -176,8 +181,10 @@ class TTSaveBackend:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        *,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
-        """Download the post's files through TTSave into `temp_dir`."""
+        """Download the post's files through TTSave into `temp_dir` (always H.264: `quality` is moot)."""
         payload = {"url": link.url, "download_content_type": ORIGINAL}
         url = f"{self._base}/download"
         parts = _Parts(temp_dir, want, size_limit, Meter(progress))

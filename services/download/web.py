@@ -3,41 +3,53 @@
 The recipe public tools share (pyktok, yt-dlp, gallery-dl, cobalt): GET `https://www.tiktok.com/@_/video/<id>`
 with a browser User-Agent, keep the cookies it sets (`tt_chain_token` binds CDN URLs to the session), parse
 `__UNIVERSAL_DATA_FOR_REHYDRATION__` (older pages: `SIGI_STATE`, `__NEXT_DATA__`), then GET the media with
-those cookies and the page as Referer. Cookies live in one fetch's session only: a shared jar would hand one
-user's TikTok session to the next.
+those cookies and the page as Referer. Cookies live in anonymous visitor sessions (`sessions.py`), reused
+across downloads as a browser would; no user's own TikTok cookies ever enter them.
+
+The front door (2026): a page may be a proof-of-work challenge (solved once per page, `challenge.py`), an
+empty shell, a 10204 IP block, a login wall, or the CDN may refuse the media. Each is a `DoorError`; the
+backend tries again in another visitor session (blocks also bench the session's proxy) up to
+`door_attempts` times, then raises the last one met.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from services.download.challenge import COOKIE_DOMAIN, Solver, read_challenge
 from services.download.models import (
     Download,
     FileRole,
     MediaFile,
     MediaKind,
     Progress,
+    Quality,
     Want,
     extension_for,
     mime_for,
     role_for,
 )
-from services.download.spool import Meter, Spool
+from services.download.sessions import Egress, NoEgress, SessionPool, VisitorSession
+from services.download.spool import Meter, Spool, ensure_room
 from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import (
+    CdnRejected,
+    ChallengeFailed,
+    DoorError,
+    EmptyShell,
+    IpBlocked,
     LinkNotFound,
+    LoginWall,
     PostUnavailable,
     ServiceError,
     TooLarge,
@@ -46,6 +58,8 @@ from services.errors import (
     UnsafeRedirect,
     UpstreamError,
     UpstreamRejected,
+    UpstreamServerError,
+    UpstreamTimeout,
 )
 from services.http import is_allowed_url
 from services.links import LinkKind, TikTokLink
@@ -62,10 +76,14 @@ Raw = Mapping[str, Any]
 STATUS_REASONS: Mapping[int, UnavailableReason] = {
     10216: UnavailableReason.PRIVATE,
     10222: UnavailableReason.PRIVATE_ACCOUNT,
-    10204: UnavailableReason.DELETED,
     10221: UnavailableReason.DELETED,  # the author no longer exists, and the post with them
     10231: UnavailableReason.REGION,
 }
+# yt-dlp reads 10204 as "Your IP address is blocked from accessing this post": a block, not a verdict.
+IP_BLOCKED = 10204
+HVC1_PATH = "/media-video-hvc1/"  # H.265 copies that are video-only or dead (yt-dlp #16950, #17372)
+# The errors a fresh visitor session (another cookie jar, later another proxy) may not meet again.
+TRANSIENT_AT_DOOR: tuple[type[ServiceError], ...] = (DoorError, UpstreamServerError, UpstreamTimeout)
 
 
 # --- the page's JSON, as frozen data ---
@@ -152,6 +170,19 @@ def _urls(value: Any) -> tuple[str, ...]:
     return ()
 
 
+def usable_media_url(url: str) -> bool:
+    """Whether a media URL is worth fetching: not on www.tiktok.com (yt-dlp #11034), not an hvc1 copy."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return parsed.host.lower() != "www.tiktok.com" and HVC1_PATH not in parsed.path
+
+
+def _media_urls(value: Any) -> tuple[str, ...]:
+    return tuple(u for u in _urls(value) if usable_media_url(u))
+
+
 def codec_of(codec_type: str, url_key: str) -> Codec:
     """The codec family from `CodecType` and `UrlKey` (`v…_bytevc1_720p_…` is H.265)."""
     text = f"{codec_type} {url_key}".lower()
@@ -172,7 +203,7 @@ def item_from_web(item: Raw) -> WebItem:
         if not isinstance(entry, Mapping):
             continue
         play = _map(entry.get("PlayAddr"))
-        urls = _urls(play)
+        urls = _media_urls(play)
         if not urls:
             continue
         renditions.append(
@@ -190,7 +221,7 @@ def item_from_web(item: Raw) -> WebItem:
     if isinstance(image_post, Mapping):
         for image in image_post.get("images") or ():
             if isinstance(image, Mapping):
-                urls = _urls(image.get("imageURL"))
+                urls = _media_urls(image.get("imageURL"))
                 if urls:
                     images.append(
                         Image(
@@ -199,16 +230,20 @@ def item_from_web(item: Raw) -> WebItem:
                             _int(image.get("imageHeight")) or None,
                         )
                     )
-    music_url = _urls(_map(item.get("music")).get("playUrl"))
+    music_url = _media_urls(_map(item.get("music")).get("playUrl"))
     download = video.get("downloadAddr") or _map(video.get("download")).get("url")
+    play_url = next(iter(_media_urls(video.get("playAddr"))), None)
+    download_url = next(iter(_media_urls(download)), None)
+    # isContentClassified is set on posts anyone can watch too: only a post without its video is age-gated.
+    has_media = bool(renditions or play_url or download_url or images)
     return WebItem(
         post=post_from_web(item),
         renditions=tuple(renditions),
-        play_url=next(iter(_urls(video.get("playAddr"))), None),
-        download_url=next(iter(_urls(download)), None),
+        play_url=play_url,
+        download_url=download_url,
         images=tuple(images),
         music_url=next(iter(music_url), None),
-        age_restricted=bool(item.get("isContentClassified")),
+        age_restricted=bool(item.get("isContentClassified")) and not has_media,
     )
 
 
@@ -259,8 +294,8 @@ def parse_post_page(html: str, post_id: str | None = None) -> PostPage:
             props.get("statusCode"), props.get("statusMsg"), _path(props, "itemInfo", "itemStruct"), "next"
         )
     if universal is not None:
-        raise UpstreamError("the page's rehydration data has no video detail", upstream=NAME)
-    raise UpstreamError("no post data on the page (an anti-bot challenge?)", upstream=NAME)
+        raise EmptyShell("the page's rehydration data has no video detail", upstream=NAME)
+    raise EmptyShell("no post data on the page", upstream=NAME)
 
 
 def _page(status: Any, message: Any, item: Any, source: str) -> PostPage:
@@ -275,6 +310,8 @@ def _page(status: Any, message: Any, item: Any, source: str) -> PostPage:
 
 def check_page(page: PostPage) -> WebItem:
     """The item of a page that can be served; PostUnavailable (or UpstreamError) otherwise."""
+    if page.status_code == IP_BLOCKED:
+        raise IpBlocked(f"status {IP_BLOCKED}: this address is blocked from the post", upstream=NAME)
     if page.status_code in STATUS_REASONS:
         reason = STATUS_REASONS[page.status_code]
         raise PostUnavailable(
@@ -287,7 +324,7 @@ def check_page(page: PostPage) -> WebItem:
             raise PostUnavailable(
                 UnavailableReason.DELETED, f"post unavailable: {page.status_msg}", upstream=NAME
             )
-        raise UpstreamError("the post page has no item", upstream=NAME)
+        raise EmptyShell("the post page has no item", upstream=NAME)
     if page.item.age_restricted:
         raise PostUnavailable(UnavailableReason.AGE, "post is age-restricted (login required)", upstream=NAME)
     return page.item
@@ -312,24 +349,39 @@ def _fits(rendition: Rendition, limit: int | None) -> bool:
     return limit is None or rendition.size is None or rendition.size <= limit
 
 
-def _best(renditions: Sequence[Rendition]) -> Rendition | None:
-    return max(
+def _ranked(renditions: Sequence[Rendition]) -> list[Rendition]:
+    """Largest picture first; at equal size H.264 (plays everywhere), then the higher bitrate."""
+    return sorted(
         renditions,
-        key=lambda r: ((r.width or 0) * (r.height or 0), r.bitrate or 0, r.size or 0),
-        default=None,
+        key=lambda r: ((r.width or 0) * (r.height or 0), r.codec is Codec.H264, r.bitrate or 0, r.size or 0),
+        reverse=True,
     )
 
 
-def video_sources(item: WebItem, size_limit: int | None) -> list[Source]:
-    """URLs to try for a video, best first: the best fitting H.264 (else H.265), playAddr, downloadAddr."""
-    fitting = [r for r in item.renditions if _fits(r, size_limit)]
-    best = _best([r for r in fitting if r.codec is Codec.H264]) or _best(
-        [r for r in fitting if r.codec in (Codec.H265, Codec.UNKNOWN)]
-    )
+def ranked_renditions(
+    item: WebItem, size_limit: int | None, quality: Quality = Quality.COMPATIBLE
+) -> list[Rendition]:
+    """The renditions to try, in order, for `quality`; bytevc2 never (nothing outside the app plays it)."""
+    fitting = [r for r in item.renditions if _fits(r, size_limit) and r.codec is not Codec.BYTEVC2]
+    h264 = _ranked([r for r in fitting if r.codec is Codec.H264])[:1]
+    if quality is Quality.BEST:
+        # The sharpest copy; the best H.264 behind it in case the H.265 copy fails.
+        top = _ranked(fitting)[:1]
+        return top + [r for r in h264 if r not in top]
+    # Compatible: the best H.264; H.265 only when no H.264 copy fits (better than nothing).
+    return h264 or _ranked(fitting)[:1]
+
+
+def video_sources(
+    item: WebItem, size_limit: int | None, quality: Quality = Quality.COMPATIBLE
+) -> list[Source]:
+    """URLs to try for a video, best first: the renditions `quality` ranks, then playAddr, downloadAddr."""
     sources: list[Source] = []
-    if best is not None:
-        label = f"{best.codec.value} {best.width}x{best.height}"
-        sources += [Source(u, label, best.size, best.width, best.height) for u in best.urls]
+    for rendition in ranked_renditions(item, size_limit, quality):
+        label = f"{rendition.codec.value} {rendition.width}x{rendition.height}"
+        sources += [
+            Source(u, label, rendition.size, rendition.width, rendition.height) for u in rendition.urls
+        ]
     if item.play_url:
         sources.append(Source(item.play_url, "playAddr", None, item.post.width, item.post.height))
     if item.download_url:  # watermarked: the last resort
@@ -349,84 +401,6 @@ def image_source(image: Image) -> str:
     return image.urls[0]
 
 
-# --- cookies of one fetch ---
-
-
-@dataclass(frozen=True, slots=True)
-class _Cookie:
-    name: str
-    value: str
-    domain: str
-    host_only: bool
-    secure: bool
-
-    def matches(self, url: httpx.URL) -> bool:
-        host = url.host.lower()
-        if self.secure and url.scheme != "https":
-            return False
-        return host == self.domain or (not self.host_only and host.endswith("." + self.domain))
-
-
-@dataclass(slots=True)
-class SessionCookies:
-    """The cookies one fetch collected; sent back only to the hosts they are scoped to."""
-
-    _cookies: dict[tuple[str, str], _Cookie] = field(default_factory=dict)
-
-    def collect(self, response: httpx.Response, url: httpx.URL) -> None:
-        """Keep the Set-Cookie headers of the answer to `url` (the logical URL, before routing)."""
-        for header in response.headers.get_list("set-cookie"):
-            self._collect_one(header, url.host.lower())
-
-    def _collect_one(self, header: str, host: str) -> None:
-        pair, *attributes = header.split(";")
-        name, sep, value = pair.partition("=")
-        name, value = name.strip(), value.strip().strip('"')
-        if not sep or not name:
-            return
-        domain, secure, expired = "", False, False
-        for attribute in attributes:
-            attr, _, val = attribute.partition("=")
-            attr, val = attr.strip().lower(), val.strip()
-            if attr == "domain":
-                domain = val.lstrip(".").lower()
-            elif attr == "secure":
-                secure = True
-            elif attr == "max-age":
-                expired = val.lstrip("-").isdigit() and int(val) <= 0
-            elif attr == "expires" and not expired:
-                expired = _expired(val)
-        if domain and not (host == domain or host.endswith("." + domain)):
-            return  # a cookie for someone else's domain is refused, as a browser would
-        cookie = _Cookie(name, value, domain or host, not domain, secure)
-        key = (cookie.domain, name)
-        if expired:
-            self._cookies.pop(key, None)
-        else:
-            self._cookies[key] = cookie
-
-    def header_for(self, url: httpx.URL) -> str | None:
-        """The Cookie header for a request to `url`, if any cookie applies."""
-        pairs = [f"{c.name}={c.value}" for c in self._cookies.values() if c.matches(url)]
-        return "; ".join(pairs) or None
-
-    def names(self) -> list[str]:
-        """Names of the cookies held."""
-        return sorted({name for _, name in self._cookies})
-
-
-def _expired(value: str) -> bool:
-    try:
-        return parsedate_to_datetime(value).timestamp() <= time.time()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False
-
-
-def refusing_cookie_jar() -> CookieJar:
-    """A jar that stores nothing: cookies belong to one fetch, never to the shared client."""
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
 # --- the backend ---
 
 _POST_PATH = re.compile(
@@ -440,10 +414,17 @@ def post_id_in(url: httpx.URL) -> str | None:
     return next((g for g in match.groups() if g), None) if match else None
 
 
-@dataclass(slots=True)
-class _Session:
-    page_url: httpx.URL
-    cookies: SessionCookies
+def is_block(error: ServiceError) -> str | None:
+    """Why an error means TikTok blocked this visitor or its address (retry elsewhere), or None.
+
+    Blocks: 10204, a challenge that cannot be passed, a login wall, a 403 from a post page or the CDN. An
+    empty shell, a 5xx or a timeout is worth another session but says nothing against the proxy.
+    """
+    if isinstance(error, IpBlocked | ChallengeFailed | LoginWall):
+        return error.code
+    if isinstance(error, UpstreamRejected | CdnRejected) and error.status == 403:
+        return "HTTP 403"
+    return None
 
 
 class WebBackend:
@@ -451,11 +432,25 @@ class WebBackend:
 
     name = NAME
 
-    def __init__(self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None) -> None:
-        # The shared client must not keep cookies between fetches (users): switch its jar off.
-        client.cookies = refusing_cookie_jar()
-        self._client = client
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        sessions: SessionPool | None = None,
+        solver: Solver | None = None,
+        door_attempts: int = 3,
+    ) -> None:
+        # Warm visitor sessions (cookies, fingerprint, proxy); a bare client gets a direct pool of its own.
+        if sessions is None:
+            if client is None:
+                raise ValueError("WebBackend needs a client or a session pool")
+            sessions = SessionPool.direct(client)
+        self.sessions = sessions
         self._retry = retry or DOWNLOAD_RETRY
+        self.solver = solver or Solver()
+        self._door_attempts = max(1, door_attempts)
+        self.door_failures: Counter[str] = Counter()  # error code -> times met at the door
 
     async def fetch(
         self,
@@ -464,14 +459,62 @@ class WebBackend:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        *,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
-        """Read the post page and download the media it points to into `temp_dir`."""
-        session = _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
+        """Download in a warm visitor session; when the door turns it away, retry in another (another proxy
+        after a block), at most `door_attempts` sessions."""
         post_id = link.post_id if link.kind is LinkKind.POST and link.post_id else None
         if post_id is None:
-            post_id = await self._resolve(link.url, session)
-        item = check_page(await self._read_page(post_id, session))
+            async with self.sessions.lease() as session:
+                post_id = await self._resolve(link.url, session)
         meter = Meter(progress)
+        tried: list[Egress] = []  # proxies that blocked this download
+        last: ServiceError | None = None
+        for _ in range(self._door_attempts):
+            try:
+                session = self.sessions.acquire(avoid=tried)
+            except NoEgress:
+                if last is not None:
+                    raise last from None  # say what the door did (10204...), not only that no proxy is left
+                raise
+            before = _listing(temp_dir)
+            try:
+                download = await self._fetch_in(session, post_id, want, size_limit, temp_dir, meter, quality)
+            except ServiceError as exc:
+                reason = is_block(exc)
+                if reason is None and not isinstance(exc, TRANSIENT_AT_DOOR):
+                    self.sessions.release(session, ok=not isinstance(exc, UpstreamError))
+                    raise  # a verdict about the post, or a failure another session would meet too
+                self.door_failures[exc.code] += 1
+                last = exc  # another visitor session (another proxy, after a block) may get through
+                if reason is not None:
+                    self.sessions.blocked(session, reason)  # retires the session, benches its proxy
+                    if session.egress.proxy is not None:
+                        tried.append(session.egress)
+                self.sessions.release(session, ok=False)
+                _remove_all_but(temp_dir, before)  # the next session writes the same names afresh
+                continue
+            except BaseException:
+                self.sessions.release(session, ok=False)
+                raise
+            self.sessions.release(session, ok=True)
+            return download
+        assert last is not None
+        raise last
+
+    async def _fetch_in(
+        self,
+        session: VisitorSession,
+        post_id: str,
+        want: Want,
+        size_limit: int | None,
+        temp_dir: Path,
+        meter: Meter,
+        quality: Quality,
+    ) -> Download:
+        """One visitor session's try: the page, then its media."""
+        item = check_page(await self._read_page(post_id, session))
         files: list[MediaFile] = []
         music = item.music_url
         if want is Want.AUDIO:
@@ -494,7 +537,7 @@ class WebBackend:
             if music:
                 files.append(await self._audio(music, item, session, temp_dir, size_limit, meter))
             return Download(MediaKind.PHOTOS, tuple(files), item.post)
-        sources = video_sources(item, size_limit)
+        sources = video_sources(item, size_limit, quality)
         if not sources:
             raise UpstreamError("the post page offers no video", upstream=NAME)
         video = await self._file(
@@ -506,27 +549,43 @@ class WebBackend:
         return Download(MediaKind.VIDEO, tuple(files), item.post)
 
     async def aclose(self) -> None:
-        """Nothing to release: the HTTP client is shared and closed by its owner."""
+        """Nothing to release: the session pool (and its clients) belong to their owner."""
 
     async def read_page(self, post_id: str) -> PostPage:
-        """GET a post page in a session of its own and parse it (for metadata without media)."""
-        return await self._read_page(
-            post_id, _Session(httpx.URL("https://www.tiktok.com/"), SessionCookies())
-        )
+        """GET a post page in a warm session and parse it (for metadata without media)."""
+        async with self.sessions.lease() as session:
+            return await self._read_page(post_id, session)
 
-    async def _read_page(self, post_id: str, session: _Session) -> PostPage:
-        """GET the post page (following allowed redirects, keeping cookies) and parse it."""
+    async def _read_page(self, post_id: str, session: VisitorSession) -> PostPage:
+        """GET the post page, passing one proof-of-work challenge if the door puts one up, and parse it."""
         url = httpx.URL(PAGE_URL.format(post_id=post_id))
+        html = await self._get_page(url, session)
+        challenge = read_challenge(html)
+        if challenge is not None:
+            solution = await self.solver.solve(challenge)
+            for name, value in solution.cookies:
+                session.cookies.set(name, value, COOKIE_DOMAIN)
+            try:
+                html = await self._get_page(url, session)
+            finally:
+                for name, _ in solution.cookies:
+                    session.cookies.discard(name, COOKIE_DOMAIN)
+            if read_challenge(html) is not None:
+                raise ChallengeFailed("still challenged after one solve", upstream=NAME)
+        return parse_post_page(html, post_id)
+
+    async def _get_page(self, url: httpx.URL, session: VisitorSession) -> str:
+        """GET a post page's HTML, following allowed redirects and keeping the cookies it sets."""
         for _ in range(_MAX_HOPS):
             async with open_stream(
-                self._client, partial(self._request, url, session), self._retry, upstream=NAME
+                session.client, partial(self._request, url, session), self._retry, upstream=NAME
             ) as response:
                 session.cookies.collect(response, url)
                 status = response.status_code
                 if status in (301, 302, 303, 307, 308):
                     url = self._next_hop(url, response)
                     if url.path.rstrip("/") == "/login":
-                        raise UpstreamRejected("TikTok wants a login to show this post", upstream=NAME)
+                        raise LoginWall("TikTok wants a login to show this post", upstream=NAME)
                     continue
                 if status == 404:
                     raise PostUnavailable(UnavailableReason.DELETED, "post page not found", upstream=NAME)
@@ -534,10 +593,10 @@ class WebBackend:
                     raise _http_error("post page", status)
                 session.page_url = url
                 body = await read_capped(response, _PAGE_CAP, upstream=NAME)
-                return parse_post_page(body.decode("utf-8", "replace"), post_id)
+                return body.decode("utf-8", "replace")
         raise UpstreamError("too many redirects from the post page", upstream=NAME)
 
-    async def _resolve(self, start: str, session: _Session) -> str:
+    async def _resolve(self, start: str, session: VisitorSession) -> str:
         """Follow a short link's redirects until they name a post (never leaving TikTok)."""
         if not is_allowed_url(start):
             raise UnsafeRedirect("not a TikTok URL", location=start, upstream=NAME)
@@ -549,7 +608,7 @@ class WebBackend:
             if url.path in ("", "/") and url.host.lower() in ("www.tiktok.com", "tiktok.com"):
                 raise LinkNotFound("the short link leads to TikTok's home page", upstream=NAME)
             async with open_stream(
-                self._client, partial(self._request, url, session), self._retry, upstream=NAME
+                session.client, partial(self._request, url, session), self._retry, upstream=NAME
             ) as response:
                 session.cookies.collect(response, url)
                 if response.status_code not in (301, 302, 303, 307, 308):
@@ -564,7 +623,7 @@ class WebBackend:
             raise UnsafeRedirect("a redirect left TikTok", location=location, upstream=NAME)
         return target
 
-    def _request(self, url: httpx.URL, session: _Session, *, referer: bool = False) -> httpx.Request:
+    def _request(self, url: httpx.URL, session: VisitorSession, *, referer: bool = False) -> httpx.Request:
         headers: dict[str, str] = {}
         cookie = session.cookies.header_for(url)
         if cookie:
@@ -572,10 +631,20 @@ class WebBackend:
         if referer:
             headers["Referer"] = str(session.page_url)
             headers["Accept"] = "*/*"
-        return self._client.build_request("GET", url, headers=headers)
+            # What a page's <video>/<img> sends for the CDN (the impersonated defaults describe a navigation).
+            headers["Sec-Fetch-Site"] = "same-site"
+            headers["Sec-Fetch-Mode"] = "no-cors"
+            headers["Sec-Fetch-Dest"] = "video"
+        return session.client.build_request("GET", url, headers=headers)
 
     async def _audio(
-        self, url: str, item: WebItem, session: _Session, temp_dir: Path, limit: int | None, meter: Meter
+        self,
+        url: str,
+        item: WebItem,
+        session: VisitorSession,
+        temp_dir: Path,
+        limit: int | None,
+        meter: Meter,
     ) -> MediaFile:
         duration = item.post.music.duration if item.post.music else None
         return await self._file(
@@ -585,7 +654,7 @@ class WebBackend:
     async def _file(
         self,
         sources: Sequence[Source],
-        session: _Session,
+        session: VisitorSession,
         stem: Path,
         limit: int | None,
         meter: Meter,
@@ -596,7 +665,7 @@ class WebBackend:
         errors: list[ServiceError] = []
         for source in sources:
             try:
-                size, mime, path = await self._download(source.url, session, stem, limit, meter)
+                size, mime, path = await self._download(source.url, session, stem, limit, meter, source.size)
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)  # the next source may be fine; a refused URL is never contacted
                 continue
@@ -606,15 +675,23 @@ class WebBackend:
         raise too_large[0] if too_large else unsafe[0] if unsafe else errors[-1]
 
     async def _download(
-        self, start: str, session: _Session, stem: Path, limit: int | None, meter: Meter
+        self,
+        start: str,
+        session: VisitorSession,
+        stem: Path,
+        limit: int | None,
+        meter: Meter,
+        known_size: int | None = None,
     ) -> tuple[int, str, Path]:
         """GET one media URL with the session's cookies and Referer, spooling it next to `stem`."""
         if not is_allowed_url(start):
             raise UnsafeRedirect("a media URL outside TikTok", location=start, upstream=NAME)
+        if limit is None or known_size is None or known_size <= limit:
+            ensure_room(stem.parent, known_size)  # the page says how big it is: no room, no request
         url = httpx.URL(start)
         for _ in range(_MAX_HOPS):
             async with open_stream(
-                self._client,
+                session.client,
                 partial(self._request, url, session, referer=True),
                 self._retry,
                 upstream=NAME,
@@ -624,6 +701,8 @@ class WebBackend:
                 if status in (301, 302, 303, 307, 308):
                     url = self._next_hop(url, response)
                     continue
+                if status == 403:
+                    raise CdnRejected(f"media {url.host} refused access (403)", upstream=NAME, status=403)
                 if status not in (200, 206):
                     raise _http_error(f"media {url.host}", status)
                 length = _int(response.headers.get("content-length"))
@@ -632,7 +711,7 @@ class WebBackend:
                 mime = _mime(response, url)
                 path = stem.with_suffix(extension_for(mime, ".bin"))
                 meter.expect(length)
-                with Spool(path, limit, meter) as spool, body_errors(NAME):
+                with Spool(path, limit, meter, expected=length) as spool, body_errors(NAME):
                     async for chunk in response.aiter_raw():
                         spool.write(chunk)
                 if length is not None and spool.size != length:
@@ -640,6 +719,15 @@ class WebBackend:
                     raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
                 return spool.size, mime, path
         raise UpstreamError("too many redirects for a media URL", upstream=NAME)
+
+
+def _listing(directory: Path) -> set[Path]:
+    return set(directory.iterdir())
+
+
+def _remove_all_but(directory: Path, keep: set[Path]) -> None:
+    for path in _listing(directory) - keep:
+        path.unlink(missing_ok=True)
 
 
 def _mime(response: httpx.Response, url: httpx.URL) -> str:
@@ -663,4 +751,6 @@ def _http_error(what: str, status: int) -> UpstreamError:
         )
     if 400 <= status < 500 and status != 429:
         return UpstreamRejected(f"{what} answered HTTP {status}", upstream=NAME, status=status)
+    if status >= 500:
+        return UpstreamServerError(f"{what} answered HTTP {status}", upstream=NAME, status=status)
     return UpstreamError(f"{what} answered HTTP {status}", upstream=NAME, status=status)

@@ -8,10 +8,12 @@ Nothing downstream touches raw dicts.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from services.formatting import maybe_plain, plain_text
 from services.links import canonical_post_url
 from services.metadata.loose import Raw, as_float, as_int, as_map, as_seq, as_str, as_time, first_url
 
@@ -38,6 +40,12 @@ class Music:
     author: str | None = None
     duration: float | None = None
 
+    def __post_init__(self) -> None:
+        # Every text from TikTok is shown somewhere (captions, cards, inline results, audio titles): cleaned
+        # of bidi controls and invisible characters once, here, whichever upstream it came from.
+        object.__setattr__(self, "title", maybe_plain(self.title))
+        object.__setattr__(self, "author", maybe_plain(self.author))
+
 
 @dataclass(frozen=True, slots=True)
 class Post:
@@ -60,6 +68,13 @@ class Post:
     cover: str | None = None
     region: str | None = None
 
+    def __post_init__(self) -> None:
+        # As Music's: TikTok text is cleaned where it becomes a model.
+        object.__setattr__(self, "author", maybe_plain(self.author))
+        object.__setattr__(self, "author_name", maybe_plain(self.author_name))
+        object.__setattr__(self, "description", plain_text(self.description))
+        object.__setattr__(self, "hashtags", tuple(plain_text(tag) for tag in self.hashtags))
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
@@ -76,6 +91,12 @@ class Profile:
     videos: int | None = None
     private: bool = False
 
+    def __post_init__(self) -> None:
+        # As Music's: TikTok text is cleaned where it becomes a model.
+        object.__setattr__(self, "username", plain_text(self.username))
+        object.__setattr__(self, "nickname", maybe_plain(self.nickname))
+        object.__setattr__(self, "bio", plain_text(self.bio))
+
     @property
     def url(self) -> str:
         """The profile's web URL."""
@@ -90,6 +111,9 @@ class HashtagPage:
     posts: tuple[Post, ...]
     next_cursor: str | None = None
     total: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag", plain_text(self.tag))
 
     @property
     def url(self) -> str:
@@ -116,6 +140,9 @@ class Comment:
     likes: int | None = None
     replies: int | None = None
     created: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", plain_text(self.text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +184,15 @@ def hashtags_in(text: str) -> tuple[str, ...]:
 # --- TikTok web / EnsembleData web (camelCase) ---
 
 
+def exact_counts(obj: Raw, key: str = "stats") -> Mapping[str, Any]:
+    """The counters of a TikTok object: `statsV2`'s exact strings over `stats`, which real pages round."""
+    counts = dict(as_map(obj.get(key)))
+    for name, value in as_map(obj.get(f"{key}V2")).items():
+        if as_int(value) is not None:
+            counts[name] = value
+    return counts
+
+
 def post_from_web(item: Raw) -> Post:
     """A post from a web `itemStruct` (current page JSON, SIGI_STATE ItemModule, __NEXT_DATA__)."""
     post_id = as_str(item.get("id")) or ""
@@ -166,7 +202,7 @@ def post_from_web(item: Raw) -> Post:
     else:
         a = as_map(author_obj)
         author, author_name = as_str(a.get("uniqueId")), as_str(a.get("nickname"))
-    stats = as_map(item.get("stats")) or as_map(item.get("statsV2"))
+    stats = exact_counts(item)
     video = as_map(item.get("video"))
     music = as_map(item.get("music"))
     image_post = as_map(item.get("imagePost"))
@@ -212,7 +248,7 @@ def post_from_web(item: Raw) -> Post:
 def profile_from_web(user_info: Raw) -> Profile:
     """A profile from web `userInfo` / EnsembleData `/tt/user/info` data: `{user: {...}, stats: {...}}`."""
     user = as_map(user_info.get("user"))
-    stats = as_map(user_info.get("stats")) or as_map(user_info.get("statsV2"))
+    stats = exact_counts(user_info)
     return Profile(
         username=as_str(user.get("uniqueId")) or "",
         nickname=as_str(user.get("nickname")),
@@ -296,9 +332,19 @@ def profile_from_mobile(user: Raw) -> Profile:
 # --- TikTok Research API ---
 
 
-def post_from_research(video: Raw) -> Post:
-    """A post from one Research API video-query result (only the requested fields are present)."""
-    post_id = as_str(video.get("id")) or ""
+def research_video_id(video: Raw) -> str | None:
+    """A Research API video's id: `id` as the field list names it, or `video_id` as TikTok's documented
+    example responses carry it (as a JSON number or a string)."""
+    post_id = as_str(video.get("id")) or as_str(video.get("video_id"))
+    return post_id if post_id and post_id.isdigit() else None
+
+
+def post_from_research(video: Raw) -> Post | None:
+    """A post from one Research API video-query result (only the requested fields are present); None without
+    an id, since a post without one can be neither linked nor downloaded."""
+    post_id = research_video_id(video)
+    if post_id is None:
+        return None
     username = as_str(video.get("username"))
     desc = as_str(video.get("video_description")) or ""
     tags = tuple(t for t in (as_str(x) for x in as_seq(video.get("hashtag_names"))) if t)
@@ -314,12 +360,23 @@ def post_from_research(video: Raw) -> Post:
             likes=as_int(video.get("like_count")),
             comments=as_int(video.get("comment_count")),
             shares=as_int(video.get("share_count")),
-            saves=as_int(video.get("favorites_count")),
+            # The request list and the codebook's "Favorites_count" say favorites_count; the British spelling
+            # turns up too. Either is the saves counter.
+            saves=_first_int(video, "favorites_count", "favourites_count"),
         ),
         music=Music(id=as_str(video.get("music_id"))) if video.get("music_id") else None,
         hashtags=tags or hashtags_in(desc),
         region=as_str(video.get("region_code")),
     )
+
+
+def _first_int(raw: Raw, *keys: str) -> int | None:
+    """The first of `keys` that holds an integer."""
+    for key in keys:
+        value = as_int(raw.get(key))
+        if value is not None:
+            return value
+    return None
 
 
 def profile_from_research(data: Raw, username: str) -> Profile:

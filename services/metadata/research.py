@@ -77,6 +77,7 @@ USER_FIELDS: tuple[str, ...] = (
     "following_count",
     "likes_count",
     "video_count",
+    "is_private",  # offered by user/info (newer docs: `open_id, is_private`); Profile.private reads it
 )
 COMMENT_FIELDS: tuple[str, ...] = (
     "id",
@@ -321,11 +322,12 @@ class ResearchClient:
         if search_id is not None:
             body["search_id"] = search_id
         data, requests = await self._post(VIDEO_QUERY_PATH, fields, body, subject="video")
-        posts = tuple(post_from_research(v) for v in as_list(data.get("videos")) if isinstance(v, Mapping))
+        raw = [v for v in as_list(data.get("videos")) if isinstance(v, Mapping)]
+        posts = tuple(p for p in map(post_from_research, raw) if p is not None)  # never one without an id
         sid = data.get("search_id")
         page = VideoPage(
             posts=posts,
-            cursor=_int(data.get("cursor"), (cursor or 0) + len(posts)),
+            cursor=_int(data.get("cursor"), (cursor or 0) + len(raw)),
             has_more=bool(data.get("has_more")),
             search_id=str(sid) if sid not in (None, "") else None,
         )

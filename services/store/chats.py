@@ -26,8 +26,10 @@ class ChatPrefs:
     slideshow_sound: bool = True
     language: str = "auto"
     remove_link_message: bool = False
+    quality: str = "auto"  # auto (the bot's DOWNLOAD__QUALITY), compatible or best
 
 
+QUALITY_CHOICES = ("auto", "compatible", "best")
 _FIELDS = {f.name: f.type for f in dataclasses.fields(ChatPrefs)}
 _LANGUAGE_MAX = 35  # the longest BCP 47 tag anyone uses in practice
 
@@ -50,15 +52,22 @@ class ChatSettings:
             self._chats.move_to_end(key)
             return prefs
         row = await self._db.fetchone(
-            "SELECT auto_download, captions, slideshow_sound, language, remove_link_message"
+            "SELECT auto_download, captions, slideshow_sound, language, remove_link_message, quality"
             " FROM chat_settings WHERE platform = ? AND chat_id = ?",
             key,
         )
         if row is None:
             prefs = ChatPrefs()
         else:
-            auto_download, captions, sound, language, remove = row
-            prefs = ChatPrefs(bool(auto_download), bool(captions), bool(sound), str(language), bool(remove))
+            auto_download, captions, sound, language, remove, quality = row
+            prefs = ChatPrefs(
+                bool(auto_download),
+                bool(captions),
+                bool(sound),
+                str(language),
+                bool(remove),
+                str(quality) if quality in QUALITY_CHOICES else "auto",
+            )
         # A set() that finished while we read wins: it already put the newer value in memory.
         prefs = self._chats.setdefault(key, prefs)
         self._trim()
@@ -76,11 +85,11 @@ class ChatSettings:
         key = (platform, chat_id)
         await self._db.execute(
             "INSERT INTO chat_settings (platform, chat_id, auto_download, captions, slideshow_sound,"
-            " language, remove_link_message, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " language, remove_link_message, quality, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (platform, chat_id) DO UPDATE SET auto_download = excluded.auto_download,"
             " captions = excluded.captions, slideshow_sound = excluded.slideshow_sound,"
             " language = excluded.language, remove_link_message = excluded.remove_link_message,"
-            " updated_at = excluded.updated_at",
+            " quality = excluded.quality, updated_at = excluded.updated_at",
             (
                 *key,
                 int(prefs.auto_download),
@@ -88,6 +97,7 @@ class ChatSettings:
                 int(prefs.slideshow_sound),
                 prefs.language,
                 int(prefs.remove_link_message),
+                prefs.quality,
                 time.time(),
             ),
         )
@@ -106,6 +116,10 @@ def _check(name: str, value: Any) -> None:
     kind = _FIELDS.get(name)
     if kind is None:
         raise StoreError(f"unknown chat setting {name!r}; known: {', '.join(_FIELDS)}")
+    if name == "quality":
+        if value not in QUALITY_CHOICES:
+            raise StoreError(f"chat setting quality takes {', '.join(QUALITY_CHOICES)}, not {value!r}")
+        return
     if kind == "bool" and not isinstance(value, bool):
         raise StoreError(f"chat setting {name} takes true or false, not {value!r}")
     if kind == "str" and not (isinstance(value, str) and 0 < len(value) <= _LANGUAGE_MAX):

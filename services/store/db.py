@@ -114,6 +114,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3,
+        "each chat's video quality choice (auto follows DOWNLOAD__QUALITY)",
+        ("ALTER TABLE chat_settings ADD COLUMN quality TEXT NOT NULL DEFAULT 'auto'",),
+    ),
+    Migration(
+        4,
         "durable inbox of updates taken from the platforms, and its replay/expiry log",
         (
             # One row per update the bot took; payload is the platform's JSON, kept until it is answered.

@@ -213,3 +213,65 @@ def test_the_readme_recipe(tmp_path: Path) -> None:
         server.terminate()
         server.communicate(timeout=10)
     assert server.returncode == 0
+
+
+def test_the_sandbox_over_https_through_a_proxy(tmp_path: Path) -> None:
+    """`tiktok-bot sandbox --https CA --proxy`: the CLI downloads over impersonated TLS through the proxy."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if "__" not in k and k not in ("UPSTREAM_ROUTES", "UPSTREAM_CA_FILE")
+    }
+    env_file = tmp_path / "sandbox.env"
+    server = subprocess.Popen(
+        [str(TIKTOK_BOT), "sandbox", "--env-file", str(env_file), "--https", "ca.pem", "--proxy"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        deadline = time.monotonic() + 20
+        lines = []
+        while time.monotonic() < deadline:
+            line = server.stdout.readline()
+            lines.append(line)
+            if line.strip() == "sandbox ready" or not line:
+                break
+        assert lines[-1].strip() == "sandbox ready", lines
+        settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        assert (
+            settings["UPSTREAM_CA_FILE"] == str(tmp_path / "ca.pem")
+            and "https://" in settings["UPSTREAM_ROUTES"]
+        )
+        assert settings["DOWNLOAD__PROXIES"].startswith("http://127.0.0.1:")
+        done = subprocess.run(
+            [
+                str(TIKTOK_BOT),
+                "--env-file",
+                str(env_file),
+                "download",
+                CLIP_URL,
+                "-o",
+                "out",
+                "--backend",
+                "web",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "out" / f"{CLIP}.mp4").read_bytes() == media_file("clip.mp4")
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=10)
+    assert server.returncode == 0
+    forwarded = [line for line in out.splitlines() if line.startswith("proxy: ")]
+    # Page and CDN share one CONNECT tunnel here (both routed to the same https listener): curl reuses it.
+    assert forwarded and int(forwarded[0].split()[1]) >= 1

@@ -12,7 +12,7 @@ import pytest
 from bot.__main__ import main
 from tests.scripted_host import Answer, ScriptedHost, redirect, serve_in_thread
 
-KEYS = ["kind", "url", "post_id", "username", "tag", "code"]
+KEYS = ["kind", "url", "post_id", "username", "tag", "code", "user_id"]
 POST_ID = "7240568259186019630"
 
 
@@ -46,6 +46,7 @@ def test_links_prints_every_key(capsys: pytest.CaptureFixture[str]) -> None:
             "username": "chillezy",
             "tag": None,
             "code": None,
+            "user_id": None,
         },
         {
             "kind": "short",
@@ -54,6 +55,7 @@ def test_links_prints_every_key(capsys: pytest.CaptureFixture[str]) -> None:
             "username": None,
             "tag": None,
             "code": "ZMabc",
+            "user_id": None,
         },
         {
             "kind": "user",
@@ -62,6 +64,7 @@ def test_links_prints_every_key(capsys: pytest.CaptureFixture[str]) -> None:
             "username": "meme",
             "tag": None,
             "code": None,
+            "user_id": None,
         },
         {
             "kind": "hashtag",
@@ -70,6 +73,7 @@ def test_links_prints_every_key(capsys: pytest.CaptureFixture[str]) -> None:
             "username": None,
             "tag": "fyp",
             "code": None,
+            "user_id": None,
         },
         {
             "kind": "music",
@@ -78,6 +82,7 @@ def test_links_prints_every_key(capsys: pytest.CaptureFixture[str]) -> None:
             "username": None,
             "tag": None,
             "code": None,
+            "user_id": None,
         },
     ]
 
@@ -116,6 +121,7 @@ def test_resolve_prints_the_post(capsys: pytest.CaptureFixture[str], tiktok: Scr
             "username": "chillezy",
             "tag": None,
             "code": None,
+            "user_id": None,
         }
     ]
     assert [(r.host, r.path) for r in tiktok.requests] == [("vm.tiktok.com", "/ZMclip01/")]
@@ -157,5 +163,6 @@ def test_resolve_passes_other_links_through_offline(capsys: pytest.CaptureFixtur
             "username": None,
             "tag": None,
             "code": None,
+            "user_id": None,
         }
     ]

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services import formatting
-from services.metadata.models import Profile, Stats
+from services.formatting import plain_text
+from services.metadata.models import Comment, HashtagPage, Music, Post, Profile, Stats
 
 
 @pytest.mark.parametrize(
@@ -132,3 +133,98 @@ def test_stats_and_profile_lines_leave_out_unknowns() -> None:
 def test_no_markup() -> None:
     # Platform-neutral: what a caption says is passed through for the frontend to escape.
     assert formatting.hashtag_list(["<b>"]) == "#<b>"
+
+
+# --- TikTok text made safe to show ---------------------------------------------------------------------
+
+BIDI_CONTROLS = {
+    "\u202a": "LRE",
+    "\u202b": "RLE",
+    "\u202c": "PDF",
+    "\u202d": "LRO",
+    "\u202e": "RLO",
+    "\u2066": "LRI",
+    "\u2067": "RLI",
+    "\u2068": "FSI",
+    "\u2069": "PDI",
+    "\u200e": "LRM",
+    "\u200f": "RLM",
+    "\u061c": "ALM",
+}
+INVISIBLE = {
+    "\u200b": "ZWSP",
+    "\u2060": "WJ",
+    "\ufeff": "BOM",
+    "\u180e": "MVS",
+    "\u00ad": "SHY",
+    "\u034f": "CGJ",
+    "\u2061": "function application",
+    "\u2062": "invisible times",
+    "\u2063": "invisible separator",
+    "\u2064": "invisible plus",
+    "\u115f": "Hangul choseong filler",
+    "\u1160": "Hangul jungseong filler",
+    "\u3164": "Hangul filler",
+    "\uffa0": "halfwidth Hangul filler",
+    "\ufff9": "annotation anchor",
+    "\ufffa": "annotation separator",
+    "\ufffb": "annotation terminator",
+}
+
+
+@pytest.mark.parametrize(
+    "char", [*BIDI_CONTROLS, *INVISIBLE], ids=[*BIDI_CONTROLS.values(), *INVISIBLE.values()]
+)
+@pytest.mark.parametrize("where", ["start", "middle", "end", "alone"])
+def test_every_bidi_and_invisible_character_is_removed(char: str, where: str) -> None:
+    text = {"start": f"{char}gnp.exe", "middle": f"gnp{char}.exe", "end": f"gnp.exe{char}", "alone": char}[
+        where
+    ]
+    assert plain_text(text) == ("" if where == "alone" else "gnp.exe")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Sandbox \u202eCook\u202c (@x)", "Sandbox Cook (@x)"),
+        ("\u2067שלום\u2069 world", "שלום world"),  # right-to-left text itself stays, only its controls go
+        ("مرحبا", "مرحبا"),
+        ("👨\u200d👩\u200d👧 family", "👨\u200d👩\u200d👧 family"),  # ZWJ inside an emoji sequence stays
+        ("🏳️\u200d🌈", "🏳️\u200d🌈"),  # ...after VS16 too
+        ("👍🏽\u200d", "👍🏽"),  # ...but not dangling
+        ("a\u200db", "ab"),  # ZWJ between letters hides nothing useful
+        ("می\u200cخواهم", "می\u200cخواهم"),  # ZWNJ inside a Persian word stays
+        ("\u200cstart", "start"),
+        ("pay\u200cpal", "paypal"),  # ZWNJ between Latin letters only hides a word from filters
+        ("#\u200bfyp", "#fyp"),
+        ("\u3164\u3164\u3164", ""),  # a "blank" nickname
+        ("plain ASCII, untouched", "plain ASCII, untouched"),
+        ("Émilie — café ✨", "Émilie — café ✨"),
+    ],
+)
+def test_plain_text_keeps_what_is_meant(text: str, expected: str) -> None:
+    assert plain_text(text) == expected
+
+
+def test_models_clean_every_tiktok_text() -> None:
+    rlo = "\u202e"
+    post = Post(
+        id="1",
+        url="https://www.tiktok.com/@_/video/1",
+        author=f"a{rlo}b",
+        author_name=f"Nick{rlo}gnp.exe",
+        description=f"hi\u200b{rlo}there",
+        hashtags=("fy\u2066p",),
+        music=Music(title=f"song{rlo}", author="\u200fDJ"),
+    )
+    assert (post.author, post.author_name, post.description, post.hashtags) == (
+        "ab",
+        "Nickgnp.exe",
+        "hithere",
+        ("fyp",),
+    )
+    assert post.music == Music(title="song", author="DJ")
+    profile = Profile(username="u", nickname=f"{rlo}Ann", bio="bio\u2068x\u2069")
+    assert (profile.nickname, profile.bio) == ("Ann", "biox")
+    assert HashtagPage(tag="fo\u200bod", posts=()).tag == "food"
+    assert Comment(id="1", text=f"{rlo}lol").text == "lol"

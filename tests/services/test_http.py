@@ -15,6 +15,7 @@ from services.http import (
     make_client,
     parse_routes,
 )
+from services.wire import resolve_target
 
 
 class EchoHost(Emulator):
@@ -134,9 +135,14 @@ async def test_browser_headers_only_when_asked() -> None:
         async with make_client(routes=routes, browser=True) as client:
             browser = (await client.get("https://www.tiktok.com/")).json()
             assert client.follow_redirects is False
+        async with make_client(routes=routes, browser=True, impersonate="off") as client:
+            off = (await client.get("https://www.tiktok.com/")).json()
         async with make_client(routes=routes, headers={"User-Agent": "tiktok-bot-test"}) as client:
             plain = (await client.get("https://www.tiktok.com/")).json()
-    assert browser["user_agent"] == BROWSER_USER_AGENT
+    # Impersonated: the browser's own User-Agent, of the version curl_cffi's default Chrome target is.
+    version = resolve_target("chrome").removeprefix("chrome")
+    assert f"Chrome/{version}." in browser["user_agent"] and browser["user_agent"] != BROWSER_USER_AGENT
+    assert off["user_agent"] == BROWSER_USER_AGENT  # DOWNLOAD__IMPERSONATE=off: plain httpx
     assert plain["user_agent"] == "tiktok-bot-test"
 
 
@@ -156,6 +162,8 @@ async def test_browser_headers_only_when_asked() -> None:
         "https://v19.tiktokcdn-us.com/x",
         "https://p77.tiktokcdn-eu.com/x",
         httpx.URL("https://vt.tiktok.com/ZSe4FqkKd/"),
+        "https://www.tiktok.com:443/@u/video/1",
+        "http://vm.tiktok.com:80/ZMabc/",
     ],
 )
 def test_allowed(url: str | httpx.URL) -> None:
@@ -185,6 +193,12 @@ def test_allowed(url: str | httpx.URL) -> None:
         "http://[::1]/",
         "http://127.0.0.1:8080/",
         "https://www.tiktok.com\\@evil.net/",
+        "https://www.tiktok.com:22/@u/video/1",
+        "https://www.tiktok.com:8443/",
+        "http://www.tiktok.com:443/",
+        "https://vm.tiktok.com:80/ZMabc/",
+        "https://v16-webapp-prime.tiktok.com:6379/video/tos/x",
+        httpx.URL("https://www.tiktok.com:22/"),
     ],
 )
 def test_refused(url: str) -> None:

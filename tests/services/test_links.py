@@ -33,6 +33,10 @@ def tag(name: str, encoded: str | None = None) -> TikTokLink:
     return TikTokLink(LinkKind.HASHTAG, f"https://www.tiktok.com/tag/{encoded or name}", tag=name)
 
 
+def user_by_id(user_id: str) -> TikTokLink:
+    return TikTokLink(LinkKind.USER, f"https://www.tiktok.com/share/user/{user_id}", user_id=user_id)
+
+
 def music(slug_and_id: str) -> TikTokLink:
     return TikTokLink(LinkKind.MUSIC, f"https://www.tiktok.com/music/{slug_and_id}")
 
@@ -203,6 +207,27 @@ FORMS: list[tuple[str, TikTokLink]] = [
     ),
     (f"https://www.tiktok.com/@hankgreen1/video/{HANK}#comments", post(HANK, "hankgreen1")),
     (f"https://www.tiktok.com/@user.name-with_all/video/{HANK}", post(HANK, "user.name-with_all")),
+    # accounts by numeric id: youtube-dl's TikTokUserIE (2019) `(?:m\.)?tiktok\.com/h5/share/usr/<id>` and
+    # `(?:www\.)?tiktok\.com/share/user/<id>`, with its test account 188294915489964032
+    ("https://www.tiktok.com/share/user/188294915489964032", user_by_id("188294915489964032")),
+    ("tiktok.com/share/user/188294915489964032/?lang=en", user_by_id("188294915489964032")),
+    ("https://m.tiktok.com/h5/share/usr/188294915489964032.html", user_by_id("188294915489964032")),
+    (
+        "https://m.tiktok.com/h5/share/usr/6641141594707361797.html?_d=secCgYIASAHKAE&language=en",
+        user_by_id("6641141594707361797"),
+    ),
+    # a post page whose id is only in the query
+    ("https://www.tiktok.com/share/video?item_id=7240568259186019630", post("7240568259186019630")),
+    ("https://m.tiktok.com/v/?item_id=7240568259186019630&lang=en", post("7240568259186019630")),
+    ("https://www.tiktok.com/embed?item_id=7240568259186019630", post("7240568259186019630")),
+    (
+        "https://www.tiktok.com/@chillezy/video?is_from_webapp=1&item_id=7240568259186019630",
+        post("7240568259186019630", "chillezy"),
+    ),
+    (
+        "https://www.tiktok.com/@chillezy/photo?item_id=7240568259186019630",
+        post("7240568259186019630", "chillezy"),
+    ),
     ("https://www.tiktok.com/@meme?is_from_webapp=1&sender_device=pc", user("meme")),
     ("https://www.tiktok.com/@some.user_name-x", user("some.user_name-x")),
     ("https://www.tiktok.com/tag/fyp%E3%82%B7", tag("fypシ", "fyp%E3%82%B7")),
@@ -233,6 +258,9 @@ FORMS: list[tuple[str, TikTokLink]] = [
     ("見て https://vm.tiktok.com/ZSe4FqkKd/。", short("ZSe4FqkKd")),
     ("'https://www.tiktok.com/@chillezy'", user("chillezy")),
     ("see tiktok.com/@chillezy.", user("chillezy")),
+    # found by hypothesis: a full stop before an HTML entity or a query is still sentence punctuation
+    ("see tiktok.com/@chillezy.&quot;", user("chillezy")),
+    ("tiktok.com/@chillezy.?lang=en", user("chillezy")),
     (
         "href=https://www.tiktok.com/@chillezy/photo/7240568259186019630>",
         post("7240568259186019630", "chillezy"),
@@ -276,7 +304,6 @@ NOT_LINKS: list[str] = [
     "https://m.tiktok.com/share/live/7209423610325322522/?language=en",
     "https://www.tiktok.com/@imanoreotwe/collection/count-test-7371330159376370462",
     "https://www.tiktok.com/sticker/Elf-Friend-479565",
-    "https://m.tiktok.com/h5/share/usr/188294915489964032.html",
     "https://v16-webapp-prime.tiktok.com/video/tos/useast2a/tos-useast2a-pve-0068/abc/?tk=tt_chain_token",
     # malformed ids, codes and names
     "https://www.tiktok.com/@a/video/12345678901234567890123",
@@ -299,6 +326,30 @@ NOT_LINKS: list[str] = [
     "https://www.tiktok.com/tag/",
     "https://www.tiktok.com/tag/not-a-tag",
     "https://www.tiktok.com/explore?item_id=abc",
+    # look-alikes of the numeric-account and query-id forms
+    "https://www.tiktok.com/share/user/",
+    "https://www.tiktok.com/share/user/zachking",
+    "https://www.tiktok.com/share/user/12ab34",
+    "https://www.tiktok.com/share/user/188294915489964032/extra",
+    "https://www.tiktok.com/share/users/188294915489964032",
+    "https://m.tiktok.com/h5/share/usr/188294915489964032.htm",
+    "https://m.tiktok.com/h5/share/usr/abc.html",
+    "https://m.tiktok.com/h5/share/usr/.html",
+    "https://m.tiktok.com/h5/share/usr/1234567890123456789012.html",
+    "https://vm.tiktok.com/share/user/188294915489964032",
+    "https://www.tiktokv.com/share/user/188294915489964032",
+    "https://faketiktok.com/share/user/188294915489964032",
+    "https://www.tiktok.com.evil.net/h5/share/usr/188294915489964032.html",
+    "https://www.tiktok.com:8443/share/user/188294915489964032",
+    "https://www.tiktok.com/share/video?item_id=abc",
+    "https://www.tiktok.com/share/video?item_id=",
+    "https://www.tiktok.com/share/video?xitem_id=7240568259186019630",
+    "https://www.tiktok.com/share/video?item_idx=7240568259186019630",
+    "https://www.tiktok.com/share/video#item_id=7240568259186019630",
+    "https://www.tiktok.com/@bob/live?item_id=7240568259186019630",
+    "https://www.tiktok.com/@bob/collection?item_id=7240568259186019630",
+    "https://www.tiktok.com/@b!b/video?item_id=7240568259186019630",
+    "https://www.tiktok.com/share/video?item_id=12345678901234567890123",
     "https://www.tiktokv.com/@chillezy",
 ]
 
@@ -373,6 +424,7 @@ def test_as_json_has_every_key() -> None:
         "username": None,
         "tag": None,
         "code": "ZSe4FqkKd",
+        "user_id": None,
     }
 
 

@@ -128,6 +128,11 @@ async def test_the_evil_route_works(net: Net) -> None:
         "javascript:alert(1)",
         "mailto:x@evil.example",
         "http://[broken/",
+        # TikTok hosts on another port: the route would carry them to the emulator, so a follow would show.
+        "https://www.tiktok.com:22/",
+        "https://www.tiktok.com:22/@u/video/7240568259186019630",
+        "https://www.tiktok.com:8080/t/ZMabc01/",
+        "http://vm.tiktok.com:443/ZMabc/",
     ],
 )
 async def test_redirect_off_the_allow_list_is_refused(net: Net, location: str) -> None:

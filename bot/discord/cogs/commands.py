@@ -15,7 +15,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.cards import HASHTAG_PAGE_SIZE, hashtag_card, post_card, profile_card
-from bot.chat.commands import parse_post_argument, parse_tag, parse_username, require_metadata
+from bot.chat.commands import (
+    parse_post_argument,
+    parse_tag,
+    parse_username,
+    require_metadata,
+    user_usage_key,
+)
 from bot.chat.errors import error_text
 from bot.chat.flow import ChatContext, Tracker
 from bot.chat.i18n import t
@@ -109,11 +115,14 @@ class Lookups(commands.Cog):
     def __init__(self, bot: TikTokBot) -> None:
         self.bot = bot
 
-    async def _usage(self, interaction: discord.Interaction[Any], ctx: ChatContext, action: str) -> None:
+    async def _usage(
+        self, interaction: discord.Interaction[Any], ctx: ChatContext, action: str, key: str | None = None
+    ) -> None:
         """A missing or malformed argument: the command's usage, to the user alone; logged as refused."""
         async with self.bot.app.flow.track(ctx, action) as tracker:
             tracker.outcome = "invalid_argument"
-            await interaction.response.send_message(t(ctx.language, f"usage.{action}"), ephemeral=True)
+            text = t(ctx.language, key or f"usage.{action}")
+            await interaction.response.send_message(text, ephemeral=True)
 
     async def _lookup(
         self,
@@ -185,7 +194,7 @@ class Lookups(commands.Cog):
         ctx, _ = await interaction_context(self.bot, interaction)
         username = parse_username(name)
         if username is None:
-            await self._usage(interaction, ctx, "user")
+            await self._usage(interaction, ctx, "user", user_usage_key(name))
             return
 
         async def lookup(tracker: Tracker) -> tuple[discord.Embed, discord.ui.View | None]:

@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language, t
-from bot.chat.settings import TOGGLES, next_language
+from bot.chat.settings import TOGGLES, next_language, next_quality
 from bot.discord.app import TikTokBot, localised
 from bot.discord.context import PLATFORM, interaction_context, interaction_settings_key
 from bot.discord.errors import ephemeral, report
@@ -73,6 +73,8 @@ async def toggle(
         key = interaction_settings_key(interaction)
         if name == "language":
             prefs = await bot.app.store.chats.set(PLATFORM, key, language=next_language(prefs.language))
+        elif name == "quality":
+            prefs = await bot.app.store.chats.set(PLATFORM, key, quality=next_quality(prefs.quality))
         elif name in TOGGLES:
             prefs = await bot.app.store.chats.set(PLATFORM, key, **{name: not getattr(prefs, name)})
         else:
@@ -101,6 +103,10 @@ def settings_view(prefs: ChatPrefs, lang: str) -> discord.ui.View:
     last = SettingsToggle("language", f"🌐 {t(lang, 'settings.language')}: {language}", None)
     last.item.row = len(TOGGLES)
     view.add_item(last)
+    quality = t(lang, f"settings.quality.{prefs.quality}")
+    cycle = SettingsToggle("quality", f"🎞 {t(lang, 'settings.quality')}: {quality}", None)
+    cycle.item.row = len(TOGGLES)  # beside the language: Discord allows five rows
+    view.add_item(cycle)
     return view
 
 

@@ -10,7 +10,13 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.chat.cards import HASHTAG_PAGE_SIZE, hashtag_card, post_card, profile_card
-from bot.chat.commands import parse_post_argument, parse_tag, parse_username, require_metadata
+from bot.chat.commands import (
+    parse_post_argument,
+    parse_tag,
+    parse_username,
+    require_metadata,
+    user_usage_key,
+)
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
 from bot.telegram.filters import Where
@@ -75,7 +81,7 @@ async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatC
     """Profile card of one account."""
     username = parse_username(command.args)
     if username is None:
-        await message.reply(html_text(t(ctx.language, "usage.user")))
+        await message.reply(html_text(t(ctx.language, user_usage_key(command.args))))
         return
     try:
         async with app.flow.track(ctx, "user", username) as tracker:

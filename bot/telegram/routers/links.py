@@ -29,6 +29,7 @@ def sender_for(bot: Bot, message: Message, app: App, ctx: ChatContext, prefs: Ch
         prefs=prefs,
         upload_limit=app.settings.telegram.upload_limit,
         private=ctx.is_private,
+        budget=app.settings.limits.reply_budget,
     )
 
 

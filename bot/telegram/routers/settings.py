@@ -10,7 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language, t
-from bot.chat.settings import TOGGLES, next_language
+from bot.chat.settings import TOGGLES, next_language, next_quality
 from bot.telegram.render import html_text
 from bot.wiring import App
 from services.store.chats import ChatPrefs
@@ -37,6 +37,14 @@ def settings_keyboard(prefs: ChatPrefs, lang: str) -> InlineKeyboardMarkup:
                 )
             ]
         )
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=f"🎞 {t(lang, 'settings.quality')}: {t(lang, f'settings.quality.{prefs.quality}')}",
+                callback_data=SettingsToggle(name="quality").pack(),
+            )
+        ]
+    )
     language = prefs.language if prefs.language != "auto" else t(lang, "settings.language.auto")
     rows.append(
         [
@@ -91,6 +99,8 @@ async def on_toggle(
         name = callback_data.name
         if name == "language":
             prefs = await app.store.chats.set("telegram", ctx.chat_id, language=next_language(prefs.language))
+        elif name == "quality":
+            prefs = await app.store.chats.set("telegram", ctx.chat_id, quality=next_quality(prefs.quality))
         elif name in TOGGLES:
             prefs = await app.store.chats.set("telegram", ctx.chat_id, **{name: not getattr(prefs, name)})
         else:

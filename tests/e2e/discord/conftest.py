@@ -98,7 +98,10 @@ class DiscordRun:
         )
 
     async def reply_to(
-        self, message: StoredMessage, predicate: Callable[[StoredMessage], bool] | None = None
+        self,
+        message: StoredMessage,
+        predicate: Callable[[StoredMessage], bool] | None = None,
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> StoredMessage:
         """The bot's first reply to `message` (matching `predicate`)."""
 
@@ -106,7 +109,8 @@ class DiscordRun:
             refers = m.reference is not None and m.reference.get("message_id") == str(message.id)
             return refers and (predicate is None or predicate(m))
 
-        return await self.emu.wait_for_message(message.channel_id, check, after=message.id)
+        # Generous: a reply may follow a million-hash challenge search on a loaded CI machine.
+        return await self.emu.wait_for_message(message.channel_id, check, after=message.id, timeout=timeout)
 
     async def command(
         self,

@@ -23,6 +23,7 @@ CLIP = post_id_at(T0, 1)  # 3 s H.264 clip, with bytevc2 and H.265 renditions be
 BIG = post_id_at(T0 + 86_400, 2)  # renditions of 64, 30, 12 and 6 MB, all H.264
 SLIDES = post_id_at(T0 + 2 * 86_400, 3)  # three photos and a sound
 ALBUM = post_id_at(T0 + 3 * 86_400, 4)  # twelve photos and a sound
+HEVC = post_id_at(T0 + 4 * 86_400, 10)  # 1080p and 720p only in H.265 (with hvc1 copies), H.264 at 540p
 BY_STATUS = {p.status: p.id for p in CATALOGUE.posts.values() if p.status is not Status.OK}
 MB = 1000 * 1000
 

@@ -13,7 +13,16 @@ from sandbox.blobs import media_file
 from sandbox.catalogue import Status
 from sandbox.tiktok import TikTokEmulator
 from sandbox.ttsave import TTSaveEmulator
-from services.download.models import Backend, Download, FileRole, MediaFile, MediaKind, Progress, Want
+from services.download.models import (
+    Backend,
+    Download,
+    FileRole,
+    MediaFile,
+    MediaKind,
+    Progress,
+    Quality,
+    Want,
+)
 from services.download.service import Attempt, DownloadService, Media, _Result, build_backends
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
@@ -211,11 +220,11 @@ async def test_a_later_fetch_downloads_again(web: WebBackend, spool: Path, tikto
 
 
 async def test_failure_is_shared_and_cleaned(web: WebBackend, spool: Path, tiktok: TikTokEmulator) -> None:
-    tiktok.fault_next("no_cookie")
+    tiktok.fault_next("no_cookie", count=3)  # every visitor session the web backend tries
     service = DownloadService([web], temp_root=spool)
     results = await asyncio.gather(*(service.fetch(link(CLIP)) for _ in range(5)), return_exceptions=True)
     assert all(isinstance(r, UpstreamError) for r in results)
-    assert tiktok.page_views(CLIP) == 1 and leftovers(spool) == []
+    assert tiktok.page_views(CLIP) == 3 and leftovers(spool) == []
 
 
 async def test_a_waiter_giving_up_does_not_cancel_the_others(
@@ -271,6 +280,8 @@ class CountingBackend:
         size_limit: int | None,
         temp_dir: Path,
         progress: Progress | None = None,
+        *,
+        quality: Quality = Quality.COMPATIBLE,
     ) -> Download:
         self.running += 1
         self.peak = max(self.peak, self.running)
@@ -328,6 +339,8 @@ async def test_a_backend_lying_about_its_files_is_an_upstream_error(spool: Path)
             size_limit: int | None,
             temp_dir: Path,
             progress: Progress | None = None,
+            *,
+            quality: Quality = Quality.COMPATIBLE,
         ) -> Download:
             return Download(
                 MediaKind.VIDEO, (MediaFile(Path("/etc/hostname"), "video/mp4", 1, FileRole.VIDEO),)
@@ -354,6 +367,8 @@ async def test_a_crashing_backend_is_logged_and_skipped(
             size_limit: int | None,
             temp_dir: Path,
             progress: Progress | None = None,
+            *,
+            quality: Quality = Quality.COMPATIBLE,
         ) -> Download:
             raise KeyError("a bug")
 

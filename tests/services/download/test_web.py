@@ -12,13 +12,13 @@ import pytest
 from sandbox.blobs import media_file
 from sandbox.catalogue import Status
 from sandbox.tiktok import TikTokEmulator
+from services.download.cookies import SessionCookies
 from services.download.models import FileRole, MediaKind, Want
 from services.download.web import (
     Codec,
     Image,
     PostPage,
     Rendition,
-    SessionCookies,
     WebBackend,
     WebItem,
     check_page,
@@ -28,7 +28,12 @@ from services.download.web import (
     video_sources,
 )
 from services.errors import (
+    CdnRejected,
+    ChallengeFailed,
+    EmptyShell,
+    IpBlocked,
     LinkNotFound,
+    LoginWall,
     PostUnavailable,
     TooLarge,
     TruncatedStream,
@@ -36,6 +41,7 @@ from services.errors import (
     UnsafeRedirect,
     UpstreamError,
     UpstreamRejected,
+    UpstreamServerError,
 )
 from services.metadata.models import Post
 from tests.services.download.conftest import ALBUM, BIG, BY_STATUS, CLIP, MB, SLIDES, link, post, short
@@ -184,15 +190,26 @@ async def test_dead_short_link(web: WebBackend, spool: Path) -> None:
 
 
 async def test_the_cdn_needs_the_page_cookie(web: WebBackend, tiktok: TikTokEmulator, spool: Path) -> None:
-    tiktok.fault_next("no_cookie")
-    with pytest.raises(UpstreamRejected) as info:
+    tiktok.fault_next("no_cookie", count=3)  # every visitor session of the attempt
+    with pytest.raises(CdnRejected) as info:
         await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     assert info.value.status == 403
     assert {(h.cookie, h.status) for h in tiktok.media_log} == {(False, 403)}
+    assert tiktok.page_views(CLIP) == 3
     assert files_in(spool) == []
 
 
-async def test_cookies_stay_in_their_fetch(
+async def test_a_cdn_refusal_is_retried_in_a_fresh_session(
+    web: WebBackend, tiktok: TikTokEmulator, spool: Path
+) -> None:
+    tiktok.fault_next("no_cookie")
+    got = await web.fetch(link(CLIP), Want.VIDEO, None, spool)
+    assert got.files[0].path.read_bytes() == media_file("clip.mp4")
+    assert tiktok.page_views(CLIP) == 2
+    assert web.door_failures == {"cdn_rejected": 1}
+
+
+async def test_a_warm_session_is_reused(
     web: WebBackend, tiktok: TikTokEmulator, tiktok_client: httpx.AsyncClient, spool: Path
 ) -> None:
     other = spool.parent / "other"
@@ -200,7 +217,11 @@ async def test_cookies_stay_in_their_fetch(
     await web.fetch(link(CLIP), Want.VIDEO, None, other)
     await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     first, second = (h.token for h in tiktok.media_log if h.kind == "video")
-    assert first != second and {first, second} <= tiktok.issued_tokens
+    assert first == second and tiktok.issued_tokens == {first}  # the second visit set no new tt_chain_token
+    pages = [r for r in tiktok.requests if r.path.endswith(CLIP)]
+    assert "tt_chain_token" not in pages[0].headers.get("cookie", "")
+    assert f"tt_chain_token={first}" in pages[1].headers["cookie"]  # the emulator saw it sent back
+    assert web.sessions.stats().created == 1
     assert list(tiktok_client.cookies.jar) == []  # the shared client keeps nothing between users
 
 
@@ -268,15 +289,17 @@ async def test_legacy_formats_carry_status(
 @pytest.mark.parametrize(
     ("mode", "error", "text"),
     [
-        ("challenge", UpstreamError, "anti-bot challenge"),
+        ("challenge_unsolvable", ChallengeFailed, "no answer"),
+        ("empty_shell", EmptyShell, "no video detail"),
+        ("ip_blocked", IpBlocked, "10204"),
         ("page_403", UpstreamRejected, "403"),
-        ("login", UpstreamRejected, "login"),
+        ("login", LoginWall, "login"),
     ],
 )
 async def test_page_failures(
     web: WebBackend, tiktok: TikTokEmulator, spool: Path, mode: str, error: type[Exception], text: str
 ) -> None:
-    tiktok.fault_next(mode)
+    tiktok.fault_next(mode, count=3)  # every visitor session of the attempt
     with pytest.raises(error, match=text):
         await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     assert tiktok.media_log == []
@@ -285,8 +308,8 @@ async def test_page_failures(
 async def test_page_500_is_retried(web: WebBackend, tiktok: TikTokEmulator, spool: Path) -> None:
     tiktok.fault_next("page_500", count=2)
     assert (await web.fetch(link(CLIP), Want.VIDEO, None, spool)).files
-    tiktok.fault_next("page_500", count=3)
-    with pytest.raises(UpstreamError) as info:
+    tiktok.fault_next("page_500", count=9)  # three tries in each of three sessions
+    with pytest.raises(UpstreamServerError) as info:
         await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     assert info.value.status == 500
 
@@ -305,12 +328,12 @@ async def test_cdn_403_moves_to_the_mirror(web: WebBackend, tiktok: TikTokEmulat
 
 
 async def test_cdn_403_everywhere(web: WebBackend, tiktok: TikTokEmulator, spool: Path) -> None:
-    tiktok.fault_next("cdn_403", count=10)
-    with pytest.raises(UpstreamRejected) as info:
+    tiktok.fault_next("cdn_403", count=12)
+    with pytest.raises(CdnRejected) as info:
         await web.fetch(link(CLIP), Want.VIDEO, None, spool)
     assert info.value.status == 403
-    # Both mirrors of the rendition, then playAddr, then the watermarked downloadAddr.
-    assert [h.variant for h in tiktok.media_log] == ["lowest_540_0", "lowest_540_0", "play", "download"]
+    # Both mirrors of the rendition, then playAddr, then the watermarked downloadAddr; in each of 3 sessions.
+    assert [h.variant for h in tiktok.media_log] == ["lowest_540_0", "lowest_540_0", "play", "download"] * 3
 
 
 async def test_cdn_truncated(web: WebBackend, tiktok: TikTokEmulator, spool: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from services.errors import (
     UpstreamRejected,
     UserNotFound,
 )
+from services.metadata.models import post_from_research
 from services.metadata.research import (
     Cond,
     DailyQuota,
@@ -469,3 +471,69 @@ async def test_rate_limiter_spacing() -> None:
 )
 def test_map_error(status: int, code: str, message: str, error: type[Exception]) -> None:
     assert type(map_error(status, code, message, "user")) is error
+
+
+# --- payloads in the shapes TikTok documents ---
+
+# TikTok's documented example answer to a video query, as JBGruber/traktok keeps it in
+# tests/testthat/example_resp_q_videos.json: the id comes as `video_id`, and as a JSON number.
+DOCUMENTED_VIDEOS = {
+    "data": {
+        "videos": [
+            {
+                "hashtag_names": ["avengers", "pov"],
+                "region_code": "CA",
+                "create_time": 1633823999,
+                "effect_ids": ["0"],
+                "video_id": 702874395068494965,
+                "music_id": 703847506349838790,
+                "video_description": "lol #pov #avengers",
+                "view_count": 1050,
+                "comment_count": 2,
+            },
+            {"video_description": "no id at all", "view_count": 3},
+        ],
+        "cursor": 100,
+        "search_id": "7201388525814961198",
+        "has_more": True,
+    },
+    "error": {"code": "ok", "message": "", "log_id": "20230113024658F0D7C5D6CA3A9B79C5B9"},
+}
+
+
+def test_the_documented_video_example_has_its_id_and_no_empty_one() -> None:
+    first, no_id = DOCUMENTED_VIDEOS["data"]["videos"]  # type: ignore[index]
+    post = post_from_research(first)
+    assert post is not None
+    assert post.id == "702874395068494965"
+    assert post.url == "https://www.tiktok.com/@_/video/702874395068494965"
+    assert (post.stats.views, post.stats.comments, post.hashtags) == (1050, 2, ("avengers", "pov"))
+    assert post_from_research(no_id) is None
+
+
+@pytest.mark.parametrize("key", ["favorites_count", "favourites_count"])
+def test_saves_counter_in_either_spelling(key: str) -> None:
+    post = post_from_research({"id": 5, key: 42})
+    assert post is not None and post.stats.saves == 42
+
+
+async def test_posts_come_with_their_ids_when_the_api_answers_in_the_documented_shape(
+    research: ResearchClient, research_emu: ResearchEmulator
+) -> None:
+    research_emu.video_id_key = "video_id"
+    research_emu.saves_key = "favourites_count"
+    got = await research.post(CLIP)
+    assert got.value.id == CLIP and got.value.stats.saves == CATALOGUE.posts[CLIP].saves
+    page = (await research.hashtag_posts("food", limit=10)).value
+    assert len(page.posts) == 10 and all(p.id and p.id in CATALOGUE.hashtags["food"] for p in page.posts)
+    [hit, *_] = research_emu.hits("/v2/research/video/query/")
+    # the codebook's spelling (item 22, "Favorites_count") is what is asked for
+    assert "favorites_count" in parse_qs(hit.query)["fields"][0].split(",")
+
+
+async def test_user_info_asks_for_is_private(
+    research: ResearchClient, research_emu: ResearchEmulator
+) -> None:
+    await research.user_info("sandbox.cook")
+    [hit] = research_emu.hits("/v2/research/user/info/")
+    assert "is_private" in parse_qs(hit.query)["fields"][0].split(",")

@@ -47,7 +47,8 @@ TABLES = ("usage", "media_cache", "chat_settings")
 RELEASED_SQLITE_SHA256 = {
     1: "74fdb7d01e6ba22486b6d24bcc48c5a3ae7238b8575b84595ccf92d40f419805",
     2: "f0feab898694b87f6ff578d386e73154845adb30e78d4aaedf53e7695ea7c14f",
-    3: "d5daacf6ffb5d4eb8de7b5bb30add207b789732c8db0c2f0871d98104843b3ff",
+    3: "36712c9f671d1349e8f6c98447a1edb647fdde33226cac28db197200fd9c916a",
+    4: "d5daacf6ffb5d4eb8de7b5bb30add207b789732c8db0c2f0871d98104843b3ff",
 }
 COLUMNS = {
     "usage": "id, at, platform, chat_id, chat_type, user_id, action, target, backend, outcome,"
