@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from services.store.cache import MediaCache
-from services.store.db import Database
+from services.store.sqlite import SqliteDatabase
 
 
 async def timed(cache: MediaCache, lookups: int, posts: int) -> float:
@@ -30,7 +30,7 @@ async def main() -> None:
     parser.add_argument("--posts", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        db = await Database.open(Path(tmp) / "bench.sqlite3")
+        db = await SqliteDatabase.open(Path(tmp) / "bench.sqlite3")
         writer = MediaCache(db)
         for n in range(args.posts):
             await writer.put("telegram", str(n), "video", f"FILE-ID-{n:08d}", size=1_500_000)

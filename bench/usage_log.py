@@ -13,7 +13,10 @@ Columns: events/s = events / time until the last one was committed; record() µs
 recording it, per event; in burst = rows committed by the time the burst ended; lag = how late the 1 ms ticker
 woke, during the burst and over the whole run (burst and final flush).
 
-Run: .venv/bin/python bench/usage_log.py [--events N] [--runs N]
+With `--database-url postgresql://…` the same scenarios write to that PostgreSQL database instead of a fresh
+SQLite file (its usage table is emptied before each run): the store's other engine, for comparison.
+
+Run: .venv/bin/python bench/usage_log.py [--events N] [--runs N] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.store import Store, UsageEvent
+from services.store.db import Database
+from services.store.postgres import PostgresDatabase
+from services.store.sqlite import SqliteDatabase
 
 
 @dataclass
@@ -46,11 +52,24 @@ class Ticker:
             self.ticks += 1
 
 
-async def scenario(name: str, events: int, pause: float, hashed: bool, chunk: int = 100) -> dict[str, float]:
+async def open_database(tmp: str, url: str | None) -> Database:
+    """A fresh SQLite file, or the PostgreSQL database at `url` with its usage table emptied."""
+    if url is None:
+        return await SqliteDatabase.open(Path(tmp) / "bench.sqlite3")
+    db = await PostgresDatabase.open(url)
+    await db.execute("DELETE FROM usage")
+    return db
+
+
+async def scenario(
+    name: str, events: int, pause: float, hashed: bool, url: str | None = None, chunk: int = 100
+) -> dict[str, float]:
     """One burst; returns its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(
-            Path(tmp) / "bench.sqlite3", hash_user_ids=hashed, salt="bench-salt" if hashed else ""
+            await open_database(tmp, url),
+            hash_user_ids=hashed,
+            salt="bench-salt" if hashed else "",
         )
         stop = asyncio.Event()
         ticker = Ticker()
@@ -117,15 +136,18 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database-url", help="a PostgreSQL URL to write to instead of a SQLite file")
     args = parser.parse_args()
-    print(f"{args.events:,} events per run, chunks of 100; median of {args.runs} runs (worst lag: max)")
+    engine = "PostgreSQL" if args.database_url else "SQLite"
+    medians = f"median of {args.runs} runs (worst lag: max)"
+    print(f"{args.events:,} events per run into {engine}, chunks of 100; {medians}")
     print(f"idle loop, ticker alone: worst lag {await idle_lag():.1f} ms")
     print(
         f"{'scenario':<8} {'events/s':>10} {'record() µs':>12} {'in burst':>9} {'burst s':>8} "
         f"{'total s':>8} {'lag burst ms':>13} {'worst lag ms':>13} {'dropped':>8}"
     )
     for name, pause, hashed in (("spin", 0.0, False), ("paced", 0.001, False), ("hashed", 0.001, True)):
-        runs = [await scenario(name, args.events, pause, hashed) for _ in range(args.runs)]
+        runs = [await scenario(name, args.events, pause, hashed, args.database_url) for _ in range(args.runs)]
 
         def med(key: str, runs: list[dict[str, float]] = runs) -> float:
             return statistics.median(run[key] for run in runs)

@@ -6,11 +6,13 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.http import mask_proxy, parse_proxy, parse_routes
+from services.store.db import Engine, masked_url
 from services.wire import OFF, resolve_target
 
 MIB = 1024 * 1024
@@ -185,14 +187,62 @@ class MetadataSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """The SQLite store."""
+    """The store: SQLite (one file, the default) or PostgreSQL (shared by several replicas)."""
 
+    # sqlite:///relative/path, sqlite:////absolute/path or postgresql://user:password@host:5432/db.
+    # Unset: SQLite at `path`. A secret, since a PostgreSQL URL may carry the password.
+    url: SecretStr | None = None
     path: Path = Path("data/tiktok-bot.sqlite3")
+    pool_size: int = Field(default=10, ge=1)
     hash_user_ids: bool = False
     user_id_salt: SecretStr | None = None
     retention_days: int = Field(default=0, ge=0)
     flush_rows: int = Field(default=200, ge=1)
     flush_ms: int = Field(default=500, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message names the scheme only: the rest of the URL may hold the password.
+        text = value.get_secret_value() if value is not None else ""
+        scheme, sep, rest = text.partition("://")
+        if not text or not sep or scheme.lower() not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must start with sqlite:/// (a file) or postgresql:// (a server)")
+        if scheme.lower() == "sqlite" and (not rest.startswith("/") or rest == "/"):
+            raise ValueError("a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+        return value
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the URL names: `sqlite` when unset."""
+        if self.url is None or self.url.get_secret_value().lower().startswith("sqlite:"):
+            return "sqlite"
+        return "postgres"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file: from `sqlite:///path` when the URL names one, else `path`."""
+        if self.url is not None and self.engine == "sqlite":
+            return Path(self.url.get_secret_value().partition("://")[2][1:])
+        return self.path
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, fit to print: the SQLite file, or the URL with its password masked."""
+        if self.engine == "sqlite":
+            return str(self.sqlite_path)
+        assert self.url is not None
+        return masked_url(self.url.get_secret_value())
+
+    @property
+    def url_password(self) -> str | None:
+        """The password a PostgreSQL URL carries, to be kept out of logs."""
+        if self.url is None:
+            return None
+        try:
+            return urlsplit(self.url.get_secret_value()).password
+        except ValueError:
+            return None
 
     @model_validator(mode="after")
     def _salt_for_hashing(self) -> DatabaseSettings:
@@ -350,7 +400,10 @@ def masked(settings: Settings) -> dict[str, Any]:
 
 def _mask(key: str, secret: SecretStr) -> str:
     # A proxy keeps its scheme, host and port visible (the operator needs them); credentials never show.
+    # A database URL keeps all but its password (DATABASE__URL).
     text = secret.get_secret_value()
     if not text:
         return ""
-    return mask_proxy(text) if key in ("proxy", "proxies") else "**********"
+    if key in ("proxy", "proxies"):
+        return mask_proxy(text)
+    return masked_url(text) if key == "url" and "://" in text else "**********"

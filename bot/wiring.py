@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from bot.chat.flow import LinkFlow
 from bot.chat.inbox import Deliveries
-from bot.config import Settings
+from bot.config import DatabaseSettings, Settings
 from services.download.models import Quality
 from services.download.service import DownloadService, build_backends
 from services.download.sessions import SessionPool
@@ -24,6 +24,9 @@ from services.links import ShortLinkResolver
 from services.metadata.service import MetadataService, build_providers
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.store import Store
+from services.store.db import Database
+from services.store.postgres import PostgresDatabase
+from services.store.sqlite import MEMORY, SqliteDatabase
 from services.wire import OFF, resolve_target
 
 log = logging.getLogger("tiktok_bot.wiring")
@@ -52,6 +55,20 @@ class App:
                 log.exception("error while closing")
         if self.spool is not None:
             remove_own(self.spool)
+
+
+async def open_database(settings: DatabaseSettings, *, create: bool = True) -> Database:
+    """The engine DATABASE__URL names, opened and migrated: the one place that picks SQLite or PostgreSQL.
+
+    With `create` off, a SQLite file that does not exist yet reads as an empty database and is not created.
+    """
+    if settings.engine == "postgres":
+        assert settings.url is not None
+        return await PostgresDatabase.open(settings.url.get_secret_value(), pool_size=settings.pool_size)
+    path = settings.sqlite_path
+    if not create and not path.exists():
+        return await SqliteDatabase.open(MEMORY)
+    return await SqliteDatabase.open(path)
 
 
 def build_metadata_service(settings: Settings, client: httpx.AsyncClient) -> MetadataService:
@@ -132,20 +149,21 @@ def tiktok_sessions(
 async def build_app(settings: Settings) -> App:
     """Open the store, build one HTTP client per upstream family and the services on top of them."""
     first_byte = settings.download.first_byte_timeout
-    sessions = tiktok_sessions(settings)
-    tiktok = sessions.client()  # short links go out the way pages do
-    ttsave = ttsave_client(settings)
-    meta = metadata_client(settings)
-    clients = [*(e.client for e in sessions.egresses), ttsave, meta]
+    # The store first: a database that cannot be opened (StoreError) leaves nothing else to close.
     db = settings.database
     store = await Store.open(
-        db.path,
+        await open_database(db),
         flush_rows=db.flush_rows,
         flush_ms=db.flush_ms,
         hash_user_ids=db.hash_user_ids,
         salt=db.user_id_salt.get_secret_value() if db.user_id_salt else "",
         retention_days=db.retention_days,
     )
+    sessions = tiktok_sessions(settings)
+    tiktok = sessions.client()  # short links go out the way pages do
+    ttsave = ttsave_client(settings)
+    meta = metadata_client(settings)
+    clients = [*(e.client for e in sessions.egresses), ttsave, meta]
     resolver = ShortLinkResolver(tiktok, ttl=settings.limits.short_link_ttl)
     # The bot's own directory under the temp root: what a killed process left there is removed now.
     spool = spool_root(settings.download.temp_dir)

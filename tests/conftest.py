@@ -1,4 +1,4 @@
-"""Fixtures shared across test packages: the metadata emulators on loopback."""
+"""Fixtures shared across test packages: the metadata emulators on loopback, the real database servers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
+from tests.engines import postgres
+from tests.engines.postgres import postgres_server  # noqa: F401 - a session fixture, shared
 
 
 @pytest.fixture
@@ -22,3 +24,10 @@ async def research_emu() -> AsyncIterator[ResearchEmulator]:
     """The Research API emulator, started for one test."""
     async with ResearchEmulator() as emu:
         yield emu
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which database servers the session started and how long each took."""
+    for server in postgres.STARTED:
+        took = f"started in {server.started_in_s:.2f}s"
+        terminalreporter.write_line(f"PostgreSQL {server.version} on {server.host}:{server.port}, {took}")

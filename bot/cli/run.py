@@ -13,6 +13,7 @@ from typing import Any
 from bot.config import Settings
 from bot.logs import setup_logging
 from bot.wiring import App, build_app
+from services.errors import StoreError
 
 log = logging.getLogger("tiktok_bot")
 
@@ -37,8 +38,11 @@ def _secrets(settings: Settings) -> list[str]:
         settings.ensembledata.token,
         settings.research.client_secret,
         settings.database.user_id_salt,
+        settings.database.url,
     ]
-    return [v.get_secret_value() for v in values if v is not None]
+    found = [v.get_secret_value() for v in values if v is not None]
+    password = settings.database.url_password
+    return [*found, password] if password else found
 
 
 Runner = Callable[[App, asyncio.Event], Coroutine[Any, Any, None]]
@@ -87,7 +91,12 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = await build_app(settings)
+    try:
+        app = await build_app(settings)
+    except StoreError as exc:
+        # An unreachable or newer database is an operator's fix, not a crash: one line, no traceback.
+        log.error("cannot start: %s", exc)
+        return 1
     settle_heap()
     try:
         tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
+from bot.wiring import open_database
 from services.errors import StoreError
-from services.store.db import MEMORY, Database
 from services.store.stats import compute_stats, render_stats_table
 
 
@@ -38,12 +38,12 @@ def _positive(text: str) -> float:
 
 
 async def show_stats(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the report for `--days` from DATABASE__PATH; a database not yet created reads as empty."""
-    path = settings.database.path
+    """Print the report for `--days` from the database; a SQLite file not yet created reads as empty."""
+    where = settings.database.location
     # Reading stats must not leave an empty file behind where the operator mistyped a path.
-    exists = path.exists()
+    exists = settings.database.engine != "sqlite" or settings.database.sqlite_path.exists()
     try:
-        db = await Database.open(path if exists else MEMORY)
+        db = await open_database(settings.database, create=False)
         try:
             report = await compute_stats(db, days=args.days, top=args.top)
         finally:
@@ -54,12 +54,12 @@ async def show_stats(args: argparse.Namespace, settings: Settings) -> int:
     health_url = args.health or health_url_of(settings)
     live, why = await live_backends(health_url)
     if args.json:
-        data = {"database": str(path), "exists": exists, **report.to_dict()}
+        data = {"database": where, "exists": exists, **report.to_dict()}
         data["live_backends"] = live
         data["live_backends_source"] = health_url if live is not None else why
         print(json.dumps(data, indent=2))
     else:
-        print(f"Database {path}" + ("" if exists else " (not created yet: no usage recorded)"))
+        print(f"Database {where}" + ("" if exists else " (not created yet: no usage recorded)"))
         print(render_stats_table(report))
         print()
         print(render_live_backends(live, health_url, why))

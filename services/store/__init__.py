@@ -1,14 +1,16 @@
-"""SQLite store: usage log, sent-media cache, chat settings and operator stats, behind one `Store`."""
+"""The store: usage log, sent-media cache, chat settings and operator stats, behind one `Store`.
+
+It runs on any `Database` engine (SQLite or PostgreSQL); the caller opens the engine and hands it over.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import TracebackType
 
 from services.store.cache import MediaCache
 from services.store.chats import ChatPrefs, ChatSettings
-from services.store.db import SCHEMA_VERSION, Database
-from services.store.inbox import Inbox, InboxEntry, InboxStats, SqliteInbox
+from services.store.db import SCHEMA_VERSION, Database, Transaction
+from services.store.inbox import DatabaseInbox, Inbox, InboxEntry, InboxStats, SqliteInbox
 from services.store.stats import StatsReport, compute_stats, render_stats_table
 from services.store.usage import UsageEvent, UsageLog, UsageRow
 
@@ -17,6 +19,7 @@ __all__ = [
     "ChatPrefs",
     "ChatSettings",
     "Database",
+    "DatabaseInbox",
     "Inbox",
     "InboxEntry",
     "InboxStats",
@@ -24,6 +27,7 @@ __all__ = [
     "SqliteInbox",
     "StatsReport",
     "Store",
+    "Transaction",
     "UsageEvent",
     "UsageLog",
     "UsageRow",
@@ -38,14 +42,14 @@ class Store:
     def __init__(self, db: Database, usage: UsageLog, inbox: Inbox | None = None) -> None:
         self.db = db
         self.usage = usage
-        self.inbox: Inbox = inbox if inbox is not None else SqliteInbox(db, usage)
+        self.inbox: Inbox = inbox if inbox is not None else DatabaseInbox(db, usage)
         self.media = MediaCache(db)
         self.chats = ChatSettings(db)
 
     @classmethod
     async def open(
         cls,
-        path: Path | str,
+        db: Database,
         *,
         flush_rows: int = 200,
         flush_ms: float = 500,
@@ -53,8 +57,7 @@ class Store:
         salt: str = "",
         retention_days: float = 0,
     ) -> Store:
-        """Open the database (migrating it) and start the usage log's writer."""
-        db = await Database.open(path)
+        """Take over an open (migrated) database and start the usage log's writer; closes `db` on failure."""
         try:
             usage = UsageLog(
                 db,
@@ -68,7 +71,7 @@ class Store:
             await db.close()
             raise
         usage.start()
-        inbox = SqliteInbox(db, usage)
+        inbox = DatabaseInbox(db, usage)
         inbox.start()
         return cls(db, usage, inbox)
 

@@ -10,8 +10,8 @@ update the platform redelivers (a webhook that never got its 200) is recognised 
 Writes are group-committed: every operation queued while the previous transaction ran goes into the next
 one, so a poll of 100 updates, or 100 replies finishing together, cost one commit.
 
-`Inbox` is the interface (SQLite here; other engines implement the same methods); `SqliteInbox` keeps its
-SQL to plain statements that PostgreSQL runs as well (ON CONFLICT … DO NOTHING RETURNING).
+`Inbox` is the interface; `DatabaseInbox` implements it on either store engine (SQLite or PostgreSQL) through
+`Database`, in SQL both run (ON CONFLICT … DO NOTHING RETURNING).
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ class _Op:
     future: asyncio.Future[Any] | None
 
 
-class SqliteInbox:
-    """The inbox in the bot's SQLite database, written by one group-committing task."""
+class DatabaseInbox:
+    """The inbox in the bot's database (SQLite or PostgreSQL), written by one group-committing task."""
 
     def __init__(self, db: Database, usage: UsageLog) -> None:
         self._db = db
@@ -172,12 +172,12 @@ class SqliteInbox:
         now = time.time()
         log_rows = [(now, e.platform, REPLAYED, e.key) for e in entries]
         log_rows += [(now, e.platform, DUPLICATE, e.key) for e in entries if e.state == SENDING]
-        async with self._db.transaction() as conn:
-            await conn.executemany(
+        async with self._db.transaction() as tx:
+            await tx.executemany(
                 "UPDATE inbox SET attempts = attempts + 1 WHERE platform = ? AND key = ?",
                 [(e.platform, e.key) for e in entries],
             )
-            await _insert(conn, "inbox_log", ("at", "platform", "event", "key"), log_rows)
+            await tx.insert_rows("inbox_log", ("at", "platform", "event", "key"), log_rows)
 
     async def expire(self, entry: InboxEntry, events: Sequence[UsageEvent]) -> None:
         """Close an entry that can no longer be answered, with its usage rows and an `expired` log event."""
@@ -249,32 +249,31 @@ class SqliteInbox:
         entries = [entry for op in ops if op.kind == "put" for entry in op.args]
         notes = [op.args for op in ops if op.kind == "note"]
         done = [op.args for op in ops if op.kind == "done"]
-        async with self._db.transaction() as conn:
+        async with self._db.transaction() as tx:
             for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
                 chunk = entries[start : start + _MAX_ROWS_PER_INSERT]
                 marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-                cursor = await conn.execute(
+                returned = await tx.fetchall(
                     "INSERT INTO inbox (platform, key, kind, payload, received_at) VALUES "  # noqa: S608
                     + marks
                     + " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
                     [v for e in chunk for v in (e.platform, e.key, e.kind, e.payload, e.received_at)],
                 )
-                fresh_keys.update((str(p), str(k)) for p, k in await cursor.fetchall())
-                await cursor.close()
+                fresh_keys.update((str(p), str(k)) for p, k in returned)
             if notes:
-                await conn.executemany(
+                await tx.executemany(
                     "UPDATE inbox SET state = ? WHERE platform = ? AND key = ? AND done_at IS NULL",
                     notes,
                 )
             if done:
-                await _insert(conn, "usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
+                await tx.insert_rows("usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
                 now = time.time()
-                await conn.executemany(
+                await tx.executemany(
                     "UPDATE inbox SET done_at = ?, payload = '' WHERE platform = ? AND key = ?",
                     [(now, platform, key) for platform, key, _, _ in done],
                 )
                 events = [(now, platform, event, key) for platform, key, _, event in done if event]
-                await _insert(conn, "inbox_log", ("at", "platform", "event", "key"), events)
+                await tx.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
         results: list[Any] = []
         for op in ops:
             if op.kind == "put":
@@ -290,14 +289,8 @@ class SqliteInbox:
         return results
 
 
-async def _insert(conn: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Multi-row INSERTs of `rows` inside the caller's transaction."""
-    marks = "(" + ", ".join("?" * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names are code constants
-    per = max(1, 2000 // len(columns))  # bound variables per statement, under every SQLite's limit
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        await conn.execute(head + ", ".join([marks] * len(chunk)), [v for row in chunk for v in row])
+# The first version's name, when the inbox ran on SQLite only.
+SqliteInbox = DatabaseInbox
 
 
 async def inbox_stats(db: Database, since: float, now: float | None = None) -> InboxStats:

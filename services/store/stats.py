@@ -25,12 +25,15 @@ from services.store.inbox import InboxStats, inbox_stats
 from services.store.usage import to_epoch
 
 # Every query covers one period; the action lists are the module docstring's post and media actions.
+# Portable SQL: PostgreSQL neither sums booleans nor compares an integer with a boolean, hence CASE.
 _TOTALS = """
-    SELECT count(*), coalesce(sum(outcome != 'ok'), 0),
+    SELECT count(*), coalesce(sum(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END), 0),
            count(DISTINCT platform || ':' || user_id), count(DISTINCT platform || ':' || chat_id),
            coalesce(sum(units), 0), coalesce(sum(bytes_sent), 0),
-           coalesce(sum(cache_hit AND outcome = 'ok' AND action IN ('link', 'audio', 'inline')), 0),
-           coalesce(sum(outcome = 'ok' AND action IN ('link', 'audio', 'inline')), 0)
+           coalesce(sum(CASE WHEN cache_hit = 1 AND outcome = 'ok'
+                             AND action IN ('link', 'audio', 'inline') THEN 1 ELSE 0 END), 0),
+           coalesce(sum(CASE WHEN outcome = 'ok'
+                             AND action IN ('link', 'audio', 'inline') THEN 1 ELSE 0 END), 0)
     FROM usage WHERE at >= :since AND at <= :until
 """
 _BY_ACTION = """
@@ -51,7 +54,8 @@ _TOP_POSTS = """
     GROUP BY target ORDER BY n DESC, target LIMIT :top
 """
 _BACKENDS = """
-    SELECT backend, count(*) AS n, sum(outcome != 'ok') FROM usage WHERE at >= :since AND at <= :until
+    SELECT backend, count(*) AS n, sum(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END)
+    FROM usage WHERE at >= :since AND at <= :until
     AND backend IS NOT NULL GROUP BY backend ORDER BY n DESC, backend
 """
 _LATENCY_AT_RANK = """

@@ -9,6 +9,7 @@ from bot.chat.inbox import Deliveries, current_entry
 from bot.discord.inbox import can_answer, worth_storing
 from services.store import Store
 from services.store.inbox import DEFERRED, SENDING, InboxEntry
+from services.store.sqlite import SqliteDatabase
 from services.store.usage import UsageEvent
 
 
@@ -19,7 +20,7 @@ def entry(key: str, age: float, kind: str = "update", platform: str = "telegram"
 async def test_replay_runs_old_entries_oldest_first_and_completes_them_with_their_rows(
     tmp_path: Path,
 ) -> None:
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
     try:
         deliveries = Deliveries(store.inbox, replay_max_age=60)
         await deliveries.accept([entry("b", 30), entry("a", 120), entry("c", 1)])
@@ -43,7 +44,7 @@ async def test_replay_runs_old_entries_oldest_first_and_completes_them_with_thei
 
 
 async def test_entries_the_platform_no_longer_takes_are_expired_with_a_row(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
     try:
         deliveries = Deliveries(store.inbox)
         await deliveries.accept(

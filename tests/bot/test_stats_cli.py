@@ -13,6 +13,7 @@ import pytest
 
 from bot.__main__ import main
 from services.store import Store, UsageEvent
+from services.store.sqlite import SqliteDatabase
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def populate(path: Path) -> None:
     async def write() -> None:
-        store = await Store.open(path)
+        store = await Store.open(await SqliteDatabase.open(path))
         now = datetime.now(UTC)
         for n in range(30):
             store.usage.record(

@@ -68,7 +68,14 @@ async def usage_rows(app: App) -> list[dict[str, object]]:
     """Every usage row written so far, as dicts (the log is flushed first)."""
     await app.store.usage.flush()
     # The columns as the schema has them now, so a migration needs no edit here.
-    names = [str(column[1]) for column in await app.store.db.fetchall("PRAGMA table_info(usage)")]
+    if app.store.db.engine == "sqlite":
+        names = [str(column[1]) for column in await app.store.db.fetchall("PRAGMA table_info(usage)")]
+    else:
+        columns = await app.store.db.fetchall(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'usage' ORDER BY ordinal_position"
+        )
+        names = [str(name) for (name,) in columns]
     # In the order they happened: rows of inbox requests are written when each completes, not when recorded.
     rows = await app.store.db.fetchall("SELECT * FROM usage ORDER BY at, id")
     return [dict(zip(names, row, strict=True)) for row in rows]

@@ -147,7 +147,7 @@ async def test_too_large_for_telegram_gets_the_card_and_link(tg: TelegramEmulato
 async def test_shutdown_flushes_the_usage_log(sandbox: Sandbox, settings: object) -> None:
     from bot.config import Settings
     from bot.telegram.app import run_telegram
-    from bot.wiring import build_app
+    from bot.wiring import build_app, open_database
     from services.store import Store
 
     assert isinstance(settings, Settings)
@@ -161,7 +161,7 @@ async def test_shutdown_flushes_the_usage_log(sandbox: Sandbox, settings: object
     stop.set()
     await asyncio.wait_for(task, 20)
     await app.aclose()
-    store = await Store.open(settings.database.path)
+    store = await Store.open(await open_database(settings.database))
     try:
         rows = await store.db.fetchall("SELECT action, outcome FROM usage")
     finally:

@@ -74,8 +74,9 @@ async def test_a_full_disk_is_disk_full_and_the_bot_keeps_serving(
     [line] = local_problems(caplog)
     assert line.levelno == logging.ERROR and "disk_full" in line.getMessage()
     assert not [r for r in caplog.records if r.exc_info is not None]
-    # Nothing left behind to keep the disk full (the bot's own tiktok-bot/<pid>/ stays while it runs).
-    assert [name for _, _, names in os.walk(spool) for name in names] == []
+    # Nothing left behind to keep the disk full: no file anywhere under the spool (the bot keeps only its own
+    # empty per-process directory, tiktok-bot/<pid>/, until it stops).
+    assert [f for _, _, files in os.walk(spool) for f in files] == []
     # The next request that fits is served as usual.
     mark = tg.mark()
     tg.inject_message(chat, CLIP.url, user=user)

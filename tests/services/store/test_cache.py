@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.store.cache import MediaCache
 from services.store.db import Database
+from tests.services.store.conftest import OpenDb
 
 
 def count_queries(monkeypatch: pytest.MonkeyPatch, db: Database) -> list[str]:
@@ -66,11 +66,11 @@ async def test_invalidate_one_variant_or_the_post(db: Database) -> None:
     assert await MediaCache(db).get_many("telegram", "9", "") == {}
 
 
-async def test_survives_a_restart(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_survives_a_restart(open_db: OpenDb) -> None:
+    db = await open_db()
     await MediaCache(db).put("telegram", "7300", "video", "FILE-ID")
     await db.close()
-    db = await Database.open(db_path)
+    db = await open_db()
     assert await MediaCache(db).get("telegram", "7300", "video") == "FILE-ID"
     await db.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from services.errors import StoreError
 from services.store.chats import ChatPrefs, ChatSettings
 from services.store.db import Database
+from tests.services.store.conftest import OpenDb
 
 
 def test_defaults() -> None:
@@ -36,11 +36,11 @@ async def test_set_changes_only_what_is_named(db: Database) -> None:
     assert await settings.get("telegram", 5) == ChatPrefs()
 
 
-async def test_survives_a_restart(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_survives_a_restart(open_db: OpenDb) -> None:
+    db = await open_db()
     await ChatSettings(db).set("discord", 42, auto_download=False, slideshow_sound=False)
     await db.close()
-    db = await Database.open(db_path)
+    db = await open_db()
     assert await ChatSettings(db).get("discord", 42) == ChatPrefs(auto_download=False, slideshow_sound=False)
     await db.close()
 
@@ -80,8 +80,8 @@ async def test_invalid_changes_are_refused(db: Database, changes: dict[str, Any]
     assert await settings.get("telegram", 1) == ChatPrefs()
 
 
-async def test_concurrent_changes_to_one_chat_all_land(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_concurrent_changes_to_one_chat_all_land(open_db: OpenDb) -> None:
+    db = await open_db()
     settings = ChatSettings(db)
     await asyncio.gather(
         settings.set("telegram", 7, captions=False),

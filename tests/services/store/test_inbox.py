@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from services.errors import StoreError
 from services.store import Store
 from services.store.inbox import DUPLICATE, SENDING, InboxEntry, inbox_stats
 from services.store.usage import UsageEvent, collect_usage
+from tests.services.store.conftest import OpenStore
 
 
 def entry(key: str, *, age: float = 0.0, platform: str = "telegram", kind: str = "update") -> InboxEntry:
@@ -49,13 +49,13 @@ async def test_complete_writes_the_rows_and_closes_the_entry_in_one_go(store: St
     assert await store.inbox.put_many([entry("7")]) == [False]
 
 
-async def test_a_crash_between_put_and_complete_leaves_the_entry_and_no_row(db_path: Path) -> None:
-    store = await Store.open(db_path)
+async def test_a_crash_between_put_and_complete_leaves_the_entry_and_no_row(open_store: OpenStore) -> None:
+    store = await open_store()
     await store.inbox.put_many([entry("1"), entry("2")])
     await store.inbox.complete("telegram", "1", [event("one")])
     # No aclose: the next process finds what the database holds, nothing more.
     await store.db.close()
-    reopened = await Store.open(db_path)
+    reopened = await open_store()
     try:
         assert [e.key for e in await reopened.inbox.unfinished("telegram")] == ["2"]
         assert await usage_targets(reopened) == ["one"]
@@ -136,8 +136,8 @@ async def test_concurrent_writes_share_transactions(store: Store, monkeypatch: p
     assert transactions <= 20, transactions  # group commit: far fewer transactions than writes
 
 
-async def test_writes_after_close_are_refused(db_path: Path) -> None:
-    store = await Store.open(db_path)
+async def test_writes_after_close_are_refused(open_store: OpenStore) -> None:
+    store = await open_store()
     await store.aclose()
     with pytest.raises(StoreError):
         await store.inbox.put_many([entry("1")])

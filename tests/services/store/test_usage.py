@@ -19,8 +19,9 @@ import pytest
 
 from services.errors import StoreError
 from services.store import Store
-from services.store.db import Database
+from services.store.db import Database, Engine
 from services.store.usage import UsageEvent, UsageLog
+from tests.services.store.conftest import OpenDb, OpenStore, assert_sound
 
 NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,7 +33,7 @@ def event(n: int = 0, **fields: Any) -> UsageEvent:
     return UsageEvent(**values)
 
 
-async def count(db: Database, where: str = "1", params: tuple[Any, ...] = ()) -> int:
+async def count(db: Database, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> int:
     row = await db.fetchone(f"SELECT count(*) FROM usage WHERE {where}", params)  # noqa: S608 - test constants
     assert row is not None
     return int(row[0])
@@ -138,12 +139,12 @@ async def test_flush_after_t_ms(db: Database, monkeypatch: pytest.MonkeyPatch) -
     await log.aclose()
 
 
-async def test_clean_shutdown_loses_nothing(db_path: Path) -> None:
-    store = await Store.open(db_path, flush_rows=10_000, flush_ms=60_000)
+async def test_clean_shutdown_loses_nothing(open_store: OpenStore, open_db: OpenDb) -> None:
+    store = await open_store(flush_rows=10_000, flush_ms=60_000)
     for n in range(1234):
         store.usage.record(event(n))
     await store.aclose()
-    db = await Database.open(db_path)
+    db = await open_db()
     assert await count(db) == 1234
     await db.close()
 
@@ -258,12 +259,13 @@ async def test_concurrent_writers_on_one_store(store: Store) -> None:
         assert await count(store.db, "platform = ? AND user_id = ?", (platform, str(worker))) == 300
     media = await store.db.fetchone("SELECT count(*) FROM media_cache")
     assert media == (12 * 12,)
-    assert await store.db.integrity_check() == "ok"
+    await assert_sound(store.db)
 
 
-async def test_two_stores_on_one_file(db_path: Path) -> None:
-    first = await Store.open(db_path, flush_rows=20, flush_ms=5)
-    second = await Store.open(db_path, flush_rows=20, flush_ms=5)
+async def test_two_stores_on_one_database(open_store: OpenStore, open_db: OpenDb) -> None:
+    # Two processes on one file (SQLite) or two replicas on one server (PostgreSQL).
+    first = await open_store(flush_rows=20, flush_ms=5)
+    second = await open_store(flush_rows=20, flush_ms=5)
 
     async def burst(store: Store, platform: str) -> None:
         for n in range(1000):
@@ -274,7 +276,7 @@ async def test_two_stores_on_one_file(db_path: Path) -> None:
     await asyncio.gather(burst(first, "telegram"), burst(second, "discord"))
     await first.aclose()
     await second.aclose()
-    db = await Database.open(db_path)
+    db = await open_db()
     assert dict(await db.fetchall("SELECT platform, count(*) FROM usage GROUP BY platform")) == {
         "telegram": 1000,
         "discord": 1000,
@@ -285,9 +287,13 @@ async def test_two_stores_on_one_file(db_path: Path) -> None:
 CHILD = """
 import asyncio, sys
 from services.store import Store, UsageEvent
+from services.store.postgres import PostgresDatabase
+from services.store.sqlite import SqliteDatabase
 
 async def main():
-    store = await Store.open(sys.argv[1], flush_rows=400, flush_ms=15)
+    url = sys.argv[1]
+    engine = PostgresDatabase if url.startswith("postgresql://") else SqliteDatabase
+    store = await Store.open(await engine.open(url), flush_rows=400, flush_ms=15)
     n = 0
     while True:
         for _ in range(100):
@@ -301,13 +307,15 @@ asyncio.run(main())
 """
 
 
-async def test_sigkill_mid_burst_loses_only_the_unflushed_tail(db_path: Path) -> None:
+async def test_sigkill_mid_burst_loses_only_the_unflushed_tail(
+    engine: Engine, db_url: str, open_db: OpenDb
+) -> None:
     root = ROOT
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         CHILD,
-        str(db_path),
+        db_url,
         cwd=root,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(root)},
@@ -326,16 +334,17 @@ async def test_sigkill_mid_burst_loses_only_the_unflushed_tail(db_path: Path) ->
         await child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    # The file as the crash left it (with its WAL), checked before anything else opens it.
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        targets = sorted(int(t) for (t,) in conn.execute("SELECT target FROM usage"))
-    conn.close()
+    if engine == "sqlite":
+        # The file as the crash left it (with its WAL), checked before anything else opens it.
+        with sqlite3.connect(db_url) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        conn.close()
+    db = await open_db()
+    targets = sorted(int(t) for (t,) in await db.fetchall("SELECT target FROM usage"))
     # Everything reported written is there, and what is there is a gap-free prefix: whole batches only.
     assert len(targets) >= written
     assert targets == list(range(len(targets)))
-    db = await Database.open(db_path)
-    assert await db.integrity_check() == "ok"
+    await assert_sound(db)
     await db.close()
 
 
@@ -343,8 +352,8 @@ def expected_hash(salt: str, platform: str, value: str) -> str:
     return hmac.new(salt.encode(), f"{platform}\x00{value}".encode(), hashlib.sha256).hexdigest()
 
 
-async def test_hashed_user_and_chat_ids(db_path: Path) -> None:
-    store = await Store.open(db_path, hash_user_ids=True, salt="pepper-123")
+async def test_hashed_user_and_chat_ids(open_store: OpenStore, engine: Engine, db_url: str) -> None:
+    store = await open_store(hash_user_ids=True, salt="pepper-123")
     store.usage.record(event(user_id=987654321, chat_id=-1001234567890))
     store.usage.record(event(user_id=987654321, chat_id=987654321, chat_type="private"))
     store.usage.record(event(user_id=987654321, platform="discord"))
@@ -360,9 +369,10 @@ async def test_hashed_user_and_chat_ids(db_path: Path) -> None:
     [mine] = [r for r in await store.usage.rows_for_user("telegram", 987654321) if r.chat_type == "private"]
     assert mine.user_id == user
     await store.aclose()
-    # No raw id anywhere in the file (the WAL is checkpointed into it on close).
-    raw = b"".join(p.read_bytes() for p in db_path.parent.iterdir())
-    assert b"987654321" not in raw and b"1001234567890" not in raw
+    if engine == "sqlite":
+        # No raw id anywhere in the file (the WAL is checkpointed into it on close).
+        raw = b"".join(p.read_bytes() for p in Path(db_url).parent.iterdir())
+        assert b"987654321" not in raw and b"1001234567890" not in raw
 
 
 async def test_unhashed_ids_are_kept_as_text(db: Database) -> None:
@@ -418,13 +428,13 @@ async def test_no_retention_keeps_everything(db: Database) -> None:
     await log.aclose()
 
 
-async def test_purge_runs_when_the_store_starts(db_path: Path) -> None:
-    store = await Store.open(db_path)
+async def test_purge_runs_when_the_store_starts(open_store: OpenStore) -> None:
+    store = await open_store()
     old = datetime.now(UTC) - timedelta(days=10)
     store.usage.record(event(1, at=old))
     store.usage.record(event(2))
     await store.aclose()
-    store = await Store.open(db_path, retention_days=7)
+    store = await open_store(retention_days=7)
     await eventually(lambda: _counted(store.db, 1))
     await store.aclose()
 
