@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
 from bot.chat.i18n import t
+from bot.discord.client import TikTokBot
 from bot.discord.context import message_context
 from bot.discord.sender import ChannelReply, DiscordSender
 from services.links import LinkKind, TikTokLink, find_links
-
-if TYPE_CHECKING:
-    from bot.discord.app import TikTokBot
 
 log = logging.getLogger("tiktok_bot.discord")
 
