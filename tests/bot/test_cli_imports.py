@@ -1,4 +1,4 @@
-"""The everyday CLI commands start without loading the frontends or the sandbox (issue 19: start-up ≤ 0.5 s)."""
+"""Everyday CLI commands start without loading the frontends or the sandbox (issue 19: start-up ≤ 0.5 s)."""
 
 from __future__ import annotations
 
