@@ -5,7 +5,7 @@ Each prints its own figures; this adds a heading, the wall time of each, and at 
 run; the exit code is 1 if any failed.
 
 Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, "relay --backends web", memory, cache,
-load, multipart, usage_log, media_cache, links, telegram_upload, wire, frontdoor; default all)
+load, multipart, breaker, usage_log, media_cache, links, telegram_upload, wire, frontdoor; default all)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "cache": ["--runs", "100"],
     "load": ["--rounds", "3"],
     "multipart": ["--quick"],
+    "breaker": [],
     "usage_log": ["--runs", "3"],
     "media_cache": [],
     "links": [],

@@ -119,6 +119,9 @@ class DownloadSettings(_Section):
     max_concurrent: int = Field(default=4, ge=1)
     temp_dir: Path | None = None
     timeout: float = Field(default=120.0, gt=0)
+    first_byte_timeout: float = Field(default=10.0, gt=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=30.0, ge=0)
     quality: Literal["compatible", "best"] = "compatible"
     door_attempts: int = Field(default=3, ge=1, le=10)
     impersonate: str = "chrome"
@@ -148,12 +151,18 @@ class DownloadSettings(_Section):
     @field_validator("backends")
     @classmethod
     def _known_backends(cls, value: list[str]) -> list[str]:
-        unknown = [b for b in value if b not in ("ttsave", "web")]
+        unknown = [b for b in value if b not in ("ttsave", "web", "ytdlp")]
         if unknown:
-            raise ValueError(f"unknown backend {unknown[0]!r}; choose from ttsave, web")
+            raise ValueError(f"unknown backend {unknown[0]!r}; choose from ttsave, web, ytdlp")
         if not value:
             raise ValueError("at least one backend is needed")
         return value
+
+
+class HealthSettings(_Section):
+    """The health endpoint in polling mode."""
+
+    listen: str | None = None
 
 
 class MetadataSettings(_Section):
@@ -239,6 +248,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     upstream_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     upstream_ca_file: Path | None = None
 

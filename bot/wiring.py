@@ -85,7 +85,9 @@ def ttsave_client(settings: Settings) -> httpx.AsyncClient:
     """The HTTP client for TTSave (through TTSAVE__PROXY only if set; never DOWNLOAD__PROXIES)."""
     return make_client(
         routes=parse_routes(settings.upstream_routes),
-        options=HttpOptions(read_timeout=settings.ttsave.timeout),
+        options=HttpOptions(
+            read_timeout=settings.ttsave.timeout, first_byte_timeout=settings.download.first_byte_timeout
+        ),
         proxy=_secret(settings.ttsave.proxy),
         ca_file=settings.upstream_ca_file,
     )
@@ -97,7 +99,7 @@ def tiktok_sessions(
     """The warm visitor sessions for TikTok's hosts: one impersonating client per proxy (or one direct)."""
     routes = parse_routes(settings.upstream_routes)
     dl = settings.download
-    options = HttpOptions(read_timeout=read_timeout or dl.timeout)
+    options = HttpOptions(read_timeout=read_timeout or dl.timeout, first_byte_timeout=dl.first_byte_timeout)
 
     def client_for(proxy: str | None) -> httpx.AsyncClient:
         return make_client(
@@ -122,6 +124,7 @@ def tiktok_sessions(
 
 async def build_app(settings: Settings) -> App:
     """Open the store, build one HTTP client per upstream family and the services on top of them."""
+    first_byte = settings.download.first_byte_timeout
     sessions = tiktok_sessions(settings)
     tiktok = sessions.client()  # short links go out the way pages do
     ttsave = ttsave_client(settings)
@@ -150,7 +153,11 @@ async def build_app(settings: Settings) -> App:
         temp_root=settings.download.temp_dir,
         attempt_timeout=settings.download.timeout,
         resolver=resolver.resolve,
+        breaker_failures=settings.download.breaker_failures,
+        breaker_cooldown=settings.download.breaker_cooldown,
+        probe_timeout=first_byte,
     )
+    downloads.start_probes()  # a dead TTSave is open before the first user pays for it
     try:
         metadata: MetadataService | None = build_metadata_service(settings, meta)
     except NotConfigured:

@@ -206,6 +206,7 @@ class EnsembleDataEmulator(Emulator):
             ("/tt/user/info-from-secuid", self._user_info_from_secuid),
             ("/tt/user/posts", self._user_posts),
             ("/tt/hashtag/posts", self._hashtag_posts),
+            ("/customer/get-used-units", self._used_units),
         ):
             app.router.add_get(PREFIX + path, self._serve(handler))
         app.router.add_post("/_control/fault", self.faults.control)
@@ -242,6 +243,12 @@ class EnsembleDataEmulator(Emulator):
             return _respond(reply)
 
         return serve
+
+    async def _used_units(self, request: web.Request) -> Reply:
+        """Units used (the emulator counts one day: its lifetime); free, as on the real API."""
+        if not request.query.get("date"):
+            return _missing("date")
+        return Reply({"data": self.units_used})
 
     def _post(self, post_id: str) -> FixturePost | None:
         return self.catalogue.posts.get(post_id)

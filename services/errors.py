@@ -19,6 +19,7 @@ ServiceError                      base; `code` is the stable string logged in th
 │                                 forbidden spool directory; `reason` says which (outcome `local:<reason>`)
 └── UpstreamError                 an upstream failed (5xx, bad body, transport error)
     ├── UpstreamTimeout           it did not answer in time
+    ├── UpstreamUnreachable       it could not be reached at all (refused, reset before an answer)
     ├── TruncatedStream           a stream ended before it was complete
     ├── UpstreamRejected          it refused our credentials or request (4xx we cannot fix by retrying)
     ├── UpstreamServerError       it answered 5xx
@@ -215,6 +216,10 @@ class UpstreamTimeout(UpstreamError):
     """An upstream did not answer in time."""
 
     code = "upstream_timeout"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """An upstream could not be reached: the connection was refused or dropped before any answer."""
 
 
 class TruncatedStream(UpstreamError):

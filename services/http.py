@@ -8,6 +8,7 @@ logical URL, before routing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,9 +125,41 @@ class RoutingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class FirstByteTimeout(httpx.ReadTimeout):
+    """The upstream accepted the request but sent no response headers within the first-byte limit."""
+
+
+class FirstByteTransport(httpx.AsyncBaseTransport):
+    """Gives each request `limit` seconds from sending to its response headers, apart from the read timeout
+    that then applies between body chunks: a server that accepts and stays silent is caught in seconds."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: float) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request; FirstByteTimeout when its headers do not arrive in time."""
+        try:
+            async with asyncio.timeout(self._limit):
+                return await self._inner.handle_async_request(request)
+        except TimeoutError:
+            raise FirstByteTimeout(
+                f"no answer within {self._limit:g}s (first-byte limit)", request=request
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+    @property
+    def target(self) -> str:
+        """The wrapped transport's impersonated browser (a curl_cffi target), or `off`."""
+        return str(getattr(self._inner, "target", "off"))
+
+
 @dataclass(frozen=True, slots=True)
 class HttpOptions:
-    """Timeouts and pool sizes for one upstream family."""
+    """Timeouts and pool sizes for one upstream family; `first_byte_timeout` bounds the wait for headers."""
 
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
@@ -134,6 +167,7 @@ class HttpOptions:
     pool_timeout: float = 10.0
     max_connections: int = 32
     max_keepalive: int = 16
+    first_byte_timeout: float | None = None
 
 
 def make_client(
@@ -176,6 +210,8 @@ def make_client(
             proxy=proxy,
             local_address=local_address,
         )
+    if opts.first_byte_timeout is not None:
+        inner = FirstByteTransport(inner, opts.first_byte_timeout)
     transport: httpx.AsyncBaseTransport = RoutingTransport(routes, inner) if routes else inner
     all_headers: dict[str, str] = dict(BROWSER_HEADERS) if browser and not curl else {}
     all_headers.update(headers or {})

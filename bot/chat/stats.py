@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.chat.i18n import t
+from services.health import BackendFigures
 from services.store.stats import StatsReport
 
 PERIODS = ((1, "today"), (7, "7 days"), (30, "30 days"))
@@ -33,4 +36,18 @@ def stats_block(report: StatsReport, label: str, lang: str) -> list[str]:
         )
     if report.top_posts:
         lines.append("top: " + ", ".join(f"{target} ×{count}" for target, count in report.top_posts[:3]))
+    return lines
+
+
+def backend_lines(figures: Sequence[BackendFigures]) -> list[str]:
+    """Per download backend since start-up: requests, successes, p50/p95, share served, the breaker now."""
+    lines = ["download backends (since start-up)"]
+    for f in figures:
+        breaker = f.breaker.value.replace("_", "-")
+        if f.retry_in is not None:
+            breaker += f" ({f.retry_in:.0f}s left)"
+        lines.append(
+            f"{f.backend}: {f.requests} req, {f.successes} ok, p50 {_ms(f.p50_ms)} · p95 {_ms(f.p95_ms)}, "
+            f"{f.share:.0%} served, {f.skipped} skipped, breaker {breaker} — {f.status}"
+        )
     return lines

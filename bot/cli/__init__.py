@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "telegram": "run",
     "discord": "run",
+    "doctor": "doctor",
     "demo": "demo",
 }
 

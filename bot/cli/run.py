@@ -57,6 +57,16 @@ def _runners(settings: Settings, wanted: tuple[str, ...]) -> dict[str, Runner]:
     return runners
 
 
+def listeners(settings: Settings) -> dict[str, Runner]:
+    """What serves beside the frontends: the health endpoint when HEALTH__LISTEN is set (polling mode)."""
+    if not settings.health.listen:
+        return {}
+    from bot.health import serve_health
+
+    listen = settings.health.listen
+    return {"health": lambda app, stop: serve_health(app, listen, stop)}
+
+
 def settle_heap() -> None:
     """Move everything start-up built (aiogram's and discord.py's ~200,000 model and schema objects) out of
     the garbage collector's sight, so a full collection under load walks only what requests create."""
@@ -81,6 +91,7 @@ async def run_frontends(settings: Settings, wanted: tuple[str, ...]) -> int:
     settle_heap()
     try:
         tasks = {asyncio.create_task(runner(app, stop), name=name) for name, runner in runners.items()}
+        tasks |= {asyncio.create_task(run(app, stop), name=name) for name, run in listeners(settings).items()}
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         failed = [t for t in done if t.exception() is not None]
         stop.set()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
+
+import httpx
 
 from bot.config import Settings
 from services.errors import StoreError
@@ -18,6 +21,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cmd.add_argument("--days", type=_positive, default=7.0, help="length of the period in days (default 7)")
     cmd.add_argument("--top", type=int, default=10, help="how many top posts to list (default 10)")
     cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cmd.add_argument(
+        "--health",
+        metavar="URL",
+        help="the running bot's /healthz for per-backend figures and breakers "
+        "(default: from HEALTH__LISTEN, or TELEGRAM__WEBHOOK_LISTEN in webhook mode)",
+    )
     cmd.set_defaults(handler=show_stats)
 
 
@@ -42,9 +51,76 @@ async def show_stats(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         print(f"tiktok-bot: {exc}", file=sys.stderr)
         return 1
+    health_url = args.health or health_url_of(settings)
+    live, why = await live_backends(health_url)
     if args.json:
-        print(json.dumps({"database": str(path), "exists": exists, **report.to_dict()}, indent=2))
+        data = {"database": str(path), "exists": exists, **report.to_dict()}
+        data["live_backends"] = live
+        data["live_backends_source"] = health_url if live is not None else why
+        print(json.dumps(data, indent=2))
     else:
         print(f"Database {path}" + ("" if exists else " (not created yet: no usage recorded)"))
         print(render_stats_table(report))
+        print()
+        print(render_live_backends(live, health_url, why))
     return 0
+
+
+def health_url_of(settings: Settings) -> str | None:
+    """Where the running bot's /healthz is, from its own settings (None when it serves none)."""
+    listen = settings.health.listen or (
+        settings.telegram.webhook_listen if settings.telegram.webhook_url else None
+    )
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/healthz"
+
+
+async def live_backends(url: str | None) -> tuple[list[dict[str, Any]] | None, str]:
+    """The running bot's per-backend figures from its /healthz, or None and why not."""
+    if url is None:
+        return None, "no health endpoint configured (set HEALTH__LISTEN, or pass --health URL)"
+    try:
+        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
+            response = await client.get(url)
+            response.raise_for_status()
+            upstreams = response.json().get("upstreams")
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        return None, f"the bot is not answering at {url} ({type(exc).__name__})"
+    if not isinstance(upstreams, list):
+        return None, f"{url} did not list upstreams"
+    return [u for u in upstreams if isinstance(u, dict)], ""
+
+
+def render_live_backends(live: list[dict[str, Any]] | None, url: str | None, why: str) -> str:
+    """The per-backend table: figures since the bot started, and each breaker now."""
+    if live is None:
+        return f"Download backends (live): not available: {why}"
+    header = ("backend", "requests", "ok", "p50", "p95", "served", "skipped", "breaker", "status")
+    rows = [
+        (
+            str(u.get("backend")),
+            str(u.get("requests")),
+            str(u.get("successes")),
+            _ms((u.get("latency_ms") or {}).get("p50")),
+            _ms((u.get("latency_ms") or {}).get("p95")),
+            f"{float(u.get('share') or 0) * 100:.0f}%",
+            str(u.get("skipped")),
+            str(u.get("breaker")).replace("_", "-"),
+            str(u.get("status")),
+        )
+        for u in live
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    lines = [f"Download backends (live, since the bot started; {url})"]
+    lines += [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in (header, *rows)
+    ]
+    return "\n".join(lines)
+
+
+def _ms(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:,.0f} ms"

@@ -92,7 +92,7 @@ async def run_telegram(app: App, stop: asyncio.Event) -> None:
         if app.settings.telegram.webhook_url:
             from bot.telegram.webhook import serve_webhook
 
-            await serve_webhook(dp, bot, app.settings.telegram, stop)
+            await serve_webhook(dp, bot, app.settings.telegram, stop, app)
             return
         await bot.delete_webhook(drop_pending_updates=False)  # polling and a webhook exclude each other
         polling = asyncio.create_task(

@@ -13,33 +13,25 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.config import TelegramSettings
+from bot.health import build_health_app, listen_address
+from bot.wiring import App
 
 log = logging.getLogger("tiktok_bot.telegram")
 
 
-def listen_address(value: str) -> tuple[str, int]:
-    """`host:port` (or `:port`) as a pair."""
-    host, _, port = value.rpartition(":")
-    return (host or "0.0.0.0"), int(port)
-
-
 def build_webhook_app(
-    dp: Dispatcher, bot: Bot, path: str, secret: str, ready: asyncio.Event
+    dp: Dispatcher, bot: Bot, path: str, secret: str, ready: asyncio.Event, app: App
 ) -> tuple[web.Application, SimpleRequestHandler]:
-    """The aiohttp app: POST `path` feeds the dispatcher (401 without the secret); GET /healthz."""
+    """The health app (GET /healthz) plus POST `path`, which feeds the dispatcher (401 without the secret)."""
     handler = SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret)
-    app = web.Application()
-    app.router.add_post(path, handler.handle)
-
-    async def healthz(request: web.Request) -> web.Response:
-        status = 200 if ready.is_set() else 503
-        return web.json_response({"ready": ready.is_set()}, status=status)
-
-    app.router.add_get("/healthz", healthz)
-    return app, handler
+    web_app = build_health_app(app, ready)
+    web_app.router.add_post(path, handler.handle)
+    return web_app, handler
 
 
-async def serve_webhook(dp: Dispatcher, bot: Bot, settings: TelegramSettings, stop: asyncio.Event) -> None:
+async def serve_webhook(
+    dp: Dispatcher, bot: Bot, settings: TelegramSettings, stop: asyncio.Event, app: App
+) -> None:
     """Register the webhook, serve until `stop`, then let in-flight updates finish."""
     assert settings.webhook_url is not None
     secret = (
@@ -47,8 +39,8 @@ async def serve_webhook(dp: Dispatcher, bot: Bot, settings: TelegramSettings, st
     )
     path = urlsplit(settings.webhook_url).path or "/"
     ready = asyncio.Event()
-    app, handler = build_webhook_app(dp, bot, path, secret, ready)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    web_app, handler = build_webhook_app(dp, bot, path, secret, ready, app)
+    runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = listen_address(settings.webhook_listen)
     site = web.TCPSite(runner, host, port)

@@ -75,7 +75,8 @@ Progress = Callable[[int, int | None], None]
 
 
 class Backend(Protocol):
-    """A way to download a post's media; raises ServiceError subclasses only."""
+    """A way to download a post's media; raises ServiceError subclasses only. A backend may also have
+    `async def probe(self) -> bool`, a cheap health check its circuit breaker uses (TTSave's /ping)."""
 
     name: str
 

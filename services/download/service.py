@@ -2,9 +2,11 @@
 
 `DownloadService.fetch(link, want, size_limit)` tries the backends in order. It moves on after an
 UpstreamError (and after TooLarge: the next backend may pick a smaller rendition), never after PostUnavailable
-or another verdict about the post. Concurrent fetches of the same (post, want, size limit) share one
-download; its temporary files are deleted when the last `Media` holding them is closed, or at once when the
-download fails.
+or another verdict about the post. Each backend has a circuit breaker (`services.health`): one whose
+breaker is open is skipped at once, and the skip is in the attempt list as `circuit_open`.
+
+Concurrent fetches of the same (post, want, size limit) share one download; its temporary files are deleted
+when the last `Media` holding them is closed, or at once when the download fails.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from services.download.sessions import SessionPool
 from services.download.spool import local_errors
 from services.download.ttsave import TTSaveBackend
 from services.download.web import WebBackend
+from services.download.ytdlp import YtDlpBackend, yt_dlp_available
 from services.errors import (
     InvalidLink,
     LocalResourceError,
@@ -48,13 +51,20 @@ from services.errors import (
     UpstreamTimeout,
     error_code,
 )
+from services.health import (
+    SKIPPED,
+    BackendFigures,
+    BackendHealth,
+    CircuitBreaker,
+    Clock,
+)
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import Post
 from services.retry import RetryPolicy
 
 log = logging.getLogger("services.download")
 
-BACKEND_NAMES = ("ttsave", "web")
+BACKEND_NAMES = ("ttsave", "web", "ytdlp")
 Resolver = Callable[[TikTokLink], Awaitable[TikTokLink]]
 
 
@@ -139,8 +149,26 @@ class DownloadService:
         temp_root: Path | None = None,
         attempt_timeout: float | None = None,
         resolver: Resolver | None = None,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 30.0,
+        probe_timeout: float = 10.0,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._backends = list(backends)
+        self._health = {
+            b.name: BackendHealth(
+                b.name,
+                CircuitBreaker(
+                    failures=breaker_failures,
+                    cooldown=breaker_cooldown,
+                    clock=clock,
+                    has_probe=callable(getattr(b, "probe", None)),
+                ),
+            )
+            for b in self._backends
+        }
+        self._probe_timeout = probe_timeout
+        self._probes: set[asyncio.Task[None]] = set()
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._temp_root = temp_root
         self._attempt_timeout = attempt_timeout
@@ -152,6 +180,55 @@ class DownloadService:
     def backend_names(self) -> list[str]:
         """The backends, in the order tried."""
         return [b.name for b in self._backends]
+
+    def health(self, name: str) -> BackendHealth:
+        """A backend's breaker and counters."""
+        return self._health[name]
+
+    def figures(self) -> list[BackendFigures]:
+        """Each backend's figures since start-up and its breaker now, in chain order."""
+        served = sum(h.successes for h in self._health.values())
+        return [self._health[b.name].figures(served) for b in self._backends]
+
+    def start_probes(self) -> None:
+        """At start-up: probe every backend that has a health check (TTSave's /ping) in the background, so a
+        dead one is open before the first user pays for it; requests meanwhile go through as usual."""
+        for backend in self._backends:
+            if self._health[backend.name].breaker.has_probe:
+                self._launch_probe(backend)
+
+    async def wait_probes(self) -> None:
+        """Wait for the probes under way (tests and `doctor` use it)."""
+        while self._probes:
+            await asyncio.gather(*list(self._probes), return_exceptions=True)
+
+    def _launch_probe(self, backend: Backend) -> None:
+        task = asyncio.create_task(self._probe(backend), name=f"probe-{backend.name}")
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, backend: Backend) -> None:
+        probe = getattr(backend, "probe", None)
+        assert probe is not None
+        breaker = self._health[backend.name].breaker
+        try:
+            async with asyncio.timeout(self._probe_timeout):
+                ok = bool(await probe())
+        except TimeoutError:
+            ok = False
+        except Exception:
+            log.exception("probe of %s crashed", backend.name)
+            ok = False
+        before = breaker.state
+        breaker.probe_result(ok)
+        log.info(
+            "probe of %s: %s, breaker %s -> %s",
+            backend.name,
+            "ok" if ok else "failed",
+            before.value,
+            breaker.state.value,
+            extra={"action": "probe", "backend": backend.name, "outcome": "ok" if ok else "failed"},
+        )
 
     async def fetch(
         self,
@@ -190,9 +267,9 @@ class DownloadService:
 
     async def aclose(self) -> None:
         """Cancel downloads in progress and close the backends."""
-        for task in list(self._running):
+        for task in [*self._running, *self._probes]:
             task.cancel()
-        for task in list(self._running):
+        for task in [*self._running, *self._probes]:
             with contextlib.suppress(BaseException):
                 await task
         for backend in self._backends:
@@ -233,6 +310,14 @@ class DownloadService:
             attempts: list[Attempt] = []
             failures: list[BaseException] = []
             for backend in self._backends:
+                health = self._health[backend.name]
+                if health.breaker.probe_due():
+                    self._launch_probe(backend)
+                if not health.breaker.allow():
+                    health.skipped += 1
+                    attempts.append(Attempt(backend.name, 0.0, SKIPPED))
+                    self._log_attempt(link, attempts[-1], None)
+                    continue
                 try:
                     temp_dir = self._make_temp_dir(backend.name)
                 except LocalResourceError as exc:
@@ -250,6 +335,9 @@ class DownloadService:
                     if not isinstance(exc, Exception):
                         raise  # cancellation
                     attempts.append(Attempt(backend.name, time.monotonic() - started, error_code(exc)))
+                    # This machine's trouble (a full disk) says nothing of the upstream's health.
+                    if not isinstance(exc, LocalResourceError) and health.observe(attempts[-1].seconds, exc):
+                        self._launch_probe(backend)
                     self._log_attempt(link, attempts[-1], exc)
                     if isinstance(exc, LocalResourceError):
                         _log_local(exc)
@@ -261,6 +349,7 @@ class DownloadService:
                     failures.append(exc)
                     continue
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
+                health.observe(attempts[-1].seconds, None)
                 self._log_attempt(link, attempts[-1], None)
                 return _Result(download, backend.name, tuple(attempts), temp_dir)
             error = _final_error(failures)
@@ -342,7 +431,9 @@ def with_video_info(download: Download) -> Download:
 
 def _final_error(failures: Sequence[BaseException]) -> BaseException:
     """What to raise when every backend failed: TooLarge if any backend found the media too big, else the last
-    error."""
+    error; when every backend was skipped, an UpstreamError saying so."""
+    if not failures:
+        return UpstreamError("every download backend is out of service for now (circuit open)")
     too_large = [f for f in failures if isinstance(f, TooLarge)]
     if too_large:
         # A stream cut off at the limit knows a lower bound only; Content-Length, read by another, knows more.
@@ -367,8 +458,8 @@ def build_backends(
     door_attempts: int = 3,
     sessions: SessionPool | None = None,
 ) -> list[Backend]:
-    """The backends named (`ttsave`, `web`), in that order, on the given shared clients (the web backend on
-    `sessions`, warm visitor sessions, when given; else on a direct pool over `tiktok_client`)."""
+    """The backends named (`ttsave`, `web`, `ytdlp`), in that order, on the given shared clients (the web
+    backend on `sessions`, warm visitor sessions, when given; else on a direct pool over `tiktok_client`)."""
     backends: list[Backend] = []
     for name in names:
         if name == "ttsave":
@@ -377,6 +468,10 @@ def build_backends(
             backends.append(
                 WebBackend(tiktok_client, retry=retry, sessions=sessions, door_attempts=door_attempts)
             )
+        elif name == "ytdlp":
+            if not yt_dlp_available():
+                raise NotConfigured("the ytdlp backend needs yt-dlp: pip install 'tiktok-bot[ytdlp]'")
+            backends.append(YtDlpBackend(tiktok_client, retry=retry, sessions=sessions))
         else:
             raise NotConfigured(f"unknown download backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
     return backends

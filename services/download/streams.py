@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 
-from services.errors import TruncatedStream, UpstreamError, UpstreamTimeout
+from services.errors import TruncatedStream, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from services.http import FirstByteTimeout
 from services.retry import RetryAnswer, RetryPolicy, retry_after
 
 # Downloads retry less and wait less than metadata calls: a user is waiting on the other end.
@@ -33,7 +34,12 @@ async def open_stream(
                 if pending is not None:
                     await pending.aclose()
                     pending = None
-                response = await client.send(build(), stream=True)
+                try:
+                    response = await client.send(build(), stream=True)
+                except FirstByteTimeout as exc:
+                    # Not retried: a server that took the request and said nothing for that long will not
+                    # answer a second one sooner, and the user is waiting.
+                    raise UpstreamTimeout(f"{upstream} sent nothing: {exc}", upstream=upstream) from exc
                 if policy.retryable(response.status_code):
                     pending = response
                     wait = retry_after(response) if response.status_code == 429 else None
@@ -51,7 +57,7 @@ async def open_stream(
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"{upstream} did not answer in time", upstream=upstream) from exc
     except httpx.TransportError as exc:
-        raise UpstreamError(f"{upstream} unreachable: {type(exc).__name__}", upstream=upstream) from exc
+        raise UpstreamUnreachable(f"{upstream} unreachable: {type(exc).__name__}", upstream=upstream) from exc
     try:
         yield response
     finally:

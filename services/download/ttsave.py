@@ -174,6 +174,10 @@ class TTSaveBackend:
             return False
         return response.status_code == 200 and response.text.strip().strip('"') == "pong"
 
+    async def probe(self) -> bool:
+        """The circuit breaker's health check: `/ping` (a backend without `probe` is probed by a request)."""
+        return await self.ping()
+
     async def fetch(
         self,
         link: TikTokLink,

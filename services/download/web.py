@@ -551,6 +551,29 @@ class WebBackend:
     async def aclose(self) -> None:
         """Nothing to release: the session pool (and its clients) belong to their owner."""
 
+    async def check(self, post_id: str) -> str:
+        """`doctor`: read a post page (its challenge too), then ask its CDN for the first KiB; what it saw."""
+        async with self.sessions.lease() as session:
+            met = self.solver.met
+            page = await self._read_page(post_id, session)
+            door = "challenge solved" if self.solver.met > met else "no challenge"
+            item = check_page(page)
+            sources = [s.url for s in video_sources(item, None)] or [image_source(i) for i in item.images]
+            if not sources or not is_allowed_url(sources[0]):
+                raise UpstreamError("the post page offers no media on TikTok's CDN", upstream=NAME)
+            url = httpx.URL(sources[0])
+            request = self._request(url, session, referer=True)
+            request.headers["Range"] = "bytes=0-1023"
+            async with open_stream(session.client, lambda: request, self._retry, upstream=NAME) as response:
+                if response.status_code not in (200, 206):
+                    raise _http_error(f"media {url.host}", response.status_code)
+                body = await read_capped(response, 64 * 1024 * 1024, upstream=NAME)
+            cookies = ", ".join(session.cookies.names()) or "none"
+        return (
+            f"page ok ({page.source}, {door}, cookies: {cookies}); CDN {url.host} answered "
+            f"{response.status_code} with {len(body)} bytes"
+        )
+
     async def read_page(self, post_id: str) -> PostPage:
         """GET a post page in a warm session and parse it (for metadata without media)."""
         async with self.sessions.lease() as session:

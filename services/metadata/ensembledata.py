@@ -152,6 +152,16 @@ class EnsembleDataClient:
         self.units_spent = 0  # every unit charged through this client, failed calls included
         self.requests_sent = 0
 
+    async def used_units(self, day: str) -> int:
+        """Units the account spent on `day` (`YYYY-MM-DD`, UTC), from `/customer/get-used-units` (free)."""
+        reply = await self._get("/customer/get-used-units", {"date": day}, Subject.USER)
+        data = reply.body.get("data")
+        if isinstance(data, Mapping):  # some plans answer {"units": N, ...}
+            data = data.get("units", data.get("used_units"))
+        if isinstance(data, bool) or not isinstance(data, int | float | str) or not str(data).isdigit():
+            raise UpstreamError("EnsembleData sent no unit count", upstream=UPSTREAM)
+        return int(data)
+
     async def post_info(self, url: str) -> Metered[Post]:
         """One post by its full web URL (`/tt/post/info`)."""
         reply = await self._get("/tt/post/info", {"url": url}, Subject.POST)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from services.errors import InvalidLink, NotConfigured, NotFound, QuotaExceeded, UpstreamError, UserNotFound
+from services.health import BackendFigures, BackendHealth, CircuitBreaker
 from services.links import LinkKind, TikTokLink
 from services.metadata.models import HashtagPage, Metered, Post, Profile
 from services.metadata.providers import (
@@ -97,6 +98,8 @@ class MetadataService:
         if not providers:
             raise NotConfigured("no metadata provider is configured")
         self.providers = tuple(providers)
+        # Observed only (providers are never skipped): what /healthz says of each metadata upstream.
+        self.health = {p.name: BackendHealth(p.name, CircuitBreaker()) for p in self.providers}
         self._cache = _TTLCache(cache_ttl, clock, max_entries)
         self._flights: dict[Hashable, asyncio.Lock] = {}
 
@@ -151,9 +154,11 @@ class MetadataService:
     ) -> Answer[T]:
         failure: Exception | None = None
         for provider in self.providers:
+            started = time.monotonic()
             try:
                 got = await call(provider)
             except FALLBACK_ON as exc:
+                self._observe(provider.name, started, exc)
                 log.warning(
                     "metadata provider %s failed (%s), trying the next",
                     provider.name,
@@ -162,9 +167,25 @@ class MetadataService:
                 )
                 failure = exc
                 continue
+            except Exception as exc:
+                self._observe(provider.name, started, exc)
+                raise
+            self._observe(provider.name, started, None)
             return Answer(got.value, provider.name, got.units, got.requests)
         assert failure is not None  # providers is never empty
         raise failure
+
+    def _observe(self, name: str, started: float, exc: Exception | None) -> None:
+        if isinstance(exc, NotConfigured):
+            return  # a provider without credentials was not asked
+        if isinstance(exc, QuotaExceeded):
+            exc = UpstreamError(exc.message)  # out of units or quota: down for us until it renews
+        self.health[name].observe(time.monotonic() - started, exc)
+
+    def figures(self) -> list[BackendFigures]:
+        """Each provider's figures since start-up (the breaker is only observed: nothing is skipped)."""
+        answered = sum(h.successes for h in self.health.values())
+        return [self.health[p.name].figures(answered) for p in self.providers]
 
 
 def _cached(answer: Answer[T]) -> Answer[T]:

@@ -85,6 +85,24 @@ def test_original_from_the_web(
     assert capsys.readouterr().out.splitlines()[-1].startswith("served by web (web ")
 
 
+def test_ytdlp_backend(
+    sandbox_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["download", CLIP_URL, "-o", str(tmp_path), "--backend", "ytdlp"]) == 0
+    assert (tmp_path / f"{CLIP}.mp4").read_bytes() == media_file("clip.mp4")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("served by ytdlp (ytdlp ")
+
+
+def test_ytdlp_says_a_photo_post_is_sound_only(
+    sandbox_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"https://www.tiktok.com/@travel_bug-1/photo/{SLIDES}"
+    assert main(["download", url, "-o", str(tmp_path), "--backend", "ytdlp"]) == 1
+    assert "yt-dlp gives only the sound of a photo post" in capsys.readouterr().err
+    assert main(["download", url, "-o", str(tmp_path), "--backend", "ytdlp", "--audio"]) == 0
+    assert sorted(p.name for p in tmp_path.glob(f"{SLIDES}*")) == [f"{SLIDES}.mp3"]
+
+
 def test_slideshow(sandbox_env: dict[str, str], tmp_path: Path) -> None:
     url = f"https://www.tiktok.com/@travel_bug-1/photo/{SLIDES}"
     assert main(["download", url, "-o", str(tmp_path), "--backend", "web"]) == 0

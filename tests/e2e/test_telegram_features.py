@@ -149,6 +149,9 @@ async def test_stats_for_operators_match_the_usage_log(tg: TelegramEmulator, app
     hits = sum(1 for r in rows if r["cache_hit"])
     assert f"cache hits {hits}/" in text
     assert "ttsave" in text
+    # Per backend since start-up: the second link was a cache hit, so TTSave was asked once.
+    assert "ttsave: 1 req, 1 ok" in text and "100% served" in text and "breaker closed — up" in text
+    assert "web: 0 req, 0 ok" in text
 
 
 async def test_privacy_deletes_this_users_rows_only(tg: TelegramEmulator, app: App) -> None:
@@ -215,7 +218,14 @@ async def test_webhook_mode_serves_updates_and_refuses_wrong_secrets(
 
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
             assert resp.status == 200
-            assert (await resp.json())["ready"] is True
+            health = await resp.json()
+            assert health["ready"] is True and health["status"] == "up"
+            assert [(u["kind"], u["backend"], u["status"]) for u in health["upstreams"]] == [
+                ("download", "ttsave", "up"),
+                ("download", "web", "up"),
+                ("metadata", "ensembledata", "up"),
+                ("metadata", "research", "up"),
+            ]
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)

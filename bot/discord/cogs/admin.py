@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.i18n import t
-from bot.chat.stats import PERIODS, stats_block
+from bot.chat.stats import PERIODS, backend_lines, stats_block
 from bot.discord.client import TikTokBot, localised
 from bot.discord.context import interaction_context
 from bot.discord.errors import ephemeral
@@ -31,9 +31,10 @@ class Admin(commands.Cog):
                 return
             # Ephemeral from the start: the first follow-up fills this message and keeps it private.
             await interaction.response.defer(ephemeral=True, thinking=True)
-            per_block = CONTENT_LIMIT // len(PERIODS) - 2
+            per_block = CONTENT_LIMIT // (len(PERIODS) + 1) - 2
             blocks = []
             for days, label in PERIODS:
                 report = await self.bot.app.store.stats(days)
                 blocks.append(code_block(stats_block(report, label, ctx.language), limit=per_block))
+            blocks.append(code_block(backend_lines(self.bot.app.downloads.figures()), limit=per_block))
             await interaction.followup.send("\n".join(blocks), ephemeral=True)

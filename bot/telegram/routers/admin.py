@@ -8,7 +8,7 @@ from aiogram.types import Message
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
-from bot.chat.stats import PERIODS, stats_block
+from bot.chat.stats import PERIODS, backend_lines, stats_block
 from bot.telegram.render import html_text
 from bot.wiring import App
 
@@ -25,6 +25,7 @@ async def on_stats(message: Message, app: App, ctx: ChatContext) -> None:
         for days, label in PERIODS:
             report = await app.store.stats(days)
             blocks.append("\n".join(html_text(line) for line in stats_block(report, label, ctx.language)))
+        blocks.append("\n".join(html_text(line) for line in backend_lines(app.downloads.figures())))
         await message.reply("\n\n".join(f"<pre>{b}</pre>" for b in blocks))
 
 

@@ -265,7 +265,10 @@ async def test_stats_for_operators_only(discord_bot: DiscordRun, usage: UsageTab
     (report,) = await run.answered(inter)
     callback = run.emu.interaction_responses(inter.id)[0]
     assert callback.payload == {"type": 5, "data": {"flags": EPHEMERAL}}
-    assert report.ephemeral and report.content.count("```") == 6
+    assert report.ephemeral and report.content.count("```") == 8
     assert "Usage — today" in report.content and "requests 2" in report.content
+    # Per backend since start-up, and the breaker now.
+    assert "ttsave: 1 req, 1 ok" in report.content and "100% served" in report.content
+    assert "breaker closed — up" in report.content
     await run.settled()
     assert [r["outcome"] for r in await usage.rows(action="stats")] == ["not_allowed", "ok"]

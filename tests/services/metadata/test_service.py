@@ -205,6 +205,24 @@ async def test_falls_back_on_quota_exceeded(
     answer = await service.profile("sandbox.cook")
     assert answer.provider == "research" and answer.value.followers == 1_234_567
     assert ed_hits(ed_emu) == 1
+    # /healthz sees it: EnsembleData degraded (a fault counted), the Research API up and serving.
+    ed, research = service.figures()
+    assert (ed.backend, ed.requests, ed.successes, ed.status) == ("ensembledata", 1, 0, "degraded")
+    assert (research.backend, research.requests, research.successes, research.share) == (
+        "research",
+        1,
+        1,
+        1.0,
+    )
+    assert research.status == "up"
+
+
+async def test_not_found_is_an_answer_for_health(service: MetadataService) -> None:
+    for _ in range(4):
+        with pytest.raises(UserNotFound):
+            await service.profile("nobody.here")
+    ed = service.figures()[0]
+    assert (ed.requests, ed.successes, ed.consecutive_faults, ed.status) == (4, 0, 0, "up")
 
 
 async def test_falls_back_on_rejected_token(
