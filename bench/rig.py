@@ -96,9 +96,13 @@ class Rig:
     def bot_env(self) -> dict[str, str]:
         """The child's environment: this one without any bot settings, plus the sandbox's."""
         base = {k: v for k, v in os.environ.items() if "__" not in k and k != "UPSTREAM_ROUTES"}
+        # BENCH_BOT_PYTHONPATH runs another checkout's bot against these emulators (before/after figures).
+        other = os.environ.get("BENCH_BOT_PYTHONPATH")
+        before = {"PYTHONPATH": other} if other else {}
         (self.workdir / "downloads").mkdir(exist_ok=True)
         return {
             **base,
+            **before,
             **self.sandbox.env(),
             "DATABASE__PATH": str(self.workdir / "bot.sqlite3"),
             "DOWNLOAD__TEMP_DIR": str(self.workdir / "downloads"),

@@ -4,7 +4,7 @@ Each prints its own figures; this adds a heading, the wall time of each, and at 
 (the figures in bench/README.md come from such a run). A benchmark that fails is reported and the rest still
 run; the exit code is 1 if any failed.
 
-Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, "relay --backends web", memory, cache,
+Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, memory, cache,
 load, multipart, breaker, usage_log, media_cache, links, telegram_upload, wire, frontdoor; default all)
 """
 
@@ -22,8 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 # name -> arguments; sizes chosen so the whole run stays within a few minutes on a 2-core machine.
 BENCHMARKS: dict[str, list[str]] = {
-    "relay": ["--runs", "20"],
-    "relay --backends web": ["--runs", "20", "--backends", "web"],
+    "relay": ["--runs", "12"],
     "memory": [],
     "cache": ["--runs", "100"],
     "load": ["--rounds", "3"],

@@ -34,13 +34,14 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from sandbox.blobs import Blob
+from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status, rounded
 from sandbox.fault_control import GONE, FaultControl, gone, stall
 
@@ -77,6 +78,7 @@ class MediaHit:
     variant: str = ""  # gear, play, download; or the image extension
     token: str = ""  # the tt_chain_token sent
     challenge_cookie: bool = False  # whether a challenge answer cookie came along (it should not)
+    finished: float = 0.0  # time.monotonic() when the last byte was handed to the socket (0: never)
 
 
 @dataclass(slots=True)
@@ -175,6 +177,7 @@ class TikTokEmulator(FaultControl):
         # Client addresses the video CDN refuses (403) whatever they send: a CDN edge that blocked an IP. With
         # sandbox proxies (one 127.0.0.x each) this blocks one proxy and not the others.
         self.cdn_refused: set[str] = set()
+        self.cdn_mibps: float | None = None  # the CDN's pace (bench/relay.py --mibps); None: unpaced
 
     # --- what tests read ---
 
@@ -218,6 +221,14 @@ class TikTokEmulator(FaultControl):
             f"?a=1988&bti=ODszNWYuMDE6&ch=0&expire={EXPIRES}&mime_type=video_mp4&policy=2&tk=tt_chain_token"
         )
 
+    @staticmethod
+    def www_play_url(post: FixturePost, rendition: Rendition) -> str:
+        """The `www.tiktok.com/aweme/v1/play/` URL real pages list last in every rendition's UrlList."""
+        return (
+            f"https://www.tiktok.com/aweme/v1/play/?faid=1988&file_id={rendition.gear}&is_play_url=1"
+            f"&item_id={post.id}&line=0&ply_type=2&tk=tt_chain_token&video_id=v12044gd0000sandbox{post.id[-6:]}"
+        )
+
     def image_url(self, post: FixturePost, index: int, ext: str, host: str = IMAGE_HOSTS[0]) -> str:
         """A signed URL for one variant of a photo post's image."""
         return (
@@ -240,7 +251,13 @@ class TikTokEmulator(FaultControl):
         """The bytes of one rendition (committed file, or synthesised to its size)."""
         if rendition.file:
             return Blob.of_file(rendition.file)
-        return Blob.synthetic(f"{post.id}:{rendition.gear}:{rendition.codec}", rendition.size)
+        return Blob.synthetic_mp4(
+            f"{post.id}:{rendition.gear}:{rendition.codec}",
+            rendition.size,
+            rendition.width,
+            rendition.height,
+            post.duration,
+        )
 
     @staticmethod
     def play_rendition(post: FixturePost) -> Rendition | None:
@@ -407,6 +424,8 @@ class TikTokEmulator(FaultControl):
             post = self.catalogue.posts.get(post_id)
             author = post.author if post else "_"
             raise web.HTTPMovedPermanently(f"https://www.tiktok.com/@{author}/video/{post_id}")
+        if path.rstrip("/") == "/aweme/v1/play":
+            raise web.HTTPForbidden(text="")
         if path in ("", "/"):
             return web.Response(
                 text="<html><head><title>TikTok - Make Your Day</title></head></html>",
@@ -469,8 +488,12 @@ class TikTokEmulator(FaultControl):
             self.door_log.empty_shells += 1
             html = self.page_html(post_id, post, empty=True)
         else:
+            # Real pages name the detail "webapp.reflow.video.detail" for mobile browsers.
+            mobile = "Mobile" in request.headers.get("User-Agent", "")
             html = self.page_html(
-                post_id, post, "sigi" if mode == "sigi" else "next" if mode == "next_data" else ""
+                post_id,
+                post,
+                "sigi" if mode == "sigi" else "next" if mode == "next_data" else "reflow" if mobile else "",
             )
             if mode == "foreign_media":
                 for media_host in (*VIDEO_HOSTS, *IMAGE_HOSTS, MUSIC_HOST):
@@ -633,8 +656,13 @@ class TikTokEmulator(FaultControl):
             await response.prepare(request)
             if request.method == "HEAD":
                 return response
+            pace, left = Pace(self.cdn_mibps), stop - start
             for chunk in asset.blob.chunks(start, stop):
                 await response.write(chunk)
+                left -= len(chunk)
+                if not left and stop == end:
+                    hit.finished = time.monotonic()
+                await pace.sent(len(chunk))
             if mode == "cdn_truncated":
                 # Announced length, half the bytes, then the connection goes: a dropped CDN edge.
                 if request.transport is not None:
@@ -656,11 +684,14 @@ class TikTokEmulator(FaultControl):
         status: tuple[int, str] | None = None,
         empty: bool = False,
     ) -> str:
-        """The post page: `__UNIVERSAL_DATA_FOR_REHYDRATION__`, or the `sigi` / `next` legacy formats.
+        """The post page: `__UNIVERSAL_DATA_FOR_REHYDRATION__` (`reflow`: as mobile browsers get it), or the
+        `sigi` / `next` legacy formats.
 
         `status` overrides the post's own (10204 for a blocked address); `empty` leaves out the video detail.
         """
-        code, message = (0, "item doesn't exist") if post is None else STATUS_CODES.get(post.status, (0, ""))
+        code, message = (
+            STATUS_CODES[Status.DELETED] if post is None else STATUS_CODES.get(post.status, (0, ""))
+        )
         if status is not None:
             code, message = status
         item = self.item_struct(post) if post is not None and code == 0 and not message else None
@@ -697,6 +728,8 @@ class TikTokEmulator(FaultControl):
             }
             if empty:  # the shell yt-dlp #17393 meets after a solved challenge: no video detail
                 del scope["webapp.video-detail"]
+            elif style == "reflow":
+                scope["webapp.reflow.video.detail"] = scope.pop("webapp.video-detail")
             data = {"__DEFAULT_SCOPE__": scope}
             script = (
                 '<script id="__UNIVERSAL_DATA_FOR_REHYDRATION__" type="application/json">'
@@ -835,7 +868,9 @@ class TikTokEmulator(FaultControl):
                     if rendition.codec == "h265"
                     else []
                 )
-                + [self.video_url(post, rendition.gear, h) for h in VIDEO_HOSTS],
+                + [self.video_url(post, rendition.gear, h) for h in VIDEO_HOSTS]
+                # Real lists end with a www.tiktok.com player URL (yt-dlp #11034: broken; answered 403 here).
+                + [self.www_play_url(post, rendition)],
             },
         }
 

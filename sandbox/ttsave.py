@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from sandbox.blobs import Blob
+from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status
 from sandbox.fault_control import GONE, FaultControl, gone, stall
 from sandbox.tiktok import TikTokEmulator
@@ -35,6 +36,7 @@ class Served:
     content_type: str
     status: int
     fault: str = ""
+    finished: float = 0.0  # time.monotonic() when the last byte of the stream was handed to the socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class TTSaveEmulator(FaultControl):
         self.catalogue = catalogue or CATALOGUE
         self.chunk_size = chunk_size
         self.served: list[Served] = []
+        self.mibps: float | None = None  # the stream's pace (bench/relay.py --mibps); None: unpaced
 
     def downloads(self, post_id: str) -> int:
         """Successful /download answers (streams begun) for a post."""
@@ -156,8 +159,11 @@ class TTSaveEmulator(FaultControl):
         cut = parts[0].blob.size // 2 if mode in ("truncated", "reset") else None
         try:
             await response.prepare(request)
+            pace = Pace(self.mibps)
             for piece in _rechunk(_stream(parts, newline, cut), self.chunk_size):
                 await response.write(piece)
+                await pace.sent(len(piece))
+            served.finished = time.monotonic()
             if mode == "reset":
                 if request.transport is not None:
                     request.transport.close()

@@ -193,7 +193,8 @@ def _user_id_path(segments: list[str]) -> TikTokLink | None:
 def _page_path(segments: list[str]) -> TikTokLink | None:
     """A short `/t/<code>`, user, hashtag or music page on www./m./bare tiktok.com."""
     if len(segments) == 1 and segments[0].startswith("@"):
-        user = segments[0][1:]
+        # TikTok names never end in a full stop: one there is the sentence's ("@user.name./").
+        user = segments[0][1:].rstrip(".")
         if _USERNAME.fullmatch(user):
             return TikTokLink(LinkKind.USER, f"https://www.tiktok.com/@{user}", username=user)
         return None

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.chat.variants import variant_prefix
+from services.download.growing import GrowingFile
 from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
@@ -99,6 +100,14 @@ class MediaSender(Protocol):
 
     async def send_error(self, error: BaseException, link: TikTokLink | None) -> None:
         """Tell the chat one link failed (the sender knows how terse to be in this chat)."""
+
+
+@runtime_checkable
+class StreamingSender(MediaSender, Protocol):
+    """A sender that can upload a video while it is still downloading."""
+
+    async def send_stream(self, stream: GrowingFile, post: Post | None) -> Sent:
+        """Upload a growing video with its caption; fail (posting nothing) if its download fails."""
 
 
 @dataclass(slots=True)
@@ -329,6 +338,10 @@ class LinkFlow:
             async with slot.lock:
                 if await self._send_from_cache(platform, post_id, sender, want, tracker, quality):
                     return
+                if want is Want.VIDEO and isinstance(sender, StreamingSender):
+                    async with sender.working(want):
+                        await self._relay(platform, link, sender, tracker, quality)
+                    return
                 async with (
                     sender.working(want),
                     await self.downloads.fetch(
@@ -344,6 +357,85 @@ class LinkFlow:
             slot.users -= 1
             if slot.users == 0:
                 del self._locks[key]
+
+    async def _relay(
+        self,
+        platform: str,
+        link: TikTokLink,
+        sender: StreamingSender,
+        tracker: Tracker,
+        quality: Quality = Quality.COMPATIBLE,
+    ) -> None:
+        """Download a video and upload it at once: the upload follows the download when a backend can say
+        the video's size and shape up front, else it starts when the download ends (as `send_post`)."""
+        post_id = link.post_id
+        assert post_id is not None
+        announced: asyncio.Queue[GrowingFile] = asyncio.Queue()
+        fetch = asyncio.create_task(
+            self.downloads.fetch(
+                link,
+                Want.VIDEO,
+                size_limit=sender.upload_limit,
+                quality=quality,
+                on_stream=announced.put_nowait,
+            )
+        )
+        # A backend that cannot tell the post's stats (TTSave) leaves the caption to the metadata providers:
+        # ask them while the download starts, so the caption is ready when the upload can begin.
+        early_post = (
+            asyncio.create_task(self._complete(link, None, tracker))
+            if self.metadata is not None and not self.downloads.first_reads_post
+            else None
+        )
+
+        async def caption_post(backend_post: Post | None) -> Post | None:
+            if early_post is None or (backend_post is not None and backend_post.stats.views is not None):
+                return await self._complete(link, backend_post, tracker)
+            return await early_post or backend_post
+
+        sent: Sent | None = None
+        post: Post | None = None
+        try:
+            while sent is None and not (fetch.done() and announced.empty()):
+                next_stream = asyncio.ensure_future(announced.get())
+                await asyncio.wait({next_stream, fetch}, return_when=asyncio.FIRST_COMPLETED)
+                if not next_stream.done():
+                    next_stream.cancel()
+                    continue
+                stream = next_stream.result()
+                post = await caption_post(stream.post)
+                try:
+                    sent = await sender.send_stream(stream, post)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if stream.error is None:
+                        raise  # the upload's own failure (flood control, Telegram's refusal): as send_media's
+                    # The download broke off and nothing was posted: the next source's or backend's stream, or
+                    # the finished spool, goes out instead.
+                    log.info("streamed upload abandoned: %s", exc, extra={"platform": platform})
+            try:
+                media = await fetch
+            except ServiceError:
+                if sent is None:
+                    raise
+                log.exception("the download failed after its streamed upload went out")
+                tracker.backend = "stream"
+            else:
+                async with media:
+                    tracker.backend = media.backend
+                    if sent is None:
+                        post = await caption_post(media.post)
+                        sent = await sender.send_media(media, post, Want.VIDEO)
+        finally:
+            if early_post is not None and not early_post.done():
+                early_post.cancel()
+            if not fetch.done():
+                fetch.cancel()
+            elif not fetch.cancelled() and fetch.exception() is None:
+                fetch.result().release()  # idempotent; frees the spool if we stopped before using it
+        tracker.bytes_sent = sent.bytes_sent
+        await self._remember(platform, post_id, variant_prefix(Want.VIDEO, quality), sent, post)
 
     async def _complete(self, link: TikTokLink, post: Post | None, tracker: Tracker) -> Post | None:
         """The post's metadata for the caption: from the backend if it has stats, else from metadata."""

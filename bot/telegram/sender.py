@@ -21,7 +21,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import (
-    FSInputFile,
+    InputFile,
     InputMediaPhoto,
     Message,
     ReplyParameters,
@@ -35,6 +35,8 @@ from bot.chat.i18n import t
 from bot.chat.variants import photo_variant, photo_variants
 from bot.telegram.render import html_attr, html_text, render_card
 from bot.telegram.session import reply_budget
+from bot.telegram.upload import SpoolUpload
+from services.download.growing import GrowingFile
 from services.download.models import FileRole, MediaFile, MediaKind, Want
 from services.download.service import Media
 from services.errors import TooLarge, UpstreamError
@@ -50,11 +52,17 @@ ALBUM_SIZE = 10
 CHAT_ACTION_EVERY = 5.0
 # Seconds one reply may spend waiting out Telegram's flood control before it counts as not delivered.
 REPLY_BUDGET = 60.0
-# aiogram reads an upload through a worker thread, a hop per chunk: at its default 64 KiB, ~300 hops for 20 MB
-# (bench/relay.py: 1.28× the bare upload's time; 1.19× at 256 KiB).
+# Uploads are read from the spool in the event loop (bot/telegram/upload.py), 256 KiB at a time.
 UPLOAD_CHUNK = 256 * 1024
-# Telegram's wording when a file_id is unknown, expired or belongs to another bot.
-_STALE_MARKERS = ("wrong file identifier", "file reference", "wrong remote file", "file_id")
+# Telegram's wording when a file_id is unknown, expired or belongs to another bot; an outdated file reference
+# reads "FILE_REFERENCE_EXPIRED" (in an album "FILE_REFERENCE_0_EXPIRED"), with underscores.
+_STALE_MARKERS = (
+    "wrong file identifier",
+    "file reference",
+    "file_reference_",
+    "wrong remote file",
+    "file_id",
+)
 
 
 def _is_stale(exc: TelegramBadRequest) -> bool:
@@ -204,6 +212,28 @@ class TelegramSender:
         except TelegramEntityTooLarge as exc:
             raise TooLarge(size=sum(f.size for f in media.files), limit=self.upload_limit) from exc
 
+    async def send_stream(self, stream: GrowingFile, post: Post | None) -> Sent:
+        """Upload a video while it downloads (exact Content-Length when its size is known); raise, posting
+        nothing, if the download fails."""
+        name = f"{post.id if post else 'video'}.mp4"
+        upload = SpoolUpload(stream, name, content_type=stream.info.mime, chunk_size=UPLOAD_CHUNK)
+        info = MediaFile(
+            path=stream.path,
+            mime=stream.info.mime,
+            size=stream.size or 0,
+            role=FileRole.VIDEO,
+            width=stream.info.width,
+            height=stream.info.height,
+            duration=stream.info.duration,
+        )
+        try:
+            with self._replying():
+                sent = await self._video(upload, info, self.caption(post))
+        except TelegramEntityTooLarge as exc:
+            raise TooLarge(size=stream.written, limit=self.upload_limit) from exc
+        sent.bytes_sent = stream.written
+        return sent
+
     async def _upload_media(self, media: Media, post: Post | None, want: Want, caption: str | None) -> Sent:
         if want is Want.AUDIO or media.kind is MediaKind.AUDIO:
             audio = _first(media.files, "audio")
@@ -214,7 +244,7 @@ class TelegramSender:
         name = f"{post.id if post else 'video'}.mp4"
         return await self._video(_upload(video.path, name), _with_post_dims(video, post), caption)
 
-    async def _video(self, file: FSInputFile | str, info: MediaFile | None, caption: str | None) -> Sent:
+    async def _video(self, file: InputFile | str, info: MediaFile | None, caption: str | None) -> Sent:
         msg = await self.bot.send_video(
             video=file,
             width=info.width if info else None,
@@ -225,11 +255,11 @@ class TelegramSender:
             **self._where(),
         )
         assert msg.video is not None
-        return Sent({"video": msg.video.file_id}, info.size if info and isinstance(file, FSInputFile) else 0)
+        return Sent({"video": msg.video.file_id}, info.size if info and isinstance(file, InputFile) else 0)
 
     async def _audio(
         self,
-        file: FSInputFile | str,
+        file: InputFile | str,
         info: MediaFile | None,
         post: Post | None,
         caption: str | None,
@@ -245,7 +275,7 @@ class TelegramSender:
             **self._where(),
         )
         assert msg.audio is not None
-        return Sent({key: msg.audio.file_id}, info.size if info and isinstance(file, FSInputFile) else 0)
+        return Sent({key: msg.audio.file_id}, info.size if info and isinstance(file, InputFile) else 0)
 
     async def _photos(self, media: Media, post: Post | None, caption: str | None) -> Sent:
         photos = [f for f in media.files if f.role == "photo"]
@@ -258,7 +288,7 @@ class TelegramSender:
             sent.bytes_sent += extra.bytes_sent
         return sent
 
-    async def _albums(self, files: Sequence[FSInputFile | str], caption: str | None) -> Sent:
+    async def _albums(self, files: Sequence[InputFile | str], caption: str | None) -> Sent:
         """Photos as albums of up to ten (a lone photo goes by sendPhoto); refs `photo:<n>`."""
         refs: dict[str, str] = {}
         index = 0
@@ -313,9 +343,9 @@ class TelegramSender:
         return sent
 
 
-def _upload(path: Path, name: str | None = None) -> FSInputFile:
-    """A file to upload, read in UPLOAD_CHUNK pieces."""
-    return FSInputFile(path, filename=name, chunk_size=UPLOAD_CHUNK)
+def _upload(path: Path, name: str | None = None, mime: str = "application/octet-stream") -> SpoolUpload:
+    """A finished file to upload, read in UPLOAD_CHUNK pieces."""
+    return SpoolUpload(path, name, content_type=mime, chunk_size=UPLOAD_CHUNK)
 
 
 def _first(files: Sequence[MediaFile], role: str) -> MediaFile:

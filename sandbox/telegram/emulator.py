@@ -18,9 +18,10 @@ import aiohttp
 from aiohttp import web
 
 from sandbox.base import Emulator
+from sandbox.blobs import Pace
 from sandbox.telegram.control import register_control
 from sandbox.telegram.entities import find_entities
-from sandbox.telegram.errors import ApiError, not_found, unauthorized
+from sandbox.telegram.errors import FILE_REFERENCE_EXPIRED, ApiError, bad_request, not_found, unauthorized
 from sandbox.telegram.limits import Fault, RateLimit
 from sandbox.telegram.media import FileStore
 from sandbox.telegram.methods import CLOUD_UPLOAD_LIMIT, LOCAL_UPLOAD_LIMIT, BotApi, InlineQuery, Press
@@ -92,6 +93,7 @@ class TelegramEmulator(Emulator):
         self.deliveries: list[Delivery] = []
         self.webhook_timeout = 10.0
         self.webhook_retry_delay = 0.5
+        self.upload_mibps: float | None = None  # how fast uploads are read (bench/relay.py); None: at once
         self._seq = 0
         self._client: aiohttp.ClientSession | None = None
         self._webhook_task: asyncio.Task[None] | None = None
@@ -186,12 +188,28 @@ class TelegramEmulator(Emulator):
             while await request.content.read(CHUNK):  # drain unbuffered: the client must read the 401
                 pass
             return self._answer(call, error.code, error.body())
+        call.content_length = request.content_length
+
+        def first_byte() -> None:
+            call.first_byte = time.monotonic()
+
         try:
             body = await read_body(
-                request.headers, request.content, request.query, self.files.directory, self.api.upload_limit
+                request.headers,
+                request.content,
+                request.query,
+                self.files.directory,
+                self.api.upload_limit,
+                first_byte,
+                Pace(self.upload_mibps) if self.upload_mibps else None,
             )
         except ApiError as exc:
             return self._answer(call, exc.code, exc.body())
+        except ConnectionError as exc:
+            # The client gave up mid-body (an upload whose source failed): nothing is posted.
+            return self._answer(
+                call, 400, bad_request(f"the request body broke off: {type(exc).__name__}").body()
+            )
         try:
             status, payload = await self.api.execute(method, Params(body), call)
         finally:
@@ -589,9 +607,10 @@ class TelegramEmulator(Emulator):
         """Switch Telegram's automatic flood limits on (per chat, per group per minute, global) or off."""
         self.api.rate_limit = RateLimit(**limits) if enabled else None
 
-    def invalidate_file(self, file_id: str) -> None:
-        """Make a file_id stale: sending it answers 400 "wrong file identifier/HTTP URL specified"."""
-        self.files.invalidate(file_id)
+    def invalidate_file(self, file_id: str, *, expired: bool = False) -> None:
+        """Make a file_id stale: sending it answers 400 "wrong file identifier/HTTP URL specified", or, with
+        `expired`, "FILE_REFERENCE_EXPIRED" (Telegram's words for a file_id whose reference is outdated)."""
+        self.files.invalidate(file_id, FILE_REFERENCE_EXPIRED if expired else "")
 
     # ---- reading the transcript
 

@@ -58,3 +58,5 @@ def entity_too_large() -> ApiError:
 
 
 WRONG_FILE = "wrong file identifier/HTTP URL specified"
+# A file_id whose file reference is outdated (media groups name the item: FILE_REFERENCE_0_EXPIRED).
+FILE_REFERENCE_EXPIRED = "FILE_REFERENCE_EXPIRED"

@@ -185,6 +185,7 @@ class StoredFile:
     height: int = 0
     duration: int = 0
     valid: bool = True
+    refusal: str = ""  # what sending an invalid file_id answers, after "Bad Request: " (empty: WRONG_FILE)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -255,12 +256,13 @@ class FileStore:
                 return stored
         return None
 
-    def invalidate(self, file_id: str) -> None:
-        """Make a file_id stale: Telegram will refuse it from now on."""
+    def invalidate(self, file_id: str, refusal: str = "") -> None:
+        """Make a file_id stale: Telegram will refuse it from now on (with `refusal`, if given)."""
         stored = self._files.get(file_id)
         if stored is None:
             raise KeyError(file_id)
         stored.valid = False
+        stored.refusal = refusal
 
     def close(self) -> None:
         """Delete the directory if the store created it."""

@@ -451,7 +451,7 @@ class BotApi:
             return await self._url_file(text, kind, label)
         stored = self.files.get(text)
         if stored is None or not stored.valid:
-            raise bad_request(WRONG_FILE)
+            raise bad_request(stored.refusal if stored is not None and stored.refusal else WRONG_FILE)
         if not compatible(stored.kind, kind):
             raise bad_request(f"can't use file of type {stored.kind.td_name} as {kind.td_name}")
         return _FileRef(stored, _sent(stored, label, uploaded=False, source="file_id"))

@@ -89,6 +89,7 @@ class MultipartParser:
         self._delimiter = b"\r\n--" + boundary
         self._buffer = bytearray()
         self._state = "preamble"
+        self.epilogue = 0  # bytes seen after the close delimiter's "--"
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse more of the body; returns the events it completes."""
@@ -107,6 +108,7 @@ class MultipartParser:
                 if len(self._buffer) < 2:
                     return events
                 if self._buffer[:2] == b"--":
+                    del self._buffer[:2]
                     self._state = "done"
                     continue
                 end = self._buffer.find(b"\r\n")
@@ -142,9 +144,15 @@ class MultipartParser:
                 events.append(PartEnd())
                 del self._buffer[: index + len(self._delimiter)]
                 self._state = "after_boundary"
-            else:  # done: the epilogue is ignored
+            else:  # done: the epilogue is counted, not kept
+                self.epilogue += len(self._buffer)
                 self._buffer.clear()
                 return events
+
+    @property
+    def done(self) -> bool:
+        """Whether the close delimiter has been read."""
+        return self._state == "done"
 
     def close(self) -> None:
         """The body ended; raise if it ended before the closing boundary."""

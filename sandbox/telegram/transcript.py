@@ -66,6 +66,8 @@ class Call:
     via: str = "http"  # "http", or "webhook-reply" for a method answered in a webhook response
     at: float = field(default_factory=time.monotonic)  # when the request arrived
     answered: float = 0.0  # when the emulator answered it (time.monotonic()); uploads make the two differ
+    first_byte: float = 0.0  # when the first bytes of a multipart body arrived (0: not multipart)
+    content_length: int | None = None  # the request's Content-Length (None: chunked, or no body)
 
     @property
     def messages(self) -> list[Json]:

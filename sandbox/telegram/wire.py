@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import StreamReader, hdrs
 
+from sandbox.blobs import Pace
 from sandbox.telegram.errors import ApiError, bad_request, entity_too_large
 from sandbox.telegram.media import Spool, Upload
 from sandbox.telegram.multipart import MultipartError, MultipartParser, PartData, PartStart, boundary_of
@@ -46,12 +47,18 @@ async def read_body(
     query: Mapping[str, str],
     spool_dir: Path,
     file_limit: int,
+    first_byte: Callable[[], None] | None = None,
+    pace: Pace | None = None,
 ) -> Body:
-    """Decode a call; files go to `spool_dir`; any file over `file_limit` bytes answers 413 after draining."""
+    """Decode a call; files go to `spool_dir`; any file over `file_limit` bytes answers 413 after draining.
+
+    `first_byte` is called when the first bytes of a multipart body arrive (tests see uploads overlap);
+    `pace` holds the reading of a multipart body to a network-like rate (the bot's uplink, in benchmarks).
+    """
     body = Body(params=dict(query))
     ctype = headers.get(hdrs.CONTENT_TYPE, "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        await _read_multipart(headers, stream, spool_dir, file_limit, body)
+        await _read_multipart(headers, stream, spool_dir, file_limit, body, first_byte, pace)
     elif ctype == "application/json":
         raw = await _read_capped(stream, MAX_FORM)
         if raw.strip():
@@ -70,8 +77,20 @@ async def read_body(
     return body
 
 
+# What follows a multipart body's close delimiter: the CRLF every client ends it with. With a Content-Length,
+# anything else means the length is wrong: more than the body would leave the request hanging (the server says
+# so at once), less cuts the body short.
+_EPILOGUE = b"\r\n"
+
+
 async def _read_multipart(
-    headers: Mapping[str, str], stream: StreamReader, spool_dir: Path, file_limit: int, body: Body
+    headers: Mapping[str, str],
+    stream: StreamReader,
+    spool_dir: Path,
+    file_limit: int,
+    body: Body,
+    first_byte: Callable[[], None] | None = None,
+    pace: Pace | None = None,
 ) -> None:
     try:
         parser = MultipartParser(boundary_of(headers.get(hdrs.CONTENT_TYPE, "")))
@@ -81,12 +100,23 @@ async def _read_multipart(
     field: bytearray | None = None
     name = ""
     too_large = False
+    declared = _content_length(headers)
+    consumed = 0
     try:
         while chunk := await stream.read(CHUNK):
+            if consumed == 0 and first_byte is not None:
+                first_byte()
+            consumed += len(chunk)
+            if pace is not None:
+                await pace.sent(len(chunk))
             try:
                 events = parser.feed(chunk)
             except MultipartError as exc:
                 raise bad_request(str(exc)) from None
+            if parser.done and declared is not None:
+                still_due = max(0, len(_EPILOGUE) - parser.epilogue)
+                if declared - consumed > still_due or parser.epilogue > len(_EPILOGUE):
+                    raise bad_request(_length_mismatch(declared, consumed + still_due))
             for event in events:
                 if isinstance(event, PartStart):
                     name = event.name
@@ -115,7 +145,11 @@ async def _read_multipart(
         try:
             parser.close()
         except MultipartError as exc:
-            raise bad_request(str(exc)) from None
+            # With a Content-Length shorter than the body, the body "ends" before its close delimiter.
+            detail = f" (Content-Length {declared}, {consumed} bytes read)" if declared is not None else ""
+            raise bad_request(f"{exc}{detail}") from None
+        if declared is not None and parser.epilogue != len(_EPILOGUE):
+            raise bad_request(_length_mismatch(declared, consumed - parser.epilogue + len(_EPILOGUE)))
     except BaseException:
         if spool is not None:
             spool.discard()
@@ -126,6 +160,15 @@ async def _read_multipart(
         for upload in body.uploads.values():
             upload.path.unlink(missing_ok=True)
         raise entity_too_large()
+
+
+def _length_mismatch(declared: int, actual: int) -> str:
+    return f"Content-Length is {declared} but the multipart body is {actual} bytes"
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get(hdrs.CONTENT_LENGTH)
+    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 _INT_PREFIX = re.compile(r"^\s*[+-]?\d+")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 MAX_MOOV = 8 * 1024 * 1024  # a moov larger than this is not worth reading for three numbers
+MAX_LEADING = 2 * 1024 * 1024  # how far into a stream to look for a leading moov before giving up
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 
 
@@ -124,3 +125,31 @@ def probe_mp4(path: Path) -> VideoInfo:
         return _parse_moov(moov) if moov else VideoInfo()
     except (OSError, struct.error, IndexError):
         return VideoInfo()
+
+
+NOT_LEADING = VideoInfo()
+
+
+def probe_leading(prefix: bytes | bytearray) -> VideoInfo | None:
+    """What the leading `moov` of a stream's first bytes says: None until the moov is whole, NOT_LEADING
+    (nothing known) when media data or too many bytes come first."""
+    data = prefix  # not copied: called again as the prefix grows
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > len(data):
+                return None
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        if kind == b"mdat" or size < header or pos + size > MAX_LEADING:
+            return NOT_LEADING
+        if kind == b"moov":
+            if pos + size > len(data):
+                return None
+            try:
+                return _parse_moov(bytes(data[pos : pos + size]))
+            except (struct.error, IndexError):
+                return NOT_LEADING
+        pos += size
+    return None if len(data) < MAX_LEADING else NOT_LEADING

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from services.download.growing import Announce, GrowingFile, listen, unlisten
 from services.download.models import (
     Backend,
     Download,
@@ -177,6 +178,11 @@ class DownloadService:
         self._running: set[asyncio.Task[_Result]] = set()
 
     @property
+    def first_reads_post(self) -> bool:
+        """Whether the first backend reads the post's stats itself (the web page does; TTSave does not)."""
+        return bool(self._backends) and bool(getattr(self._backends[0], "reads_post", False))
+
+    @property
     def backend_names(self) -> list[str]:
         """The backends, in the order tried."""
         return [b.name for b in self._backends]
@@ -238,8 +244,13 @@ class DownloadService:
         *,
         progress: Progress | None = None,
         quality: Quality = Quality.COMPATIBLE,
+        on_stream: Announce | None = None,
     ) -> Media:
-        """Download a post's media (`Want`, `Quality`), no file over `size_limit` bytes; close it later."""
+        """Download a post's media (`Want`, `Quality`), no file over `size_limit` bytes; close it later.
+
+        `on_stream` is handed each video a backend can describe before its bytes arrive, as a GrowingFile an
+        upload may read while the download goes on (see services.download.growing).
+        """
         if not self._backends:
             raise NotConfigured("no download backend is configured")
         if link.kind is LinkKind.SHORT and self._resolver is not None:
@@ -250,8 +261,10 @@ class DownloadService:
         flight = self._flights.get(key)
         if flight is None:
             flight = _Flight(key)
-            # Only the caller that starts a download sees its progress; the others just wait for it.
-            flight.task = asyncio.create_task(self._download(link, want, size_limit, progress, quality))
+            # Only the caller that starts a download sees its progress and streams; the others wait for it.
+            flight.task = asyncio.create_task(
+                self._download(link, want, size_limit, progress, quality, on_stream)
+            )
             self._flights[key] = flight
             self._running.add(flight.task)
             flight.task.add_done_callback(partial(self._landed, flight))
@@ -305,6 +318,7 @@ class DownloadService:
         size_limit: int | None,
         progress: Progress | None,
         quality: Quality,
+        on_stream: Announce | None = None,
     ) -> _Result:
         async with self._semaphore:
             attempts: list[Attempt] = []
@@ -324,6 +338,8 @@ class DownloadService:
                     _log_local(exc)
                     raise
                 started = time.monotonic()
+                streams: list[GrowingFile] = []
+                token = listen(_relay(streams, on_stream) if on_stream is not None else None)
                 try:
                     download = await self._attempt(
                         backend, link, want, size_limit, temp_dir, progress, quality
@@ -331,6 +347,8 @@ class DownloadService:
                     with local_errors(f"reading {backend.name}'s files"):
                         download = with_video_info(download)
                 except BaseException as exc:
+                    for stream in streams:
+                        stream.fail(exc)  # an upload reading it must not complete
                     shutil.rmtree(temp_dir, ignore_errors=True)
                     if not isinstance(exc, Exception):
                         raise  # cancellation
@@ -348,6 +366,10 @@ class DownloadService:
                         raise  # a verdict about the post: another backend would say the same
                     failures.append(exc)
                     continue
+                finally:
+                    unlisten(token)
+                for stream in streams:
+                    stream.finish()
                 attempts.append(Attempt(backend.name, time.monotonic() - started))
                 health.observe(attempts[-1].seconds, None)
                 self._log_attempt(link, attempts[-1], None)
@@ -401,6 +423,16 @@ class DownloadService:
             log.error("download backend %s crashed", attempt.backend, exc_info=exc, extra=fields)
         else:
             log.info("download attempt %s: %s", attempt.backend, fields["outcome"], extra=fields)
+
+
+def _relay(streams: list[GrowingFile], on_stream: Announce) -> Announce:
+    """An announcement listener that remembers what it passed on, for the attempt's verdict."""
+
+    def relay(stream: GrowingFile) -> None:
+        streams.append(stream)
+        on_stream(stream)
+
+    return relay
 
 
 def _log_local(exc: LocalResourceError) -> None:

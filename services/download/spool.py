@@ -14,8 +14,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from services.download.growing import GrowingFile, StreamAborted, StreamInfo, announce, wants_streams
 from services.download.models import Progress
 from services.errors import LocalReason, LocalResourceError, TooLarge
+from services.metadata.models import Post
 
 
 def ensure_room(directory: Path, size: int | None) -> None:
@@ -80,6 +82,19 @@ class Spool:
         # buffer gathers the parser's ~16 KiB pieces into fewer write calls: half the time for a 20 MB video.
         with local_errors(f"creating {path.name}"):
             self._file: BinaryIO | None = path.open("xb", buffering=WRITE_BUFFER)
+        self.growing: GrowingFile | None = None
+        self._flushed = 0
+
+    def offer(self, info: StreamInfo, post: Post | None = None) -> GrowingFile | None:
+        """Offer this spool as a growing file to a listening upload (see services.download.growing)."""
+        if self.growing is None and self._file is not None and wants_streams():
+            self._file.flush()
+            growing = GrowingFile(self.path, info, self.limit, post=post)
+            growing.advance(self.size)
+            self._flushed = self.size
+            if announce(growing):
+                self.growing = growing
+        return self.growing
 
     def write(self, data: bytes) -> None:
         """Append bytes, refusing to pass the limit."""
@@ -87,14 +102,21 @@ class Spool:
             raise ValueError("write to a closed spool")
         size = self.size + len(data)
         if self.limit is not None and size > self.limit:
-            self.abort()
-            raise TooLarge(size=size, limit=self.limit)
+            error = TooLarge(size=size, limit=self.limit)
+            self.abort(error)
+            raise error
         try:
             self._file.write(data)
         except OSError as exc:
-            self.abort()
-            raise LocalResourceError.from_os_error(exc, f"writing {self.path.name}") from exc
+            local = LocalResourceError.from_os_error(exc, f"writing {self.path.name}")
+            self.abort(local)
+            raise local from exc
         self.size = size
+        if self.growing is not None and size - self._flushed >= WRITE_BUFFER:
+            # A reader follows the file on disk: hand it what the buffer holds, a buffer's worth at a time.
+            self._file.flush()
+            self._flushed = size
+            self.growing.advance(size)
         if self._meter is not None:
             self._meter.add(len(data))
 
@@ -106,11 +128,18 @@ class Spool:
                 file.close()
             except OSError as exc:
                 self.path.unlink(missing_ok=True)
-                raise LocalResourceError.from_os_error(exc, f"closing {self.path.name}") from exc
+                local = LocalResourceError.from_os_error(exc, f"closing {self.path.name}")
+                if self.growing is not None:
+                    self.growing.fail(local)
+                raise local from exc
+            if self.growing is not None:
+                self.growing.advance(self.size)
         return self.size
 
-    def abort(self) -> None:
-        """Close and delete the file, whatever state the disk is in."""
+    def abort(self, error: BaseException | None = None) -> None:
+        """Close and delete the file, whatever state the disk is in; a reader following it is told."""
+        if self.growing is not None:
+            self.growing.fail(error or StreamAborted("the spool was abandoned", upstream="spool"))
         file, self._file = self._file, None
         # Best effort: the buffer may not flush and the directory may refuse the unlink (the very failure
         # being handled); the file object closes its descriptor either way.
@@ -124,8 +153,8 @@ class Spool:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc is not None:
-            self.abort()
+        if isinstance(exc, BaseException):
+            self.abort(exc)
         else:
             self.finish()
 

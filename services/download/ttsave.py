@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from services.download.growing import StreamInfo, wants_streams
 from services.download.models import (
     Download,
     FileRole,
@@ -28,6 +29,7 @@ from services.download.models import (
     role_for,
 )
 from services.download.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
+from services.download.probe import probe_leading
 from services.download.spool import Meter, Spool, safe_name
 from services.download.streams import DOWNLOAD_RETRY, body_errors, open_stream, read_capped
 from services.errors import ServiceError, UpstreamError, UpstreamRejected
@@ -102,16 +104,23 @@ class _Part:
     role: FileRole
     mime: str
     spool: Spool
+    # The first bytes of a video that may go out while it downloads, kept until its leading moov is read.
+    prefix: bytearray | None = None
+    expected: int | None = None  # the part's own Content-Length, when TTSave sends one
 
 
 class _Parts:
     """Spools the parts a want needs, one at a time, from parser events."""
 
-    def __init__(self, temp_dir: Path, want: Want, size_limit: int | None, meter: Meter) -> None:
+    def __init__(
+        self, temp_dir: Path, want: Want, size_limit: int | None, meter: Meter, post: Post | None = None
+    ) -> None:
         self._dir = temp_dir
         self._want = want
         self._limit = size_limit
         self._meter = meter
+        self.post = post
+        self._videos = 0
         self._current: _Part | None = None
         self.done: list[_Part] = []
         self._index = 0
@@ -121,6 +130,8 @@ class _Parts:
         if isinstance(event, PartData):
             if self._current is not None:
                 self._current.spool.write(event.data)
+                if self._current.prefix is not None:
+                    self._probe(self._current, event.data)
         elif isinstance(event, PartStart):
             self._start(event)
         elif self._current is not None:
@@ -140,6 +151,25 @@ class _Parts:
         self._current = _Part(
             role, mime, Spool(self._dir / name, self._limit, self._meter, expected=expected)
         )
+        if role is FileRole.VIDEO:
+            self._videos += 1
+            # Only the first video of a lone-video request can go out while it downloads.
+            if self._videos == 1 and self._want is Want.VIDEO and wants_streams():
+                self._current.prefix = bytearray()
+                self._current.expected = expected
+
+    def _probe(self, part: _Part, data: bytes) -> None:
+        """Offer the video as a growing file once its leading moov gave pixels and seconds (the size only when
+        the part said its length)."""
+        assert part.prefix is not None
+        part.prefix += data
+        info = probe_leading(part.prefix)
+        if info is None:
+            return
+        part.prefix = None
+        if info.width and info.height and info.duration:
+            stream = StreamInfo(part.expected, part.mime, info.width, info.height, info.duration)
+            part.spool.offer(stream, self.post)
 
     def abort(self) -> None:
         """Delete a part left half-written by a failure."""
@@ -205,6 +235,7 @@ class TTSaveBackend:
                     )
                 parser = self._parser(response.headers.get("content-type", ""))
                 meta = meta_from_header(response.headers.get("content-meta"))
+                parts.post = _post(link, meta)
                 with body_errors(NAME):
                     async for chunk in response.aiter_bytes():
                         for event in parser.feed(chunk):

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from services.download.challenge import COOKIE_DOMAIN, Solver, read_challenge
+from services.download.growing import StreamInfo
 from services.download.models import (
     Download,
     FileRole,
@@ -79,8 +80,11 @@ STATUS_REASONS: Mapping[int, UnavailableReason] = {
     10221: UnavailableReason.DELETED,  # the author no longer exists, and the post with them
     10231: UnavailableReason.REGION,
 }
-# yt-dlp reads 10204 as "Your IP address is blocked from accessing this post": a block, not a verdict.
+# yt-dlp reads 10204 as "Your IP address is blocked from accessing this post": a block, not a verdict,
+# whatever its statusMsg says (the reference: "treat it as a block (retry elsewhere), not as deleted").
 IP_BLOCKED = 10204
+# The scope key of the same detail on the page TikTok serves to mobile browsers (read by many public tools).
+REFLOW_DETAIL = "webapp.reflow.video.detail"
 HVC1_PATH = "/media-video-hvc1/"  # H.265 copies that are video-only or dead (yt-dlp #16950, #17372)
 # The errors a fresh visitor session (another cookie jar, later another proxy) may not meet again.
 TRANSIENT_AT_DOOR: tuple[type[ServiceError], ...] = (DoorError, UpstreamServerError, UpstreamTimeout)
@@ -232,7 +236,10 @@ def item_from_web(item: Raw) -> WebItem:
                     )
     music_url = _media_urls(_map(item.get("music")).get("playUrl"))
     download = video.get("downloadAddr") or _map(video.get("download")).get("url")
-    play_url = next(iter(_media_urls(video.get("playAddr"))), None)
+    # `PlayAddrStruct` (2025 pages) holds the same URL as `playAddr`, as a {UrlList} object.
+    play_url = next(
+        iter(_media_urls(video.get("playAddr")) or _media_urls(video.get("PlayAddrStruct"))), None
+    )
     download_url = next(iter(_media_urls(download)), None)
     # isContentClassified is set on posts anyone can watch too: only a post without its video is age-gated.
     has_media = bool(renditions or play_url or download_url or images)
@@ -270,6 +277,8 @@ def parse_post_page(html: str, post_id: str | None = None) -> PostPage:
     """Read a post page: the rehydration JSON, else SIGI_STATE, else __NEXT_DATA__; UpstreamError if none."""
     universal = _script(html, "__UNIVERSAL_DATA_FOR_REHYDRATION__")
     detail = _path(universal, "__DEFAULT_SCOPE__", "webapp.video-detail")
+    if not isinstance(detail, Mapping):  # the page a mobile browser gets names it "reflow"
+        detail = _path(universal, "__DEFAULT_SCOPE__", REFLOW_DETAIL)
     if isinstance(detail, Mapping):
         item = _path(detail, "itemInfo", "itemStruct")
         return _page(detail.get("statusCode"), detail.get("statusMsg"), item, "universal")
@@ -431,6 +440,7 @@ class WebBackend:
     """Downloads by reading TikTok's own post page, the way a browser does."""
 
     name = NAME
+    reads_post = True  # the page carries the post's stats: no metadata call is needed for the caption
 
     def __init__(
         self,
@@ -541,7 +551,14 @@ class WebBackend:
         if not sources:
             raise UpstreamError("the post page offers no video", upstream=NAME)
         video = await self._file(
-            sources, session, temp_dir / "01-video", size_limit, meter, FileRole.VIDEO, item.post.duration
+            sources,
+            session,
+            temp_dir / "01-video",
+            size_limit,
+            meter,
+            FileRole.VIDEO,
+            item.post.duration,
+            item.post if want is Want.VIDEO else None,  # only a lone video can go out while it downloads
         )
         files.append(video)
         if want is Want.ORIGINAL and music:
@@ -683,12 +700,16 @@ class WebBackend:
         meter: Meter,
         role: FileRole,
         duration: float | None = None,
+        post: Post | None = None,
     ) -> MediaFile:
         """Download the first source that works; TooLarge if any source failed only for its size."""
         errors: list[ServiceError] = []
         for source in sources:
+            early = _stream_info(source, role, duration)
             try:
-                size, mime, path = await self._download(source.url, session, stem, limit, meter, source.size)
+                size, mime, path = await self._download(
+                    source.url, session, stem, limit, meter, source.size, early, post
+                )
             except (UpstreamError, TooLarge, UnsafeRedirect) as exc:
                 errors.append(exc)  # the next source may be fine; a refused URL is never contacted
                 continue
@@ -705,6 +726,8 @@ class WebBackend:
         limit: int | None,
         meter: Meter,
         known_size: int | None = None,
+        early: tuple[int, int, float] | None = None,
+        post: Post | None = None,
     ) -> tuple[int, str, Path]:
         """GET one media URL with the session's cookies and Referer, spooling it next to `stem`."""
         if not is_allowed_url(start):
@@ -735,11 +758,13 @@ class WebBackend:
                 path = stem.with_suffix(extension_for(mime, ".bin"))
                 meter.expect(length)
                 with Spool(path, limit, meter, expected=length) as spool, body_errors(NAME):
+                    if early is not None and post is not None and length is not None and length > 0:
+                        # Size, pixels and seconds known before the bytes: the upload may start now.
+                        spool.offer(StreamInfo(length, mime, *early), post)
                     async for chunk in response.aiter_raw():
                         spool.write(chunk)
-                if length is not None and spool.size != length:
-                    path.unlink(missing_ok=True)
-                    raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
+                    if length is not None and spool.size != length:
+                        raise TruncatedStream(f"media ended at {spool.size} of {length} bytes", upstream=NAME)
                 return spool.size, mime, path
         raise UpstreamError("too many redirects for a media URL", upstream=NAME)
 
@@ -751,6 +776,13 @@ def _listing(directory: Path) -> set[Path]:
 def _remove_all_but(directory: Path, keep: set[Path]) -> None:
     for path in _listing(directory) - keep:
         path.unlink(missing_ok=True)
+
+
+def _stream_info(source: Source, role: FileRole, duration: float | None) -> tuple[int, int, float] | None:
+    """A video source's (width, height, duration) when the page says all three, else None."""
+    if role is not FileRole.VIDEO or not (source.width and source.height and duration):
+        return None
+    return source.width, source.height, duration
 
 
 def _mime(response: httpx.Response, url: httpx.URL) -> str:

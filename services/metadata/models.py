@@ -208,8 +208,14 @@ def post_from_web(item: Raw) -> Post:
     image_post = as_map(item.get("imagePost"))
     images = as_seq(image_post.get("images"))
     desc = as_str(item.get("desc")) or ""
+    # Real `challenges` entries name the tag `title` (2025 captures); `hashtagName` is textExtra's key.
     tags = tuple(
-        t for t in (as_str(as_map(c).get("hashtagName")) for c in as_seq(item.get("challenges"))) if t
+        t
+        for t in (
+            as_str(as_map(c).get("title")) or as_str(as_map(c).get("hashtagName"))
+            for c in as_seq(item.get("challenges"))
+        )
+        if t
     ) or tuple(t for t in (as_str(as_map(x).get("hashtagName")) for x in as_seq(item.get("textExtra"))) if t)
     duration = as_float(video.get("duration"))
     return Post(

@@ -231,3 +231,21 @@ async def test_flood_control_429_is_retried(tg: TelegramEmulator) -> None:
     assert refused.status == 429
     retried = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=refused.seq, ok=True, timeout=10)
     assert retried.ok
+
+
+async def test_an_expired_file_reference_falls_back_to_a_fresh_upload(
+    tg: TelegramEmulator, sandbox: Sandbox
+) -> None:
+    # Telegram's words for an outdated file_id: "Bad Request: FILE_REFERENCE_EXPIRED", underscores and all.
+    user = tg.add_user("Ola")
+    chat = tg.private_chat(user)
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    first = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, timeout=10)
+    tg.invalidate_file(first.files[0].file_id, expired=True)
+    mark = tg.mark()
+    tg.inject_message(chat, CLIP.url, user=user)
+    refused = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, timeout=10)
+    assert not refused.ok and refused.error == "Bad Request: FILE_REFERENCE_EXPIRED"
+    fresh = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=refused.seq, ok=True, timeout=10)
+    assert fresh.files[0].uploaded

@@ -294,3 +294,22 @@ def test_ttsave_rechunk_regroups_into_exact_writes(size: int) -> None:
         assert b"".join(out) == b"".join(pieces)
         assert all(len(piece) == size for piece in out[:-1])
         assert not out or 0 < len(out[-1]) <= size
+
+
+async def test_the_www_player_url_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"https://www.tiktok.com/@_/video/{CLIP}")
+    item = rehydration(response.text)["__DEFAULT_SCOPE__"]["webapp.video-detail"]["itemInfo"]["itemStruct"]  # type: ignore[index]
+    last = item["video"]["bitrateInfo"][0]["PlayAddr"]["UrlList"][-1]
+    assert last.startswith("https://www.tiktok.com/aweme/v1/play/?") and f"item_id={CLIP}" in last
+    assert (await client.get(last)).status_code == 403
+
+
+async def test_a_mobile_browser_gets_the_reflow_scope(client: httpx.AsyncClient) -> None:
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/26.0 Mobile/15E148 Safari/604.1"
+    )
+    response = await client.get(f"https://www.tiktok.com/@_/video/{CLIP}", headers={"User-Agent": iphone})
+    scope = rehydration(response.text)["__DEFAULT_SCOPE__"]
+    assert "webapp.video-detail" not in scope  # type: ignore[operator]
+    assert scope["webapp.reflow.video.detail"]["itemInfo"]["itemStruct"]["id"] == CLIP  # type: ignore[index]

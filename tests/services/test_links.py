@@ -261,6 +261,7 @@ FORMS: list[tuple[str, TikTokLink]] = [
     # found by hypothesis: a full stop before an HTML entity or a query is still sentence punctuation
     ("see tiktok.com/@chillezy.&quot;", user("chillezy")),
     ("tiktok.com/@chillezy.?lang=en", user("chillezy")),
+    ("tiktok.com/@user.name./", user("user.name")),
     (
         "href=https://www.tiktok.com/@chillezy/photo/7240568259186019630>",
         post("7240568259186019630", "chillezy"),

@@ -480,3 +480,28 @@ def test_check_page(status: int, message: str, error: UnavailableReason | None) 
         with pytest.raises(PostUnavailable) as info:
             check_page(PostPage(status, message, None, "universal"))
         assert info.value.reason is error
+
+
+async def test_a_deleted_post_is_one_page_view_not_a_block(
+    web: WebBackend, tiktok: TikTokEmulator, spool: Path
+) -> None:
+    # A post TikTok says is gone ("item doesn't exist") is a verdict: asking again from another session or
+    # proxy would not change it, nor bench the proxy.
+    deleted = BY_STATUS[Status.DELETED]
+    with pytest.raises(PostUnavailable) as info:
+        await web.fetch(link(deleted), Want.VIDEO, None, spool)
+    assert info.value.reason is UnavailableReason.DELETED
+    assert tiktok.page_views(deleted) == 1
+
+
+async def test_the_www_player_url_of_a_rendition_is_never_fetched(
+    web: WebBackend, tiktok: TikTokEmulator, spool: Path
+) -> None:
+    # Real UrlLists end with a www.tiktok.com/aweme/v1/play/ URL (yt-dlp #11034: broken); the emulator lists
+    # it too and refuses it.
+    await web.fetch(link(CLIP), Want.VIDEO, None, spool)
+    listed = tiktok.item_struct(post(CLIP))["video"]["bitrateInfo"]
+    assert all(
+        r["PlayAddr"]["UrlList"][-1].startswith("https://www.tiktok.com/aweme/v1/play/") for r in listed
+    )
+    assert not [r for r in tiktok.requests if r.path.startswith("/aweme/")]
