@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import stamina
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
 from tests.engines import postgres
 from tests.engines.postgres import postgres_server  # noqa: F401 - a session fixture, shared
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _instant_retries() -> Iterator[None]:
+    """Retries keep their attempts but do not wait (stamina's testing mode)."""
+    with stamina.set_testing(True, attempts=1_000, cap=True):
+        yield
 
 
 @pytest.fixture
