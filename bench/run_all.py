@@ -4,8 +4,8 @@ Each prints its own figures; this adds a heading, the wall time of each, and at 
 (the figures in bench/README.md come from such a run). A benchmark that fails is reported and the rest still
 run; the exit code is 1 if any failed.
 
-Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, memory, cache,
-load, multipart, breaker, usage_log, media_cache, links, telegram_upload, wire, frontdoor; default all)
+Run: .venv/bin/python bench/run_all.py [NAME ...]   (names: relay, memory, cache, load, crash,
+multipart, breaker, usage_log, media_cache, links, telegram_upload, wire, frontdoor; default all)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "memory": [],
     "cache": ["--runs", "100"],
     "load": ["--rounds", "3"],
+    "crash": ["--kills", "10"],
     "multipart": ["--quick"],
     "breaker": [],
     "usage_log": ["--runs", "3"],

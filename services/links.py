@@ -58,6 +58,11 @@ class TikTokLink:
     code: str | None = None
     user_id: str | None = None  # a user link that names the account by its numeric id, not its name
 
+    @property
+    def has_media(self) -> bool:
+        """Whether the link leads to one post's media (a post, or a short link to one)."""
+        return self.kind in (LinkKind.POST, LinkKind.SHORT)
+
     def as_json(self) -> dict[str, Any]:
         """The link as the CLI prints it: every key present, null where not applicable."""
         data = asdict(self)

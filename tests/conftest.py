@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import stamina
 
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
@@ -18,6 +19,13 @@ __all__ = [
     "redis_prefix",
     "redis_server",
 ]  # fixtures for every test package
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _instant_retries() -> Iterator[None]:
+    """Retries keep their attempts but do not wait (stamina's testing mode)."""
+    with stamina.set_testing(True, attempts=1_000, cap=True):
+        yield
 
 
 @pytest.fixture

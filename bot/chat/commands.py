@@ -15,7 +15,7 @@ _TAG = re.compile(r"^#?(\w{1,100})$", re.UNICODE)
 def parse_post_argument(args: str | None) -> TikTokLink | None:
     """The first post or short link in a command's argument."""
     for link in find_links(args or "", limit=5):
-        if link.kind in (LinkKind.POST, LinkKind.SHORT):
+        if link.has_media:
             return link
     return None
 

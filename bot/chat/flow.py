@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from bot.chat.inbox import Deliveries, current_entry
+from bot.chat.variants import variant_prefix
 from bot.metrics import Metrics
 from services.download.growing import GrowingFile
 from services.download.models import Quality, Want
@@ -144,14 +145,6 @@ def _post_from_json(text: str) -> Post | None:
 
 
 POST_VARIANT = "post"
-
-
-def variant_prefix(want: Want, quality: Quality = Quality.COMPATIBLE) -> str:
-    """The cache-variant family of a request: `media:` for a video or a slideshow (`media@best:` for the
-    sharpest copy), `audio:` for the sound."""
-    if want is Want.AUDIO:
-        return "audio:"
-    return "media@best:" if quality is Quality.BEST else "media:"
 
 
 class LinkFlow:

@@ -36,6 +36,12 @@ def stats_block(report: StatsReport, label: str, lang: str) -> list[str]:
         )
     if report.top_posts:
         lines.append("top: " + ", ".join(f"{target} ×{count}" for target, count in report.top_posts[:3]))
+    inbox = report.inbox
+    oldest = "" if inbox.oldest_age_s is None else f", oldest {inbox.oldest_age_s:.0f} s"
+    lines.append(
+        f"inbox: open {inbox.unfinished}{oldest} · replayed {inbox.replayed} · expired {inbox.expired}"
+        f" · duplicates ≤ {inbox.duplicates}"
+    )
     return lines
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.config import Settings, settings_from
-from bot.discord.app import TikTokBot, run_discord
+from bot.discord.app import run_discord
+from bot.discord.client import TikTokBot
 from bot.logs import setup_logging
 from bot.telegram.app import run_telegram
 from bot.wiring import App, build_app

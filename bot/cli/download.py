@@ -15,7 +15,7 @@ from services.download.models import FileRole, MediaFile, Want
 from services.download.service import BACKEND_NAMES, DownloadService, Media, build_backends
 from services.errors import ServiceError, error_code
 from services.http import HttpOptions
-from services.links import LinkKind, ShortLinkResolver, TikTokLink, find_links
+from services.links import ShortLinkResolver, TikTokLink, find_links
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -146,4 +146,4 @@ class ProgressBar:
 
 def post_link(text: str) -> TikTokLink | None:
     """The first post or short link in `text`."""
-    return next((link for link in find_links(text) if link.kind in (LinkKind.POST, LinkKind.SHORT)), None)
+    return next((link for link in find_links(text) if link.has_media), None)

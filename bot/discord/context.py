@@ -12,7 +12,7 @@ from bot.chat.i18n import pick_language
 from services.store.chats import ChatPrefs
 
 if TYPE_CHECKING:
-    from bot.discord.app import TikTokBot
+    from bot.discord.client import TikTokBot
 
 PLATFORM = "discord"
 DM_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES

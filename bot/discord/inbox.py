@@ -26,7 +26,7 @@ from bot.chat.inbox import Deliveries
 from services.store.inbox import DEFERRED, SENDING, InboxEntry
 
 if TYPE_CHECKING:
-    from bot.discord.app import TikTokBot
+    from bot.discord.client import TikTokBot
 
 log = logging.getLogger("tiktok_bot.discord")
 

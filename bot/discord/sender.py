@@ -22,6 +22,7 @@ import discord
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
 from bot.chat.flow import ReplyFailed, Sent, StaleReference
+from bot.chat.variants import is_photo, photo_variant, photo_variants
 from bot.discord.errors import ephemeral
 from bot.discord.render import CONTENT_LIMIT, card_embed
 from services.download.models import MediaFile, MediaKind, Want
@@ -262,10 +263,6 @@ def check_fresh(refs: Mapping[str, str], now: float | None = None) -> None:
             raise StaleReference(f"the {variant} link has expired")
 
 
-def _photo_index(variant: str) -> int:
-    return int(variant.split(":", 1)[1])
-
-
 def link_batches(urls: Sequence[str], first_budget: int) -> list[str]:
     """Attachment links as message contents: up to LINKS_PER_MESSAGE each, within the content limit."""
     contents: list[str] = []
@@ -339,7 +336,7 @@ class DiscordSender:
             items = [("audio", _first(media.files, "audio"))]
         elif media.kind is MediaKind.PHOTOS:
             photos = [f for f in media.files if f.role == "photo"]
-            items = [(f"photo:{i}", f) for i, f in enumerate(photos)]
+            items = [(photo_variant(i), f) for i, f in enumerate(photos)]
             audio = next((f for f in media.files if f.role == "audio"), None)
             if audio is not None and self.prefs.slideshow_sound:
                 items.append(("audio", audio))
@@ -382,8 +379,7 @@ class DiscordSender:
         elif "video" in refs:
             urls = [refs["video"]]
         else:
-            photos = sorted((k for k in refs if k.startswith("photo:")), key=_photo_index)
-            urls = [refs[k] for k in photos]
+            urls = [refs[k] for k in photo_variants(refs)]
             if urls and "audio" in refs and self.prefs.slideshow_sound:
                 urls.append(refs["audio"])
         if not urls:
@@ -423,5 +419,5 @@ def _first(files: Sequence[MediaFile], role: str) -> MediaFile:
 
 
 def _filename(stem: str, variant: str, file: MediaFile) -> str:
-    suffix = variant.replace(":", "_") if variant.startswith("photo:") else variant
+    suffix = variant.replace(":", "_") if is_photo(variant) else variant
     return f"{stem}_{suffix}{file.extension}"

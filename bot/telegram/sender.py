@@ -32,6 +32,7 @@ from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
 from bot.chat.flow import ReplyFailed, Sent, StaleReference
 from bot.chat.i18n import t
+from bot.chat.variants import photo_variant, photo_variants
 from bot.telegram.render import html_attr, html_text, render_card
 from bot.telegram.session import reply_budget
 from bot.telegram.upload import SpoolUpload
@@ -297,7 +298,7 @@ class TelegramSender:
             if len(chunk) == 1:
                 msg = await self.bot.send_photo(photo=chunk[0], caption=first_caption, **self._where())
                 assert msg.photo
-                refs[f"photo:{index}"] = msg.photo[-1].file_id
+                refs[photo_variant(index)] = msg.photo[-1].file_id
                 index += 1
                 continue
             group: list[MediaUnion] = [
@@ -307,7 +308,7 @@ class TelegramSender:
             messages = await self.bot.send_media_group(media=group, **self._where())
             for msg in messages:
                 assert msg.photo
-                refs[f"photo:{index}"] = msg.photo[-1].file_id
+                refs[photo_variant(index)] = msg.photo[-1].file_id
                 index += 1
         return Sent(refs, 0)
 
@@ -333,7 +334,7 @@ class TelegramSender:
             return await self._audio(refs["audio"], None, post, caption, "audio")
         if "video" in refs:
             return await self._video(refs["video"], _info_from_post(post), caption)
-        photos = [refs[k] for k in sorted((k for k in refs if k.startswith("photo:")), key=_photo_index)]
+        photos = [refs[k] for k in photo_variants(refs)]
         if not photos:
             raise StaleReference("no usable reference")
         sent = await self._albums(photos, caption)
@@ -345,10 +346,6 @@ class TelegramSender:
 def _upload(path: Path, name: str | None = None, mime: str = "application/octet-stream") -> SpoolUpload:
     """A finished file to upload, read in UPLOAD_CHUNK pieces."""
     return SpoolUpload(path, name, content_type=mime, chunk_size=UPLOAD_CHUNK)
-
-
-def _photo_index(key: str) -> int:
-    return int(key.split(":", 1)[1])
 
 
 def _first(files: Sequence[MediaFile], role: str) -> MediaFile:

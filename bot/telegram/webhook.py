@@ -47,8 +47,8 @@ class InboxRequestHandler(SimpleRequestHandler):
 def build_webhook_app(
     feeder: InboxFeeder, path: str, secret: str, ready: asyncio.Event, app: App
 ) -> tuple[web.Application, InboxRequestHandler]:
-    """The health app (GET /healthz, /metrics) plus POST `path`, which stores each update in the inbox and
-    feeds the dispatcher (401 without the secret)."""
+    """The health app (GET /healthz, /metrics) plus POST `path`, which feeds the inbox (401 without the
+    secret)."""
     handler = InboxRequestHandler(feeder, secret_token=secret)
     web_app = build_health_app(app, ready)
     web_app.router.add_post(path, handler.handle)

@@ -266,7 +266,7 @@ class DownloadService:
             raise NotConfigured("no download backend is configured")
         if link.kind is LinkKind.SHORT and self._resolver is not None:
             link = await self._resolver(link)
-        if link.kind not in (LinkKind.POST, LinkKind.SHORT):
+        if not link.has_media:
             raise InvalidLink(f"a {link.kind.value} link has no media to download")
         key = (link.post_id or link.url, want, size_limit, quality)
         flight = self._flights.get(key)

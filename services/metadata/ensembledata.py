@@ -7,7 +7,6 @@ what went wrong; the `units_charged` response header says what the call cost.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from services.metadata.models import (
     profile_from_mobile,
     profile_from_web,
 )
-from services.retry import RetryPolicy, retry_after
+from services.retry import RetryAnswer, RetryPolicy, retry_after
 
 UPSTREAM = "ensembledata"
 DEFAULT_URL = "https://ensembledata.com/apis"
@@ -256,45 +255,53 @@ class EnsembleDataClient:
         url = self._base + path
         query = {"token": self._token, **params}
         units = requests = 0
-        failure: ServiceError = UpstreamError("EnsembleData did not answer", upstream=UPSTREAM)
-        for attempt in range(self._policy.retries + 1):
-            wait: float | None = None
-            try:
-                response = await self._client.get(url, params=query)
-            except httpx.ReadTimeout as exc:
-                # The request arrived and may have been charged; asking again could charge twice.
-                raise UpstreamTimeout("EnsembleData did not answer in time", upstream=UPSTREAM) from exc
-            except httpx.TimeoutException:
-                failure = UpstreamTimeout("EnsembleData could not be reached in time", upstream=UPSTREAM)
-            except httpx.TransportError as exc:
-                # The message never includes the URL: it carries the token.
-                failure = UpstreamError(f"EnsembleData unreachable ({type(exc).__name__})", upstream=UPSTREAM)
-            else:
-                requests += 1
-                charged = units_charged(response)
-                units += charged
-                self.units_spent += charged
-                self.requests_sent += 1
-                body = json_or_none(response)
-                if isinstance(body, Mapping) and "data" in body:
-                    return _Reply(body, units, requests)
-                status = response.status_code
-                if status == 429 or (status >= 500 and status != POST_RESTRICTED):
-                    detail = _detail(body)
-                    said = f": {detail}" if detail else ""
-                    failure = UpstreamError(
-                        f"EnsembleData answered {status}{said}", upstream=UPSTREAM, status=status
-                    )
-                    wait = retry_after(response) if status in (429, 503) else None
-                elif body is None:
-                    raise UpstreamError(
-                        f"EnsembleData answered {status} without JSON", upstream=UPSTREAM, status=status
-                    )
-                else:
+        try:
+            async for attempt in self._policy.attempts():
+                with attempt:
+                    try:
+                        response = await self._client.get(url, params=query)
+                    except httpx.ReadTimeout as exc:
+                        # The request arrived and may have been charged; asking again could charge twice.
+                        raise UpstreamTimeout(
+                            "EnsembleData did not answer in time", upstream=UPSTREAM
+                        ) from exc
+                    except httpx.TimeoutException as exc:
+                        raise RetryAnswer(
+                            UpstreamTimeout("EnsembleData could not be reached in time", upstream=UPSTREAM)
+                        ) from exc
+                    except httpx.TransportError as exc:
+                        # The message never includes the URL: it carries the token.
+                        raise RetryAnswer(
+                            UpstreamError(
+                                f"EnsembleData unreachable ({type(exc).__name__})", upstream=UPSTREAM
+                            )
+                        ) from exc
+                    requests += 1
+                    charged = units_charged(response)
+                    units += charged
+                    self.units_spent += charged
+                    self.requests_sent += 1
+                    body = json_or_none(response)
+                    if isinstance(body, Mapping) and "data" in body:
+                        return _Reply(body, units, requests)
+                    status = response.status_code
+                    if status == 429 or (status >= 500 and status != POST_RESTRICTED):
+                        detail = _detail(body)
+                        said = f": {detail}" if detail else ""
+                        raise RetryAnswer(
+                            UpstreamError(
+                                f"EnsembleData answered {status}{said}", upstream=UPSTREAM, status=status
+                            ),
+                            wait=retry_after(response) if status in (429, 503) else None,
+                        )
+                    if body is None:
+                        raise UpstreamError(
+                            f"EnsembleData answered {status} without JSON", upstream=UPSTREAM, status=status
+                        )
                     raise map_error(status, _detail(body), subject)
-            if attempt < self._policy.retries:
-                await asyncio.sleep(self._policy.delay(attempt, wait))
-        raise failure
+        except RetryAnswer as exc:
+            raise exc.failure from exc.__cause__
+        raise UpstreamError("EnsembleData did not answer", upstream=UPSTREAM)  # zero attempts configured
 
 
 def _cursor(value: Any) -> str | None:

@@ -42,7 +42,7 @@ from services.metadata.models import (
     post_from_research,
     profile_from_research,
 )
-from services.retry import RetryPolicy
+from services.retry import RetryAnswer, RetryPolicy
 from services.shared import Counters
 from services.shared.memory import MemoryCounters
 
@@ -288,7 +288,6 @@ class ResearchClient:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._clock = clock
         self._now = now
-        self._sleep = sleep
         self.quota = DailyQuota(daily_quota, now, counters=counters)
         self._limiter = RateLimiter(qps, clock, sleep)
         self._token: str | None = None
@@ -517,51 +516,56 @@ class ResearchClient:
         params = {"fields": ",".join(fields)} if fields else None
         requests = 0
         refreshed = False
-        attempt = 0
-        while True:
-            await self.quota.check()  # once today's quota is spent, nothing is sent: not even a token request
-            token = await self.access_token()
-            await self.quota.take()
-            await self._limiter.wait()
-            requests += 1
-            failure: ServiceError
-            try:
-                response = await self._client.post(
-                    url, params=params, json=body, headers={"Authorization": f"Bearer {token}"}
-                )
-            except httpx.ReadTimeout as exc:
-                raise UpstreamTimeout("Research API did not answer in time", upstream=UPSTREAM) from exc
-            except httpx.TimeoutException:
-                failure = UpstreamTimeout("Research API could not be reached in time", upstream=UPSTREAM)
-            except httpx.TransportError as exc:
-                failure = UpstreamError(f"Research API unreachable ({type(exc).__name__})", upstream=UPSTREAM)
-            else:
-                status = response.status_code
-                payload = json_or_none(response)
-                if not isinstance(payload, Mapping) and status < 500:
-                    raise UpstreamError(
-                        f"Research API answered {status} without a JSON envelope",
-                        upstream=UPSTREAM,
-                        status=status,
-                    )
-                error = as_map(as_map(payload).get("error"))
-                code = str(error.get("code") or "")
-                message = str(error.get("message") or "")
-                if status == 200 and code == "ok":
-                    return as_map(as_map(payload).get("data")), requests
-                if status == 401 and code in ("access_token_invalid", "") and not refreshed:
-                    refreshed = True
-                    self._forget_token(token)
-                    continue
-                if status < 500 and code != "internal_error":
-                    raise map_error(status, code, message, subject)
-                failure = UpstreamError(
-                    f"Research API failed ({status} {code})".strip(), upstream=UPSTREAM, status=status
-                )
-            if attempt >= self._policy.retries:
-                raise failure
-            await self._sleep(self._policy.delay(attempt))
-            attempt += 1
+        try:
+            async for attempt in self._policy.attempts():
+                with attempt:
+                    while True:  # one attempt; a refreshed token asks again within it
+                        # Once today's quota is spent, nothing is sent: not even a token request.
+                        await self.quota.check()
+                        token = await self.access_token()
+                        await self.quota.take()
+                        await self._limiter.wait()
+                        requests += 1
+                        try:
+                            response = await self._client.post(
+                                url, params=params, json=body, headers={"Authorization": f"Bearer {token}"}
+                            )
+                        except httpx.ReadTimeout as exc:
+                            raise UpstreamTimeout(
+                                "Research API did not answer in time", upstream=UPSTREAM
+                            ) from exc
+                        except httpx.TimeoutException as exc:
+                            late = UpstreamTimeout(
+                                "Research API could not be reached in time", upstream=UPSTREAM
+                            )
+                            raise RetryAnswer(late) from exc
+                        except httpx.TransportError as exc:
+                            unreachable = f"Research API unreachable ({type(exc).__name__})"
+                            raise RetryAnswer(UpstreamError(unreachable, upstream=UPSTREAM)) from exc
+                        status = response.status_code
+                        payload = json_or_none(response)
+                        if not isinstance(payload, Mapping) and status < 500:
+                            raise UpstreamError(
+                                f"Research API answered {status} without a JSON envelope",
+                                upstream=UPSTREAM,
+                                status=status,
+                            )
+                        error = as_map(as_map(payload).get("error"))
+                        code = str(error.get("code") or "")
+                        message = str(error.get("message") or "")
+                        if status == 200 and code == "ok":
+                            return as_map(as_map(payload).get("data")), requests
+                        if status == 401 and code in ("access_token_invalid", "") and not refreshed:
+                            refreshed = True
+                            self._forget_token(token)
+                            continue
+                        if status < 500 and code != "internal_error":
+                            raise map_error(status, code, message, subject)
+                        failed = f"Research API failed ({status} {code})".strip()
+                        raise RetryAnswer(UpstreamError(failed, upstream=UPSTREAM, status=status))
+        except RetryAnswer as exc:
+            raise exc.failure from exc.__cause__
+        raise UpstreamError("Research API did not answer", upstream=UPSTREAM)  # zero attempts configured
 
 
 def map_error(status: int, code: str, message: str, subject: str) -> ServiceError:

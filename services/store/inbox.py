@@ -71,6 +71,11 @@ class InboxStats:
     expired: int
     duplicates: int
 
+    @classmethod
+    def empty(cls) -> InboxStats:
+        """Nothing open, nothing replayed."""
+        return cls(unfinished=0, oldest_age_s=None, replayed=0, expired=0, duplicates=0)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON."""
         return {

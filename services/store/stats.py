@@ -9,16 +9,19 @@ Definitions (each figure covers rows with `since <= at <= until`):
   1-based rank ceil(p·n / 100); so it is always a latency that was really measured. None without rows.
 - cache-hit ratio: cache hits among successful media replies (actions link, audio, inline with outcome `ok`).
 - units spent, bytes sent: sums.
+- inbox: updates taken but not answered yet (now) and the age of the oldest; in the period, updates replayed
+  after a restart, dropped as expired, and replayed ones whose reply may have gone out twice (duplicates).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.errors import StoreError
 from services.store.db import Database
+from services.store.inbox import InboxStats, inbox_stats
 from services.store.usage import to_epoch
 
 # Every query covers one period; the action lists are the module docstring's post and media actions.
@@ -96,6 +99,7 @@ class StatsReport:
     media_replies: int
     units: int
     bytes_sent: int
+    inbox: InboxStats = field(default_factory=InboxStats.empty)
 
     @property
     def days(self) -> float:
@@ -137,6 +141,7 @@ class StatsReport:
             "cache_hit_ratio": self.cache_hit_ratio,
             "units": self.units,
             "bytes_sent": self.bytes_sent,
+            "inbox": self.inbox.to_dict(),
         }
 
 
@@ -191,6 +196,7 @@ async def compute_stats(
         media_replies=media_replies,
         units=units,
         bytes_sent=bytes_sent,
+        inbox=await inbox_stats(db, since=period["since"], now=to_epoch(until)),
     )
 
 
@@ -208,6 +214,11 @@ def render_stats_table(report: StatsReport) -> str:
         f"{'cache hits':<16}{_cache_hits(report)}",
         f"{'units spent':<16}{report.units:,}",
         f"{'bytes sent':<16}{_bytes(report.bytes_sent)}",
+        "",
+        f"{'inbox open':<16}{report.inbox.unfinished:,} (oldest {_age(report.inbox.oldest_age_s)})",
+        f"{'replayed':<16}{report.inbox.replayed:,}",
+        f"{'expired':<16}{report.inbox.expired:,}",
+        f"{'duplicates':<16}{report.inbox.duplicates:,} (at most; replies that may have gone out twice)",
     ]
     for title, table in (
         ("by action", report.by_action),
@@ -227,6 +238,14 @@ def render_stats_table(report: StatsReport) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot.chat.cards import Card, post_card
 from bot.chat.flow import StaleReference
-from bot.discord.app import CatalogueTranslator, localised
+from bot.discord.client import CatalogueTranslator, localised
 from bot.discord.render import CONTENT_LIMIT, DESCRIPTION_LIMIT, card_embed, code_block
 from bot.discord.sender import (
     EXPIRY_MARGIN,

@@ -8,7 +8,7 @@ import pytest
 from discord.ext import commands
 
 from bot.config import SettingsError, settings_from
-from bot.discord.app import ShardedTikTokBot, TikTokBot, make_bot
+from bot.discord.client import ShardedTikTokBot, TikTokBot, make_bot
 from bot.wiring import App
 
 

@@ -76,7 +76,8 @@ async def usage_rows(app: App) -> list[dict[str, object]]:
             " WHERE table_schema = current_schema() AND table_name = 'usage' ORDER BY ordinal_position"
         )
         names = [str(name) for (name,) in columns]
-    rows = await app.store.db.fetchall("SELECT * FROM usage ORDER BY id")
+    # In the order they happened: rows of inbox requests are written when each completes, not when recorded.
+    rows = await app.store.db.fetchall("SELECT * FROM usage ORDER BY at, id")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 

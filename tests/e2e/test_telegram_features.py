@@ -153,6 +153,8 @@ async def test_stats_for_operators_match_the_usage_log(tg: TelegramEmulator, app
     # Per backend since start-up: the second link was a cache hit, so TTSave was asked once.
     assert "ttsave: 1 req, 1 ok" in text and "100% served" in text and "breaker closed — up" in text
     assert "web: 0 req, 0 ok" in text
+    # The /stats update itself is the one open inbox entry; nothing was replayed in this run.
+    assert "inbox: open 1, oldest 0 s · replayed 0 · expired 0 · duplicates ≤ 0" in text
 
 
 async def test_privacy_deletes_this_users_rows_only(tg: TelegramEmulator, app: App) -> None:

@@ -92,14 +92,18 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
     log_path = root / "server.log"
     process: subprocess.Popen[bytes] | None = None
     try:
-        subprocess.run(
+        initdb = subprocess.run(
             [bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True,
+            check=False,
             cwd=root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             **as_user,
         )
+        if initdb.returncode:
+            # As root the cluster belongs to `nobody`, who must be able to read the binaries' directories.
+            why = initdb.stderr.decode(errors="replace")
+            raise RuntimeError(f"initdb failed ({initdb.returncode}):\n{why}")
         port = _free_port()
         with log_path.open("wb") as log:
             process = subprocess.Popen(

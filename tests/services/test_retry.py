@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.retry import RetryPolicy, retry_after
+from services.retry import RetryAnswer, RetryPolicy, retry_after
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,26 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_retry_after_header(header: str, expected: float | None) -> None:
     response = httpx.Response(429, headers={"Retry-After": header} if header else {})
     assert retry_after(response) == expected
+
+
+async def _attempts(policy: RetryPolicy, error: Exception) -> int:
+    count = 0
+
+    async def run() -> None:
+        nonlocal count
+        async for attempt in policy.attempts():
+            with attempt:
+                count += 1
+                raise error
+
+    with pytest.raises(type(error)):
+        await run()
+    return count
+
+
+async def test_stamina_retries_transport_errors_and_retryable_answers_only() -> None:
+    policy = RetryPolicy(retries=2, backoff=0.0)
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    assert await _attempts(policy, httpx.ConnectError("refused", request=request)) == 3
+    assert await _attempts(policy, RetryAnswer(ValueError("503"), wait=5.0)) == 3
+    assert await _attempts(policy, ValueError("a 404 mapped to an error")) == 1

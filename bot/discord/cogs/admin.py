@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.chat.i18n import t
 from bot.chat.stats import PERIODS, backend_lines, stats_block
-from bot.discord.app import TikTokBot, localised
+from bot.discord.client import TikTokBot, localised
 from bot.discord.context import interaction_context
 from bot.discord.errors import ephemeral
 from bot.discord.render import CONTENT_LIMIT, code_block

@@ -25,7 +25,7 @@ from bot.chat.commands import (
 from bot.chat.errors import error_text
 from bot.chat.flow import ChatContext, Tracker
 from bot.chat.i18n import t
-from bot.discord.app import TikTokBot, localised
+from bot.discord.client import TikTokBot, localised
 from bot.discord.context import interaction_context
 from bot.discord.errors import ephemeral, report
 from bot.discord.render import card_embed

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
 from bot.chat.i18n import t
+from bot.discord.client import TikTokBot
 from bot.discord.context import message_context
 from bot.discord.sender import ChannelReply, DiscordSender
-from services.links import LinkKind, TikTokLink, find_links
-
-if TYPE_CHECKING:
-    from bot.discord.app import TikTokBot
+from services.links import TikTokLink, find_links
 
 log = logging.getLogger("tiktok_bot.discord")
 
-MEDIA_KINDS = (LinkKind.POST, LinkKind.SHORT)
 USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 # Outcomes after which the media is in the channel ("duplicate": a second link to a post already sent).
 DELIVERED = frozenset({"ok", "duplicate"})
@@ -34,7 +30,7 @@ def _guild_permissions(message: discord.Message) -> discord.Permissions | None:
 
 def media_links(text: str, limit: int) -> list[TikTokLink]:
     """The post and short links of a message, in order."""
-    return [link for link in find_links(text, limit=limit) if link.kind in MEDIA_KINDS]
+    return [link for link in find_links(text, limit=limit) if link.has_media]
 
 
 class Links(commands.Cog):

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language, t
 from bot.chat.settings import TOGGLES, next_language, next_quality
-from bot.discord.app import TikTokBot, localised
+from bot.discord.client import TikTokBot, localised
 from bot.discord.context import PLATFORM, interaction_context, interaction_settings_key
 from bot.discord.errors import ephemeral, report
 from services.store.chats import ChatPrefs

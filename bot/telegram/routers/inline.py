@@ -18,12 +18,13 @@ from aiogram.types import (
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text
 from bot.chat.flow import ChatContext
+from bot.chat.variants import photo_index, photo_variants
 from bot.telegram.render import render_card
 from bot.telegram.storage import upload_to_storage
 from bot.wiring import App
 from services.download.models import Want
 from services.errors import ServiceError
-from services.links import LinkKind, find_links
+from services.links import find_links
 from services.metadata.models import Post
 
 log = logging.getLogger("tiktok_bot.telegram")
@@ -45,11 +46,10 @@ def _results(
                 id=f"v{post_id}", video_file_id=refs["video"], title=title or "TikTok", caption=caption
             )
         )
-    photos = sorted((k for k in refs if k.startswith("photo:")), key=lambda k: int(k.split(":")[1]))
-    for key in photos[: MAX_RESULTS - 1]:
+    for key in photo_variants(refs)[: MAX_RESULTS - 1]:
         results.append(
             InlineQueryResultCachedPhoto(
-                id=f"p{post_id}-{key.split(':')[1]}", photo_file_id=refs[key], caption=caption
+                id=f"p{post_id}-{photo_index(key)}", photo_file_id=refs[key], caption=caption
             )
         )
     if "audio" in refs:
@@ -72,9 +72,7 @@ def _article(post_id: str, post: Post | None, url: str, lang: str) -> InlineQuer
 
 async def on_inline(query: InlineQuery, bot: Bot, app: App, ctx: ChatContext) -> None:
     """Answer with cached media; upload once to the storage chat when needed; else a stats article."""
-    links = [
-        link for link in find_links(query.query, limit=1) if link.kind in (LinkKind.POST, LinkKind.SHORT)
-    ]
+    links = [link for link in find_links(query.query, limit=1) if link.has_media]
     if not links:
         await query.answer([], cache_time=CACHE_TIME, is_personal=False)
         return

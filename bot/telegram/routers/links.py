@@ -12,12 +12,10 @@ from bot.chat.i18n import t
 from bot.telegram.filters import Where
 from bot.telegram.sender import TelegramSender
 from bot.wiring import App
-from services.links import LinkKind, find_links
+from services.links import find_links
 from services.store.chats import ChatPrefs
 
 log = logging.getLogger("tiktok_bot.telegram")
-
-MEDIA_KINDS = (LinkKind.POST, LinkKind.SHORT)
 
 
 def sender_for(bot: Bot, message: Message, app: App, ctx: ChatContext, prefs: ChatPrefs) -> TelegramSender:
@@ -36,11 +34,7 @@ def sender_for(bot: Bot, message: Message, app: App, ctx: ChatContext, prefs: Ch
 async def on_links(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Reply with the media of each TikTok link in the message (in groups, stay silent without links)."""
     text = message.text or message.caption or ""
-    links = [
-        link
-        for link in find_links(text, limit=app.settings.limits.links_per_message)
-        if link.kind in MEDIA_KINDS
-    ]
+    links = [link for link in find_links(text, limit=app.settings.limits.links_per_message) if link.has_media]
     if not links:
         if ctx.is_private and not text.startswith("/"):
             await message.answer(t(ctx.language, "usage.no_link"))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.discord.app import TikTokBot, run_discord
+from bot.discord.app import run_discord
+from bot.discord.client import TikTokBot
 from bot.wiring import App
 from sandbox.blobs import Blob
 from sandbox.catalogue import CATALOGUE, T0, FixturePost, Status, post_id_at

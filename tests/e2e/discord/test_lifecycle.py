@@ -9,7 +9,8 @@ import discord
 import pytest
 
 from bot.chat.i18n import t
-from bot.discord.app import INTENT_WARNING, TikTokBot, run_discord
+from bot.discord.app import run_discord
+from bot.discord.client import INTENT_WARNING, TikTokBot
 from bot.wiring import App
 from sandbox.discord import DiscordEmulator, Intent
 from sandbox.runner import Sandbox

@@ -81,8 +81,7 @@ async def test_usage_recorded_inside_collect_usage_waits_for_the_completion(stor
 async def test_replay_counts_replays_and_possible_duplicates(store: Store) -> None:
     await store.inbox.put_many([entry("1", age=30), entry("2", age=20), entry("3", age=10)])
     store.inbox.note("telegram", "2", SENDING)
-    await store.inbox.put_many([])  # the note is written by the next transaction at the latest
-    await store.inbox.put_many([entry("4")])
+    await store.inbox.put_many([entry("4")])  # the note is written by this transaction at the latest
     open_ = await store.inbox.unfinished("telegram")
     assert [(e.key, e.state) for e in open_] == [("1", "new"), ("2", SENDING), ("3", "new"), ("4", "new")]
     await store.inbox.start_replay(open_[:3])
@@ -142,3 +141,24 @@ async def test_writes_after_close_are_refused(open_store: OpenStore) -> None:
     await store.aclose()
     with pytest.raises(StoreError):
         await store.inbox.put_many([entry("1")])
+
+
+async def test_operator_stats_show_the_inbox(store: Store) -> None:
+    from services.store.stats import compute_stats, render_stats_table
+
+    await store.inbox.put_many([entry("1", age=300), entry("2", age=5)])
+    store.inbox.note("telegram", "1", SENDING)
+    await store.inbox.put_many([entry("3")])  # the note is written by this transaction at the latest
+    await store.inbox.start_replay((await store.inbox.unfinished("telegram"))[:2])
+    report = await compute_stats(store.db, days=1)
+    assert report.to_dict()["inbox"] == {
+        "unfinished": 3,
+        "oldest_unfinished_age_s": pytest.approx(300, abs=30),
+        "replayed": 2,
+        "expired": 0,
+        "duplicates": 1,
+    }
+    table = render_stats_table(report)
+    assert "inbox open      3 (oldest 5 min)" in table
+    assert "replayed        2" in table
+    assert "duplicates      1" in table

@@ -1,0 +1,88 @@
+"""Replay at start-up: oldest first through the handler, late ones flagged, unanswerable ones expired."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bot.chat.inbox import Deliveries, current_entry
+from bot.discord.inbox import can_answer, worth_storing
+from services.store import Store
+from services.store.inbox import DEFERRED, SENDING, InboxEntry
+from services.store.sqlite import SqliteDatabase
+from services.store.usage import UsageEvent
+
+
+def entry(key: str, age: float, kind: str = "update", platform: str = "telegram") -> InboxEntry:
+    return InboxEntry(platform, key, kind, "{}", time.time() - age)
+
+
+async def test_replay_runs_old_entries_oldest_first_and_completes_them_with_their_rows(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
+    try:
+        deliveries = Deliveries(store.inbox, replay_max_age=60)
+        await deliveries.accept([entry("b", 30), entry("a", 120), entry("c", 1)])
+        seen: list[tuple[str, bool]] = []
+
+        async def handle(old: InboxEntry, late: bool) -> None:
+            assert current_entry() == old
+            seen.append((old.key, late))
+            store.usage.record(UsageEvent(platform="telegram", action="link", target=old.key))
+
+        report = await deliveries.replay("telegram", handle)
+        assert seen == [("a", True), ("b", False), ("c", False)]
+        assert (report.replayed, report.late, report.expired) == (3, 1, 0)
+        assert await store.inbox.unfinished("telegram") == []
+        await store.usage.flush()
+        assert await store.db.fetchall("SELECT target FROM usage ORDER BY id") == [("a",), ("b",), ("c",)]
+        # A second start finds nothing to do.
+        assert (await deliveries.replay("telegram", handle)).replayed == 0
+    finally:
+        await store.aclose()
+
+
+async def test_entries_the_platform_no_longer_takes_are_expired_with_a_row(tmp_path: Path) -> None:
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
+    try:
+        deliveries = Deliveries(store.inbox)
+        await deliveries.accept(
+            [entry("interaction:1", 5, "interaction", "discord"), entry("message:2", 5, "message", "discord")]
+        )
+        handled: list[str] = []
+
+        async def handle(old: InboxEntry, late: bool) -> None:
+            handled.append(old.key)
+
+        report = await deliveries.replay(
+            "discord", handle, can_answer=can_answer, expired_action=lambda e: "post"
+        )
+        assert handled == ["message:2"]
+        assert report.expired == 1
+        assert await store.db.fetchall("SELECT action, outcome FROM usage") == [("post", "expired")]
+        assert (await store.inbox.stats(0)).expired == 1
+    finally:
+        await store.aclose()
+
+
+def test_a_discord_command_can_be_answered_only_when_deferred_and_young() -> None:
+    now = time.time()
+    fresh = InboxEntry("discord", "interaction:1", "interaction", "{}", now - 60)
+    assert not can_answer(fresh, now)  # never deferred: Discord already showed "did not respond"
+    assert can_answer(InboxEntry(**{**_fields(fresh), "state": DEFERRED}), now)
+    assert can_answer(InboxEntry(**{**_fields(fresh), "state": SENDING}), now)
+    old = InboxEntry("discord", "interaction:1", "interaction", "{}", now - 15 * 60, DEFERRED)
+    assert not can_answer(old, now)  # the token has expired
+    assert can_answer(InboxEntry("discord", "message:1", "message", "{}", now - 86_400), now)
+
+
+def test_only_messages_that_may_hold_a_link_are_stored() -> None:
+    assert worth_storing({"author": {"id": "1"}, "type": 0, "content": "https://www.tiktok.com/@a/video/1"})
+    assert not worth_storing({"author": {"id": "1"}, "type": 0, "content": "hello"})
+    assert not worth_storing({"author": {"id": "1", "bot": True}, "type": 0, "content": "vm.tiktok.com/x"})
+    assert not worth_storing({"author": {"id": "1"}, "type": 7, "content": "tiktok"})
+
+
+def _fields(e: InboxEntry) -> dict[str, object]:
+    return {name: getattr(e, name) for name in InboxEntry.__slots__}
