@@ -108,8 +108,10 @@ async def test_shutdown_lets_a_reply_in_flight_finish(app: App, sandbox: Sandbox
     run = await start_discord(app, sandbox, grace=5.0)
     run.ttsave.fault_next("slow", delay=0.3)
     pasted = await run.paste(url(CLIP))
-    async with asyncio.timeout(5):
-        while not run.bot.jobs:  # noqa: ASYNC110
+    # The link's download has begun (a job counted before that may be the start-up replay alone, and a
+    # shutdown then would close the bot before the stored message is dispatched).
+    async with asyncio.timeout(10):
+        while not run.bot.jobs or not run.ttsave.served:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
     await run.shutdown()
     reply = await run.reply_to(pasted)
