@@ -134,7 +134,7 @@ async def test_stats_cli_reads_postgresql(
     for n in range(3):
         store.usage.record(UsageEvent(platform="discord", action="post", user_id=n, target="42"))
     await store.aclose()
-    args = argparse.Namespace(days=1.0, top=10, json=True)
+    args = argparse.Namespace(days=1.0, top=10, json=True, health=None)
     assert await show_stats(args, load_settings(None)) == 0
     out = capsys.readouterr().out
     report = json.loads(out)
