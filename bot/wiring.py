@@ -26,8 +26,6 @@ from services.metadata.service import MetadataService, build_providers
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import SharedState
 from services.shared.memory import memory_state
-from services.shared.redis import connect as connect_redis
-from services.shared.redis import redis_state
 from services.store import Store
 from services.store.db import Database
 from services.store.postgres import PostgresDatabase
@@ -89,6 +87,10 @@ async def build_shared_state(settings: Settings) -> SharedState:
     url = settings.redis.url
     if url is None or not url.get_secret_value():
         return memory_state()
+    # Imported only when chosen: redis-py costs ~50 ms of start-up that one process on SQLite never uses.
+    from services.shared.redis import connect as connect_redis
+    from services.shared.redis import redis_state
+
     client = connect_redis(url.get_secret_value(), client_name="tiktok-bot")
     try:
         state = await redis_state(client, prefix=settings.redis.prefix, lease=settings.redis.lease)

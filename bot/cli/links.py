@@ -7,7 +7,6 @@ import json
 import sys
 
 from bot.config import Settings
-from bot.wiring import tiktok_sessions
 from services.errors import ServiceError
 from services.http import HttpOptions
 from services.links import ShortLinkResolver, find_links
@@ -39,6 +38,9 @@ async def resolve(args: argparse.Namespace, settings: Settings) -> int:
     if not links:
         print(f"tiktok-bot: not a TikTok link: {args.url}", file=sys.stderr)
         return 1
+    # Imported here: the wiring pulls in the whole bot (metrics, Redis), which `links` never needs.
+    from bot.wiring import tiktok_sessions
+
     sessions = tiktok_sessions(settings, read_timeout=HttpOptions().read_timeout)
     try:
         resolver = ShortLinkResolver(sessions.client(), ttl=settings.limits.short_link_ttl)
