@@ -13,6 +13,8 @@ from pydantic import SecretStr
 
 from bot.chat.flow import LinkFlow
 from bot.chat.inbox import Deliveries
+from bot.chat.interaction import Interactions
+from bot.chat.lookups import Lookups
 from bot.config import DatabaseSettings, Settings
 from bot.metrics import BreakerGauges, Metrics
 from services.download.models import Quality
@@ -45,6 +47,8 @@ class App:
     resolver: ShortLinkResolver
     flow: LinkFlow
     deliveries: Deliveries
+    interactions: Interactions
+    lookups: Lookups
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     shared: SharedState = field(default_factory=memory_state)
@@ -243,19 +247,23 @@ async def build_app(settings: Settings) -> App:
     deliveries = Deliveries(
         store.inbox, replay_max_age=settings.inbox.replay_max_age, keep_done=settings.inbox.keep_done
     )
-    flow = LinkFlow(
-        resolver=resolver,
-        downloads=downloads,
+    interactions = Interactions(
         store=store,
         limits=RateLimits(
             user_per_minute=limits.user_per_minute,
             chat_per_minute=limits.chat_per_minute,
             windows=shared.windows,
         ),
+        metrics=metrics,
+    )
+    flow = LinkFlow(
+        resolver=resolver,
+        downloads=downloads,
+        store=store,
+        interactions=interactions,
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
         locks=shared.locks,
-        metrics=metrics,
         deliveries=deliveries,
         quality=Quality(settings.download.quality),
     )
@@ -266,6 +274,8 @@ async def build_app(settings: Settings) -> App:
         resolver=resolver,
         flow=flow,
         deliveries=deliveries,
+        interactions=interactions,
+        lookups=Lookups(interactions=interactions, resolver=resolver, metadata=metadata),
         metadata=metadata,
         clients=clients,
         shared=shared,

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
+from bot.chat.interaction import ChatContext
 from services.store.chats import ChatPrefs
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Chat, InlineQuery, Message, TelegramObject, Update, User
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
+from bot.chat.interaction import ChatContext
 from bot.metrics import Metrics
 from bot.wiring import App
 

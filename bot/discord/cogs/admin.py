@@ -24,7 +24,7 @@ class Admin(commands.Cog):
     async def stats(self, interaction: discord.Interaction[TikTokBot]) -> None:
         """The usage figures for operators, to them alone; everyone else is told it is not theirs."""
         ctx, _ = await interaction_context(self.bot, interaction)
-        async with self.bot.job(), self.bot.app.flow.track(ctx, "stats") as tracker:
+        async with self.bot.job(), self.bot.app.interactions.track(ctx, "stats") as tracker:
             if interaction.user.id not in self.bot.app.settings.discord.admins:
                 tracker.outcome = "not_allowed"
                 await ephemeral(interaction, t(ctx.language, "not_allowed"))

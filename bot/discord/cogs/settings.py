@@ -9,8 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language, t
+from bot.chat.interaction import ChatContext
 from bot.chat.settings import TOGGLES, next_language, next_quality
 from bot.discord.client import TikTokBot, localised
 from bot.discord.context import PLATFORM, interaction_context, interaction_settings_key
@@ -65,7 +65,7 @@ async def toggle(
     bot: TikTokBot, interaction: discord.Interaction[Any], ctx: ChatContext, prefs: ChatPrefs, name: str
 ) -> None:
     """Change one setting if the user may; log it either way."""
-    async with bot.app.flow.track(ctx, "settings", name) as tracker:
+    async with bot.app.interactions.track(ctx, "settings", name) as tracker:
         if not may_change_settings(interaction):
             tracker.outcome = "not_allowed"
             await ephemeral(interaction, t(ctx.language, "settings.manage_server_only"))
@@ -121,7 +121,7 @@ class Settings(commands.Cog):
     async def settings(self, interaction: discord.Interaction[TikTokBot]) -> None:
         """The settings buttons, to the user alone; a polite refusal without Manage Server."""
         ctx, prefs = await interaction_context(self.bot, interaction)
-        async with self.bot.app.flow.track(ctx, "settings") as tracker:
+        async with self.bot.app.interactions.track(ctx, "settings") as tracker:
             if not may_change_settings(interaction):
                 tracker.outcome = "not_allowed"
                 await ephemeral(interaction, t(ctx.language, "settings.manage_server_only"))

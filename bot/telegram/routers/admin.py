@@ -6,8 +6,8 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
+from bot.chat.interaction import ChatContext
 from bot.chat.stats import PERIODS, backend_lines, stats_block
 from bot.telegram.render import html_text
 from bot.wiring import App
@@ -15,7 +15,7 @@ from bot.wiring import App
 
 async def on_stats(message: Message, app: App, ctx: ChatContext) -> None:
     """The usage figures for operators; everyone else is told it is not theirs."""
-    async with app.flow.track(ctx, "stats") as tracker:
+    async with app.interactions.track(ctx, "stats") as tracker:
         if ctx.user_id not in app.settings.telegram.admins:
             tracker.outcome = "not_allowed"
             await message.reply(html_text(t(ctx.language, "not_allowed")))

@@ -8,8 +8,8 @@ from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language, t
+from bot.chat.interaction import ChatContext
 from bot.chat.settings import TOGGLES, next_language, next_quality
 from bot.telegram.render import html_text
 from bot.wiring import App
@@ -71,7 +71,7 @@ async def may_change_settings(bot: Bot, ctx: ChatContext, message: Message | Non
 
 async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Show the settings keyboard, or a polite refusal to non-admins."""
-    async with app.flow.track(ctx, "settings") as tracker:
+    async with app.interactions.track(ctx, "settings") as tracker:
         if not await may_change_settings(bot, ctx, message):
             tracker.outcome = "not_allowed"
             await message.reply(html_text(t(ctx.language, "settings.admins_only")))
@@ -91,7 +91,7 @@ async def on_toggle(
     prefs: ChatPrefs,
 ) -> None:
     """Flip one setting; it applies to the next message at once."""
-    async with app.flow.track(ctx, "settings", callback_data.name) as tracker:
+    async with app.interactions.track(ctx, "settings", callback_data.name) as tracker:
         if not await may_change_settings(bot, ctx, None):
             tracker.outcome = "not_allowed"
             await query.answer(t(ctx.language, "settings.admins_only"), show_alert=True)

@@ -99,14 +99,21 @@ async def test_rate_limited_requests_are_refused_ephemerally(
     discord_bot: DiscordRun, usage: UsageTable
 ) -> None:
     run = discord_bot
-    run.app.flow.limits = RateLimits(user_per_minute=1, chat_per_minute=30)
+    run.app.interactions.limits = RateLimits(user_per_minute=1, chat_per_minute=30)
     first = await run.command("user", name="sandbox.cook", locale="en-US")
     await run.answered(first)
     second = await run.command("user", name="sandbox.cook", locale="en-US")
     (message,) = await run.answered(second)
     assert message.ephemeral and message.content.startswith("Slow down a little")
+    # Every lookup is refused before its defer, /hashtag too: no public "thinking…" flashes first.
+    third = await run.command("hashtag", tag="food", locale="en-US")
+    (message,) = await run.answered(third)
+    callback = run.emu.interaction_responses(third.id)[0]
+    assert callback.payload["type"] == 4 and callback.flags == EPHEMERAL
+    assert message.content.startswith("Slow down a little")
     await run.settled()
     assert [r["outcome"] for r in await usage.rows(action="user")] == ["ok", "rate_limited"]
+    assert [r["outcome"] for r in await usage.rows(action="hashtag")] == ["rate_limited"]
 
 
 async def test_user_shows_the_profile_card(discord_bot: DiscordRun) -> None:
