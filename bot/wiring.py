@@ -15,6 +15,7 @@ from bot.chat.flow import LinkFlow
 from bot.chat.inbox import Deliveries
 from bot.chat.interaction import Interactions
 from bot.chat.lookups import Lookups
+from bot.chat.settings import SettingsPanel
 from bot.config import DatabaseSettings, Settings
 from bot.metrics import BreakerGauges, Metrics
 from services.download.models import Quality
@@ -49,6 +50,7 @@ class App:
     deliveries: Deliveries
     interactions: Interactions
     lookups: Lookups
+    settings_panel: SettingsPanel
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     shared: SharedState = field(default_factory=memory_state)
@@ -276,6 +278,7 @@ async def build_app(settings: Settings) -> App:
         deliveries=deliveries,
         interactions=interactions,
         lookups=Lookups(interactions=interactions, resolver=resolver, metadata=metadata),
+        settings_panel=SettingsPanel(interactions=interactions, chats=store.chats),
         metadata=metadata,
         clients=clients,
         shared=shared,

@@ -249,6 +249,24 @@ async def test_settings_for_managers_only_with_toggle_buttons(
     assert outcomes == [(None, "not_allowed"), (None, "ok"), ("captions", "ok"), ("language", "ok")]
 
 
+async def test_a_stale_settings_button_is_answered_and_logged(discord_bot: DiscordRun) -> None:
+    run = discord_bot
+    inter = await run.command("settings", user_id=run.demo.admin_id)
+    (panel,) = await run.answered(inter)
+    before = await run.app.store.chats.get("discord", run.demo.guild_id)
+    # A panel sent by an older version of the bot can carry a setting this one no longer has.
+    stale = {"type": 2, "style": 2, "label": "Old setting", "custom_id": "st:old_setting"}
+    run.emu.world.messages[panel.id].components[-1]["components"].append(stale)
+    click = await run.emu.click_component(
+        panel.id, "st:old_setting", user_id=run.demo.admin_id, locale="en-US"
+    )
+    (message,) = await run.answered(click)
+    assert message.ephemeral and message.content == "Sorry, that button has expired. Send the command again."
+    assert await run.app.store.chats.get("discord", run.demo.guild_id) == before
+    rows = await wait_rows(run.app, "settings", 2)
+    assert [(r["target"], r["outcome"]) for r in rows] == [(None, "ok"), ("old_setting", "stale")]
+
+
 async def test_settings_in_a_dm_belong_to_that_dm(discord_global: DiscordRun) -> None:
     run = discord_global
     inter = await run.command("settings", channel_id=run.demo.dm_channel_id)
