@@ -19,7 +19,7 @@ from bot.chat.commands import (
     require_metadata,
     user_usage_key,
 )
-from bot.chat.interaction import INVALID_ARGUMENT, ChatContext, Interactions
+from bot.chat.interaction import INVALID_ARGUMENT, ChatContext, Interactions, Tracker
 from services.links import ShortLinkResolver
 from services.metadata.service import MetadataService
 
@@ -56,6 +56,16 @@ class Lookups:
         self.metadata = metadata
 
     @asynccontextmanager
+    async def _admit(
+        self, ctx: ChatContext, action: str, target: str | None, admitted: Admitted | None
+    ) -> AsyncIterator[Tracker]:
+        """Track the request, pass the limits, then let the frontend acknowledge it."""
+        async with self.interactions.admit(ctx, action, target) as tracker:
+            if admitted is not None:
+                await admitted()
+            yield tracker
+
+    @asynccontextmanager
     async def _usage(self, ctx: ChatContext, action: str, key: str) -> AsyncIterator[Shown]:
         async with self.interactions.track(ctx, action, outcome=INVALID_ARGUMENT):
             yield Shown(usage=key)
@@ -70,9 +80,7 @@ class Lookups:
             async with self._usage(ctx, "post", "usage.post") as shown:
                 yield shown
             return
-        async with self.interactions.admit(ctx, "post", link.post_id or link.code) as tracker:
-            if admitted is not None:
-                await admitted()
+        async with self._admit(ctx, "post", link.post_id or link.code, admitted) as tracker:
             link = await self.resolver.post_link(link)
             tracker.target = link.post_id
             answer = await require_metadata(self.metadata).post(link)
@@ -89,9 +97,7 @@ class Lookups:
             async with self._usage(ctx, "user", user_usage_key(argument)) as shown:
                 yield shown
             return
-        async with self.interactions.admit(ctx, "user", username) as tracker:
-            if admitted is not None:
-                await admitted()
+        async with self._admit(ctx, "user", username, admitted) as tracker:
             answer = await require_metadata(self.metadata).profile(username)
             tracker.answered(answer)
             yield Shown(card=profile_card(answer.value, ctx.language))
@@ -120,9 +126,7 @@ class Lookups:
         admitted: Admitted | None = None,
     ) -> AsyncIterator[Shown]:
         """One page of a hashtag (a "More" button's), numbered on from the pages before it."""
-        async with self.interactions.admit(ctx, "hashtag", tag) as tracker:
-            if admitted is not None:
-                await admitted()
+        async with self._admit(ctx, "hashtag", tag, admitted) as tracker:
             answer = await require_metadata(self.metadata).hashtag(tag, cursor, limit=HASHTAG_PAGE_SIZE)
             tracker.answered(answer)
             found = answer.value
