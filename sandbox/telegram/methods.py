@@ -378,8 +378,8 @@ class BotApi:
             formatted = format_text(text, parse_mode, entities)
         except EntityParseError as exc:
             raise bad_request(f"can't parse entities: {exc}") from None
-        except ValueError:
-            raise bad_request("unsupported parse_mode") from None
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
         if formatted.length > limit:
             raise bad_request(too_long)
         return formatted
