@@ -36,10 +36,10 @@ class Emulator(abc.ABC):
     name = "emulator"
     # Above Telegram's 50 MB upload limit so big uploads reach the handler, which then refuses them properly.
     client_max_size = 2200 * 1024 * 1024
-    FAULTS: ClassVar[Mapping[str, str]] = {}  # the fault kinds this emulator plays by name -> what each does
-    FAULT_STATUSES: ClassVar[str | None] = (
-        None  # what a fault of any HTTP status 400..599 does (None: no such)
-    )
+    # The fault kinds it plays by name -> what each does, and what a fault of any HTTP status 400..599 does
+    # (None: it takes no status faults); see sandbox.faults.
+    FAULTS: ClassVar[Mapping[str, str]] = {}
+    FAULT_STATUSES: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
@@ -69,11 +69,11 @@ class Emulator(abc.ABC):
             Fault(
                 str(kind),
                 count,
-                delay,
-                method,
-                path,
-                host,
-                chat_id,
+                delay=delay,
+                method=method,
+                path=path,
+                host=host,
+                chat_id=chat_id,
                 retry_after=retry_after,
                 message=message,
                 code=code,
