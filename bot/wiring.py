@@ -16,6 +16,7 @@ from bot.chat.inbox import Deliveries
 from bot.chat.interaction import Interactions
 from bot.chat.lookups import Lookups
 from bot.chat.settings import SettingsPanel
+from bot.chat.stats import OperatorStats
 from bot.config import DatabaseSettings, Settings
 from bot.metrics import BreakerGauges, Metrics
 from services.download.models import Quality
@@ -51,6 +52,7 @@ class App:
     interactions: Interactions
     lookups: Lookups
     settings_panel: SettingsPanel
+    operator_stats: OperatorStats
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     shared: SharedState = field(default_factory=memory_state)
@@ -279,6 +281,7 @@ async def build_app(settings: Settings) -> App:
         interactions=interactions,
         lookups=Lookups(interactions=interactions, resolver=resolver, metadata=metadata),
         settings_panel=SettingsPanel(interactions=interactions, chats=store.chats),
+        operator_stats=OperatorStats(interactions=interactions, store=store, downloads=downloads),
         metadata=metadata,
         clients=clients,
         shared=shared,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,10 @@ log = logging.getLogger("tiktok_bot.flow")
 PRIVATE_CHAT_TYPES = frozenset({"private", "dm"})
 # The outcome of a command whose argument was unusable (the user got the command's usage).
 INVALID_ARGUMENT = "invalid_argument"
+# The outcome of a request the user may not make here (settings without the right, /stats for non-operators).
+NOT_ALLOWED = "not_allowed"
+# Called once a request is let through, before the work (Discord acknowledges the command there).
+Admitted = Callable[[], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ nothing itself: it renders the `Shown`, or a `ServiceError` the call raised.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -19,12 +19,9 @@ from bot.chat.commands import (
     require_metadata,
     user_usage_key,
 )
-from bot.chat.interaction import INVALID_ARGUMENT, ChatContext, Interactions, Tracker
+from bot.chat.interaction import INVALID_ARGUMENT, Admitted, ChatContext, Interactions, Tracker
 from services.links import ShortLinkResolver
 from services.metadata.service import MetadataService
-
-# Called once the limits let a request through, before the lookup (Discord acknowledges the command there).
-Admitted = Callable[[], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +64,7 @@ class Lookups:
 
     @asynccontextmanager
     async def _usage(self, ctx: ChatContext, action: str, key: str) -> AsyncIterator[Shown]:
+        """The command's usage to show, logged as a refused argument."""
         async with self.interactions.track(ctx, action, outcome=INVALID_ARGUMENT):
             yield Shown(usage=key)
 

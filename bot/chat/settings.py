@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.chat.i18n import languages, pick_language
-from bot.chat.interaction import ChatContext, Interactions
+from bot.chat.interaction import NOT_ALLOWED, ChatContext, Interactions
 from services.store.chats import QUALITY_CHOICES, ChatPrefs, ChatSettings
 
 TOGGLES = ("auto_download", "captions", "slideshow_sound", "remove_link_message")
-NOT_ALLOWED = "not_allowed"
 STALE = "stale"  # a button of a setting this bot no longer has (a panel sent by an older version)
 # Whether the user may change this chat's settings (Telegram asks for the member's status, Discord knows).
 Permission = Callable[[], Awaitable[bool]]

@@ -11,8 +11,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.i18n import t
-from bot.chat.interaction import ChatContext
-from bot.chat.settings import NOT_ALLOWED, STALE, TOGGLES
+from bot.chat.interaction import NOT_ALLOWED, ChatContext
+from bot.chat.settings import STALE, TOGGLES
 from bot.discord.client import TikTokBot, localised
 from bot.discord.context import interaction_context, interaction_settings_key
 from bot.discord.errors import ephemeral, report

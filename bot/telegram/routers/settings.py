@@ -11,8 +11,8 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.chat.i18n import t
-from bot.chat.interaction import ChatContext
-from bot.chat.settings import NOT_ALLOWED, STALE, TOGGLES
+from bot.chat.interaction import NOT_ALLOWED, ChatContext
+from bot.chat.settings import STALE, TOGGLES
 from bot.telegram.render import html_text
 from bot.wiring import App
 from services.store.chats import ChatPrefs
