@@ -8,14 +8,14 @@ too large, and what goes into the usage log — lives here once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from pydantic import TypeAdapter, ValidationError
 
 from bot.chat.inbox import Deliveries, current_entry
 from bot.chat.variants import variant_prefix
@@ -25,7 +25,7 @@ from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
-from services.metadata.models import Music, Post, Stats
+from services.metadata.models import Post
 from services.metadata.service import MetadataService
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import FlightLocks
@@ -126,22 +126,19 @@ class Tracker:
     outcome: str = "ok"
 
 
+# The post's metadata beside its cached media references (SQLite / PostgreSQL, and Redis's hot layer).
+_POST_JSON = TypeAdapter(Post)
+
+
 def _post_to_json(post: Post) -> str:
-    data = asdict(post)
-    data["created"] = post.created.isoformat() if post.created else None
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _POST_JSON.dump_json(post).decode()
 
 
 def _post_from_json(text: str) -> Post | None:
     try:
-        data: dict[str, Any] = json.loads(text)
-        data["stats"] = Stats(**data.get("stats") or {})
-        data["music"] = Music(**data["music"]) if data.get("music") else None
-        data["hashtags"] = tuple(data.get("hashtags") or ())
-        data["created"] = datetime.fromisoformat(data["created"]) if data.get("created") else None
-        return Post(**data)
-    except (ValueError, TypeError, KeyError):
-        return None
+        return _POST_JSON.validate_json(text)
+    except ValidationError:
+        return None  # written by an older shape: the caption is taken afresh
 
 
 POST_VARIANT = "post"
