@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import discord
+from cachetools import LRUCache
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
@@ -37,15 +37,11 @@ class Remembered:
     """A bounded map of the most recently seen ids to a value (locales, upload limits)."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._items: OrderedDict[int, Any] = OrderedDict()
+        self._items: LRUCache[int, Any] = LRUCache(size)
 
     def put(self, key: int, value: Any) -> None:
-        """Remember `value` for `key`, forgetting the oldest key when full."""
+        """Remember `value` for `key`, forgetting the least recently used key when full."""
         self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
 
     def get(self, key: int) -> Any:
         """The value remembered for `key`, or None."""
