@@ -214,9 +214,7 @@ class LinkFlow:
                 "%s %s",
                 action,
                 tracker.outcome,
-                extra={
-                    "platform": ctx.platform,
-                    "chat": ctx.chat_id,
+                extra={  # platform, update, chat and user are bound where the interaction came in
                     "action": action,
                     "target": tracker.target,
                     "backend": tracker.backend,
@@ -274,7 +272,7 @@ class LinkFlow:
                     await self.send_post(ctx.platform, resolved, sender, want, tracker)
         except ReplyFailed as exc:
             # The chat refuses us (flood past the budget, blocked): an error reply would fare no better.
-            _log_reply_failed(ctx, exc)
+            _log_reply_failed(exc)
         except TooLarge as exc:
             await self._answer_too_large(sender, link, exc)
         except ServiceError as exc:
@@ -284,7 +282,7 @@ class LinkFlow:
             await asyncio.shield(self._answer(sender, ShuttingDown(), link))
             raise
         except Exception as exc:
-            log.exception("unexpected failure", extra={"platform": ctx.platform, "chat": ctx.chat_id})
+            log.exception("unexpected failure")
             await self._answer(sender, exc, link)
         return tracker.outcome
 
@@ -427,7 +425,7 @@ class LinkFlow:
                         raise  # the upload's own failure (flood control, Telegram's refusal): as send_media's
                     # The download broke off and nothing was posted: the next source's or backend's stream, or
                     # the finished spool, goes out instead.
-                    log.info("streamed upload abandoned: %s", exc, extra={"platform": platform})
+                    log.info("streamed upload abandoned: %s", exc)
             try:
                 media = await fetch
             except ServiceError:
@@ -498,7 +496,7 @@ class LinkFlow:
         try:
             sent = await sender.send_cached(post, refs, want)
         except StaleReference:
-            log.info("stale cached reference, downloading again", extra={"platform": platform})
+            log.info("stale cached reference, downloading again")
             await self.store.media.invalidate(platform, post_id)
             return False
         tracker.cache_hit = True
@@ -517,10 +515,6 @@ class LinkFlow:
             await self.store.media.put(platform, post_id, POST_VARIANT, _post_to_json(post))
 
 
-def _log_reply_failed(ctx: ChatContext, exc: ReplyFailed) -> None:
+def _log_reply_failed(exc: ReplyFailed) -> None:
     """One line, no traceback: the platform, not the bot, refused the reply."""
-    log.warning(
-        "reply not delivered: %s",
-        exc,
-        extra={"platform": ctx.platform, "chat": ctx.chat_id, "outcome": exc.outcome},
-    )
+    log.warning("reply not delivered: %s", exc, extra={"outcome": exc.outcome})
