@@ -3,9 +3,10 @@
 A reply logs one INFO line (`link ok`, `post ok`...) at LOG__LEVEL=INFO, so what a written line costs is paid
 once per message; a DEBUG call at INFO costs only the level check. Each figure is the best of `--repeat`
 rounds of `--number` calls (timeit's advice: the minimum is what the code costs, the rest is the machine).
-`BENCH_LOGS` names another `bot/logs.py` to compare (e.g. the previous version from `git show`).
+`--compare PATH` measures another `bot/logs.py` (e.g. the previous one, from `git show`) in the same
+process, its rounds alternating with ours, so both see the same machine.
 
-Run: .venv/bin/python bench/log_line.py [--number 20000] [--repeat 7]
+Run: .venv/bin/python bench/log_line.py [--number 20000] [--repeat 7] [--compare old_logs.py]
 """
 
 from __future__ import annotations
@@ -15,45 +16,37 @@ import contextlib
 import importlib.util
 import io
 import logging
-import os
-import sys
-import timeit
+import time
+from collections.abc import Callable
 from types import ModuleType
 
 SECRETS = ["123456:SECRET-TOKEN-abcdefghijklmnopqrstuvwxyz", "ed-token-0123456789", "salt-0123456789"]
+FIELDS = {"action": "link", "target": "7301444403200000001", "backend": "ttsave", "outcome": "ok"}
+log = logging.getLogger("tiktok_bot.flow")
 
 
-def _logs_module() -> ModuleType:
-    path = os.environ.get("BENCH_LOGS")
-    if not path:
-        import bot.logs
-
-        return bot.logs
-    spec = importlib.util.spec_from_file_location("bench_logs", path)
+def _load(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compared_logs", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _per_call(stmt: object, number: int, repeat: int) -> float:
-    """Microseconds per call, the best round."""
-    return min(timeit.repeat(stmt, number=number, repeat=repeat)) / number * 1e6  # type: ignore[arg-type]
+def _timed(call: Callable[[], None], number: int) -> float:
+    """Microseconds per call over `number` calls."""
+    start = time.perf_counter()
+    for _ in range(number):
+        call()
+    return (time.perf_counter() - start) / number * 1e6
 
 
-def main() -> None:
-    """Print µs per call for each case."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--number", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args()
-    logs = _logs_module()
-    log = logging.getLogger("tiktok_bot.flow")
-    fields = {"action": "link", "target": "7301444403200000001", "backend": "ttsave", "outcome": "ok"}
+def _round(logs: ModuleType, number: int) -> dict[str, float]:
+    """One round of every case with this logs module installed."""
     # The call the flow makes once per reply: the bound context where there is one, the rest as extras.
-    bound = hasattr(logs, "shared_processors")
-    extra = {**fields, "latency_ms": 41.7} if bound else {"platform": "telegram", "chat": 42, **fields}
-    print(f"{'case':<28} {'µs/call':>8}  ({'structlog' if bound else 'stdlib formatters'})")
+    bound = hasattr(logs, "log_context")
+    extra = {**FIELDS, "latency_ms": 41.7} if bound else {"platform": "telegram", "chat": 42, **FIELDS}
+    figures: dict[str, float] = {}
     for fmt in ("console", "json"):
         sink = io.StringIO()
         with contextlib.redirect_stderr(sink):
@@ -68,24 +61,37 @@ def main() -> None:
         if bound:
             context = logs.log_context(platform="telegram", update=90001, chat=42, user=7)
         with context:
-            print(f"{'INFO line, ' + fmt:<28} {_per_call(written, args.number, args.repeat):8.1f}")
-    below = _per_call(lambda: log.debug("x %s", 1), args.number * 10, args.repeat)
-    print(f"{'DEBUG call at INFO':<28} {below:8.2f}")
+            figures[f"INFO line, {fmt}"] = _timed(written, number)
+    figures["DEBUG call at INFO"] = _timed(lambda: log.debug("x %s", 1), number)
     if bound:
-        from structlog.contextvars import bound_contextvars
 
         def bind() -> None:
             with logs.log_context(platform="telegram", update=90001, chat=42, user=7):
                 pass
 
-        def bind_structlog() -> None:
-            with bound_contextvars(platform="telegram", update=90001, chat=42, user=7):
-                pass
-
-        for name, call in (("log_context, 4 fields", bind), ("bound_contextvars, 4 fields", bind_structlog)):
-            print(f"{name:<28} {_per_call(call, args.number, args.repeat):8.2f}")
+        figures["bind + restore 4 fields"] = _timed(bind, number)
     logging.getLogger().handlers.clear()
-    sys.stdout.flush()
+    return figures
+
+
+def main() -> None:
+    """Print µs per call for each case (and for the compared module)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--number", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--compare", metavar="PATH", help="another bot/logs.py to measure alongside")
+    args = parser.parse_args()
+    import bot.logs
+
+    modules = {"now": bot.logs, **({"compared": _load(args.compare)} if args.compare else {})}
+    best: dict[str, dict[str, float]] = {name: {} for name in modules}
+    for _ in range(args.repeat):
+        for name, module in modules.items():
+            for case, figure in _round(module, args.number).items():
+                best[name][case] = min(best[name].get(case, figure), figure)
+    print(f"{'µs per call (best of ' + str(args.repeat) + ')':<28}" + "".join(f"{n:>10}" for n in modules))
+    for case in best["now"]:
+        print(f"{case:<28}" + "".join(f"{best[n].get(case, float('nan')):10.2f}" for n in modules))
 
 
 if __name__ == "__main__":
