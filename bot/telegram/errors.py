@@ -24,7 +24,7 @@ def register_error_handler(dp: Dispatcher) -> None:
         message = update.message or update.channel_post
         chat_id = message.chat.id if message else None
         # aiogram calls this outside the update's middlewares: the update's context is bound again here.
-        with log_context(platform="telegram", update=update.update_id, chat=chat_id):
+        with log_context(platform="telegram", update=str(update.update_id), chat=chat_id):
             log.error("unhandled error in update %s", update.update_id, exc_info=event.exception)
             if message is not None and message.chat.type == "private":
                 user = message.from_user

@@ -62,7 +62,7 @@ class LogContext(BaseMiddleware):
         where: EventContext | None = data.get(EVENT_CONTEXT_KEY)
         with log_context(
             platform="telegram",
-            update=event.update_id if isinstance(event, Update) else None,
+            update=str(event.update_id) if isinstance(event, Update) else None,  # as the inbox keys it
             chat=where.chat_id if where is not None else None,
             user=where.user_id if where is not None else None,
         ):

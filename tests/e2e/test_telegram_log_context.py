@@ -20,6 +20,6 @@ async def test_the_reply_line_names_platform_update_chat_and_user(
     await tg.wait_for(method="sendVideo", chat_id=chat.id, timeout=15)
     line = await wait_log_line(json_logs, "link ok")
     assert line["platform"] == "telegram"
-    assert (line["update"], line["chat"], line["user"]) == (injected.update_id, chat.id, user.id)
+    assert (line["update"], line["chat"], line["user"]) == (str(injected.update_id), chat.id, user.id)
     assert (line["action"], line["target"], line["outcome"]) == ("link", CLIP.id, "ok")
     assert line["level"] == "info" and line["logger"] == "tiktok_bot.flow"
