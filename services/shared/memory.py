@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -217,8 +217,8 @@ class MemoryUpdateStream:
         self._clock = clock
         self._queue: deque[tuple[float, StreamEntry]] = deque()
         self._pending: dict[str, tuple[float, StreamEntry]] = {}
-        # The last `remember` keys added (a lookup does not refresh one: the oldest added go first).
-        self._seen: LRUCache[str, None] = LRUCache(remember)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
         self._next = 0
         self._arrived = asyncio.Event()
 
@@ -227,6 +227,8 @@ class MemoryUpdateStream:
         if key in self._seen:
             return False
         self._seen[key] = None
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
         self._next += 1
         self._queue.append((self._clock(), StreamEntry(f"{self._next}", key, payload)))
         self._arrived.set()
