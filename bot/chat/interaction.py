@@ -137,9 +137,7 @@ class Interactions:
                 "%s %s",
                 action,
                 tracker.outcome,
-                extra={
-                    "platform": ctx.platform,
-                    "chat": ctx.chat_id,
+                extra={  # platform, update, chat and user are bound where the interaction came in
                     "action": action,
                     "target": tracker.target,
                     "backend": tracker.backend,

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.chat.cards import Card, hashtag_card, post_card, profile_card
 from bot.config import Settings
-from bot.wiring import build_metadata_service, metadata_client
+from bot.upstreams import build_metadata_service, metadata_client
 from services.errors import InvalidLink, NotConfigured, ServiceError
 from services.links import LinkKind, TikTokLink, canonical_post_url, find_links
 from services.metadata.models import HashtagPage, Post, Profile
