@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from bot.chat.inbox import Deliveries, current_entry
+from bot.chat.inbox import Deliveries, current_entry, next_hit_id
 from bot.chat.variants import variant_prefix
 from bot.metrics import Metrics
 from services.download.growing import GrowingFile
@@ -230,7 +230,8 @@ class LinkFlow:
 
     async def check_limits(self, ctx: ChatContext) -> None:
         """Count one request against the user's and the chat's limits (raises RateLimited)."""
-        await self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id))
+        # The hit's id is the served update's: an update run again after a replica died is not counted twice.
+        await self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id), next_hit_id())
 
     async def deliver_all(
         self,

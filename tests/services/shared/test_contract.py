@@ -271,7 +271,7 @@ async def test_stream_hands_each_update_out_once(stream: UpdateStream) -> None:
     assert await stream.take(10, block=0.05) == []
     assert (await stream.depth())[0] == 5  # handed out, not yet answered
     for entry in first + rest:
-        await stream.done(entry.id)
+        await stream.done(entry)
     assert await stream.depth() == (0, 0.0)
 
 
