@@ -102,7 +102,13 @@ class StreamInbox:
     async def _finish(self, platform: str, key: str, events: Sequence[UsageEvent], event: str | None) -> None:
         item = self._held.get((platform, key))
         entry = _inbox_entry(item) if item is not None else InboxEntry(platform, key, "", "", time.time())
-        if not await self.database.close_once(entry, events, event):
+        try:
+            first = await self.database.close_once(entry, events, event)
+        except BaseException:
+            # Not recorded: stop keeping it, so a replica (this one included) claims and answers it again.
+            self._held.pop((platform, key), None)
+            raise
+        if not first:
             log.warning(
                 "update %s:%s was completed by another replica too (claimed while still in progress)",
                 platform,
