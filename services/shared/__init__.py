@@ -130,8 +130,8 @@ class UpdateStream(Protocol):
         first, then new ones of `parts` (waiting up to `block` seconds for some)."""
         ...
 
-    async def note(self, key: str, state: str) -> None:
-        """Remember an entry's progress, handed with it to whoever claims it."""
+    async def note(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Remember entries' progress, (key, state) each, handed with them to whoever claims them."""
         ...
 
     async def keep(self, entries: Sequence[StreamEntry]) -> None:

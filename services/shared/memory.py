@@ -281,9 +281,9 @@ class MemoryUpdateStream:
                 taken.append(entry)
         return taken
 
-    async def note(self, key: str, state: str) -> None:
-        """Remember the entry's progress."""
-        self._states[key] = state
+    async def note(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Remember the entries' progress."""
+        self._states.update(notes)
 
     async def keep(self, entries: Sequence[StreamEntry]) -> None:
         """Nothing to do: no other consumer could claim them."""

@@ -327,6 +327,7 @@ class RedisUpdateStream:
         self._add = client.register_script(_ADD_ONCE)
         self._ready: set[str] = set()
         self._parts: set[str] = set()
+        self._next_claim: dict[str, float] = {}
 
     def _key(self, part: str) -> str:
         return self._prefix + "updates" + (":" + part if part else "")
@@ -353,6 +354,11 @@ class RedisUpdateStream:
         if not items:
             return []
         await self._ensure_group(sorted({part for *_, part in items}))
+        if len(items) == 1:
+            # One update (a webhook's): EVALSHA alone; a pipeline would first ask SCRIPT EXISTS.
+            key, payload, kind, part = items[0]
+            keys = [self._key(part), self._seen + key]
+            return [bool(await self._add(keys=keys, args=[self._remember, self._maxlen, key, payload, kind]))]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, payload, kind, part in items:
                 await self._add(
@@ -376,6 +382,11 @@ class RedisUpdateStream:
         claim = parts if claim is None else claim
         await self._ensure_group([*parts, *claim])
         entries: list[StreamEntry] = []
+        # Entries become claimable only after `claim_after` idle: looking 4 times as often is soon enough.
+        now = time.monotonic()
+        claim = [part for part in claim if self._next_claim.get(part, 0.0) <= now]
+        for part in claim:
+            self._next_claim[part] = now + self.claim_after / 4
         for part in claim:
             if len(entries) >= count:
                 break
@@ -411,9 +422,12 @@ class RedisUpdateStream:
             for entry_id, fields in rows
         ]
 
-    async def note(self, key: str, state: str) -> None:
-        """Keep the entry's progress (for a day at most: a finished entry deletes it)."""
-        await self._redis.set(self._state + key, state, px=self._remember)
+    async def note(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Keep the entries' progress, pipelined (for a day at most: a finished entry deletes its own)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, state in notes:
+                pipe.set(self._state + key, state, px=self._remember)
+            await pipe.execute()
 
     async def keep(self, entries: Sequence[StreamEntry]) -> None:
         """Reset the entries' idle time (XCLAIM to this consumer, JUSTID)."""

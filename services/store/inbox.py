@@ -339,16 +339,26 @@ class DatabaseInbox:
     async def _write_closes(self, tx: Transaction, closes: list[tuple[Any, ...]]) -> list[bool]:
         """Done tombstones for entries stored elsewhere (a shared stream); rows only with a new tombstone."""
         now = time.time()
-        won: list[bool] = []
-        for entry, _, _ in closes:
-            # One statement each: the same key twice in a batch must not write its rows twice.
+        # The same key twice in one batch (two replicas' completions cannot be, one process's may): the first.
+        firsts: dict[tuple[str, str], int] = {}
+        for n, (entry, _, _) in enumerate(closes):
+            firsts.setdefault((entry.platform, entry.key), n)
+        fresh: set[tuple[str, str]] = set()
+        keys = list(firsts)
+        for start in range(0, len(keys), _MAX_ROWS_PER_INSERT):
+            chunk = [closes[firsts[k]][0] for k in keys[start : start + _MAX_ROWS_PER_INSERT]]
+            marks = ", ".join(["(?, ?, ?, '', ?, ?)"] * len(chunk))
             returned = await tx.fetchall(
-                "INSERT INTO inbox (platform, key, kind, payload, received_at, done_at)"
-                " VALUES (?, ?, ?, '', ?, ?)"
-                " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
-                (entry.platform, entry.key, entry.kind, entry.received_at, now),
+                "INSERT INTO inbox (platform, key, kind, payload, received_at, done_at) VALUES "  # noqa: S608
+                + marks
+                + " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
+                [v for e in chunk for v in (e.platform, e.key, e.kind, e.received_at, now)],
             )
-            won.append(bool(returned))
+            fresh.update((str(p), str(k)) for p, k in returned)
+        won = [
+            (e.platform, e.key) in fresh and firsts[(e.platform, e.key)] == n
+            for n, (e, _, _) in enumerate(closes)
+        ]
         first = [close for close, new in zip(closes, won, strict=True) if new]
         await tx.insert_rows("usage", USAGE_COLUMNS, [row for _, rows, _ in first for row in rows])
         events = [(now, e.platform, event, e.key) for e, _, event in first if event]

@@ -30,6 +30,10 @@ from services.store.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
+# How long a progress note waits for others to share its round trip. Notes only tell a claimer what the dead
+# replica was doing (a reply possibly sent, a command deferred): one this late misses few kills.
+NOTE_LINGER = 0.02
+
 
 def stream_key(platform: str, key: str) -> str:
     """The stream key of an entry: unique across platforms."""
@@ -47,6 +51,7 @@ class StreamInbox:
         self._keep_every = keep_every
         self._held: dict[tuple[str, str], StreamEntry] = {}
         self._notes: set[asyncio.Task[None]] = set()
+        self._queued_notes: dict[str, str] = {}
         self._keeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
@@ -78,18 +83,23 @@ class StreamInbox:
         return fresh
 
     def note(self, platform: str, key: str, state: str) -> None:
-        """Record an open entry's progress in the stream without waiting for it."""
+        """Record an open entry's progress in the stream without waiting for it (batched: NOTE_LINGER)."""
         if self._closing.is_set():
             return
-        task = asyncio.get_running_loop().create_task(self._note(stream_key(platform, key), state))
-        self._notes.add(task)
-        task.add_done_callback(self._notes.discard)
+        self._queued_notes[stream_key(platform, key)] = state
+        if len(self._queued_notes) == 1:
+            task = asyncio.get_running_loop().create_task(self._write_notes())
+            self._notes.add(task)
+            task.add_done_callback(self._notes.discard)
 
-    async def _note(self, key: str, state: str) -> None:
+    async def _write_notes(self) -> None:
+        # Notes of the next few milliseconds join the batch: one round trip for several replies' notes.
+        await asyncio.sleep(NOTE_LINGER)
+        notes, self._queued_notes = list(self._queued_notes.items()), {}
         try:
-            await self.stream.note(key, state)
+            await self.stream.note(notes)
         except Exception as exc:
-            log.warning("inbox progress note lost: %s", exc)
+            log.warning("%d inbox progress notes lost: %s", len(notes), exc)
 
     async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
         """Usage rows and the done tombstone in one transaction (unless done already), then the stream ack."""
