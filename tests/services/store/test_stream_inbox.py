@@ -165,3 +165,14 @@ async def test_partitions_are_read_by_their_replicas_and_claimed_by_any(
         DEFERRED,
         1,
     )
+
+
+async def test_one_update_completed_twice_in_one_batch_has_one_set_of_rows(store: Store) -> None:
+    assert isinstance(store.inbox, DatabaseInbox)
+    done = entry("x")
+    first, second = await asyncio.gather(
+        store.inbox.close_once(done, [event("one")]), store.inbox.close_once(done, [event("two")])
+    )
+    assert sorted([first, second]) == [False, True]
+    assert await usage_targets(store) == (["one"] if first else ["two"])
+    assert await store.inbox.done_keys("telegram", ["x", "y"]) == {"x"}
