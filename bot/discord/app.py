@@ -51,7 +51,13 @@ async def _replay_when_ready(bot: TikTokBot) -> None:
 async def _work_stream_when_ready(bot: TikTokBot, stop: asyncio.Event, grace: float) -> None:
     """Replicas: once the gateway is ready, answer this process's shards' events from the shared stream, and
     claim from every shard's partition what a dead process left."""
-    await bot.wait_until_ready()
+    ready = asyncio.ensure_future(bot.wait_until_ready())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (ready, stopped):
+        waiter.cancel()
+    if stop.is_set():
+        return  # stopped before the gateway was ready: nothing taken, nothing to drain
     settings = bot.app.settings.discord
     count = settings.shard_count or 1
     own = settings.shard_ids or list(range(count))
