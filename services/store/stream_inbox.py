@@ -14,6 +14,9 @@ there; the stream entry is acknowledged (XACK + XDEL, one MULTI) only after that
   tombstone and acknowledges it without answering again;
 - a reply is sent twice only when a process died after sending it and before the commit (as with the database
   inbox); entries noted `sending` are counted as possible duplicates when claimed.
+These hold when the replicas share one database (DATABASE__URL on PostgreSQL). With a SQLite file per replica
+each file has one set of rows per update it completed, but a claimer cannot see another replica's tombstone:
+an update whose completion was committed just before its process died is answered again.
 """
 
 from __future__ import annotations
