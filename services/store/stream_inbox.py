@@ -55,6 +55,7 @@ class StreamInbox:
         self._held: dict[tuple[str, str], StreamEntry] = {}
         self._notes: set[asyncio.Task[None]] = set()
         self._queued_notes: dict[str, str] = {}
+        self._writing: dict[str, asyncio.Task[None]] = {}  # stream key -> the task writing its note
         self._keeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
@@ -99,10 +100,20 @@ class StreamInbox:
         # Notes of the next few milliseconds join the batch: one round trip for several replies' notes.
         await asyncio.sleep(NOTE_LINGER)
         notes, self._queued_notes = list(self._queued_notes.items()), {}
+        if not notes:
+            return  # completed (and so dropped) while waiting
+        task = asyncio.current_task()
+        assert task is not None
+        for key, _ in notes:
+            self._writing[key] = task
         try:
             await self.stream.note(notes)
         except Exception as exc:
             log.warning("%d inbox progress notes lost: %s", len(notes), exc)
+        finally:
+            for key, _ in notes:
+                if self._writing.get(key) is task:
+                    del self._writing[key]
 
     async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
         """Usage rows and the done tombstone in one transaction (unless done already), then the stream ack."""
@@ -129,6 +140,11 @@ class StreamInbox:
                 extra={"action": "stream.complete"},
             )
         if item is not None:
+            # A note still queued is moot now; one being written must land before the ack deletes it.
+            self._queued_notes.pop(item.key, None)
+            writing = self._writing.get(item.key)
+            if writing is not None:
+                await asyncio.wait({writing})
             await self.stream.done(item)
             self._held.pop((platform, key), None)
 

@@ -176,3 +176,18 @@ async def test_one_update_completed_twice_in_one_batch_has_one_set_of_rows(store
     assert sorted([first, second]) == [False, True]
     assert await usage_targets(store) == (["one"] if first else ["two"])
     assert await store.inbox.done_keys("telegram", ["x", "y"]) == {"x"}
+
+
+async def test_a_note_just_before_completion_does_not_outlive_the_entry(
+    replicas: tuple[StreamInbox, StreamInbox], redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    first, _ = replicas
+    await first.put_many([entry("q"), entry("r")])
+    await take_all(first, ["telegram"])
+    first.note("telegram", "q", DEFERRED)  # queued, not yet written: dropped by the completion
+    await first.complete("telegram", "q", [])
+    first.note("telegram", "r", SENDING)
+    await asyncio.sleep(0.021)  # the batch is being written when the completion comes
+    await first.complete("telegram", "r", [])
+    await asyncio.gather(*first._notes)
+    assert await redis_client.keys(f"{redis_prefix}state:*") == []
