@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from structlog.contextvars import bind_contextvars, get_contextvars
+
 from bot.chat.inbox import Deliveries, current_entry, next_hit_id
 from bot.discord.inbox import can_answer, shard_of, worth_storing
 from services.errors import RateLimited
@@ -121,3 +123,28 @@ def test_discord_events_go_to_the_shard_discord_sends_them_on() -> None:
     assert shard_of({"guild_id": str(guild)}, 4) == (guild >> 22) % 4
     assert shard_of({"channel_id": "5"}, 4) == 0  # DMs: shard 0
     assert {shard_of({"guild_id": str(g << 22)}, 2) for g in (6, 7)} == {0, 1}
+
+
+async def test_replayed_entries_each_log_with_their_own_context(tmp_path: Path) -> None:
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
+    try:
+        deliveries = Deliveries(store.inbox)
+        await deliveries.accept(
+            [entry("message:1", 20, "message", "discord"), entry("message:2", 10, "message", "discord")]
+        )
+        seen: list[dict[str, object]] = []
+
+        async def handle(old: InboxEntry, late: bool) -> None:
+            seen.append(get_contextvars())
+            if old.key == "message:1":
+                bind_contextvars(chat=5, user=6)  # as a Discord handler binds who and where, for its task
+
+        await deliveries.replay("discord", handle)  # one after another, in this task
+        # The second entry does not inherit the first one's chat, and nothing stays bound after the replay.
+        assert seen == [
+            {"platform": "discord", "update": "message:1", "chat": None, "user": None},
+            {"platform": "discord", "update": "message:2", "chat": None, "user": None},
+        ]
+        assert {k: v for k, v in get_contextvars().items() if v is not None} == {}
+    finally:
+        await store.aclose()
