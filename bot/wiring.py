@@ -28,6 +28,8 @@ from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import SharedState
 from services.shared.memory import memory_state
 from services.store import Store
+from services.store.inbox import DatabaseInbox
+from services.store.stream_inbox import StreamInbox
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -126,6 +128,10 @@ async def build_app(settings: Settings) -> App:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
     limits = settings.limits
+    if shared.stream is not None:
+        # Replicas: updates go through the shared stream; completions and usage rows stay in the database.
+        assert isinstance(store.inbox, DatabaseInbox)
+        store.inbox = StreamInbox(shared.stream, store.inbox, keep_every=settings.redis.lease / 3)
     deliveries = Deliveries(
         store.inbox, replay_max_age=settings.inbox.replay_max_age, keep_done=settings.inbox.keep_done
     )

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from bot.chat.inbox import next_hit_id
 from bot.metrics import Metrics
 from services.errors import error_code
 from services.metadata.service import Answer
@@ -88,7 +89,8 @@ class Interactions:
 
     async def check_limits(self, ctx: ChatContext) -> None:
         """Count one request against the user's and the chat's limits (raises RateLimited)."""
-        await self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id))
+        # The hit's id is the served update's: an update run again after a replica died is not counted twice.
+        await self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id), next_hit_id())
 
     @asynccontextmanager
     async def track(

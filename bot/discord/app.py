@@ -17,6 +17,8 @@ from structlog.contextvars import bind_contextvars
 
 from bot.discord.client import GUILD_READY_TIMEOUT, SHUTDOWN_GRACE, TikTokBot, make_bot
 from bot.discord.cogs import add_cogs
+from bot.discord.inbox import can_answer, expired_action, partition
+from bot.replicas import StreamWorker
 from bot.wiring import App
 
 log = logging.getLogger("tiktok_bot.discord")
@@ -45,6 +47,33 @@ async def _replay_when_ready(bot: TikTokBot) -> None:
         await bot.inbox.replay()
     except Exception:
         log.exception("inbox replay failed")
+
+
+async def _work_stream_when_ready(bot: TikTokBot, stop: asyncio.Event, grace: float) -> None:
+    """Replicas: once the gateway is ready, answer this process's shards' events from the shared stream, and
+    claim from every shard's partition what a dead process left."""
+    ready = asyncio.ensure_future(bot.wait_until_ready())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (ready, stopped):
+        waiter.cancel()
+    if stop.is_set():
+        return  # stopped before the gateway was ready: nothing taken, nothing to drain
+    settings = bot.app.settings.discord
+    count = settings.shard_count or 1
+    own = settings.shard_ids or list(range(count))
+    worker = StreamWorker(
+        bot.app.deliveries,
+        bot.inbox._handle_old,
+        partitions=[partition(shard) for shard in own],
+        claim=[partition(shard) for shard in range(count)],
+        can_answer=can_answer,
+        expired_action=expired_action,
+        metrics=bot.app.metrics,
+        depth=getattr(bot.app.deliveries.inbox, "depth", None),
+        track=bot.track_task,
+    )
+    await worker.run(stop, grace=grace)
 
 
 async def run_discord(
@@ -76,8 +105,16 @@ async def run_discord(
         try:
             await bot.login(settings.token.get_secret_value())
             connection = asyncio.create_task(bot.stay_connected(), name="discord-gateway")
-            replay = asyncio.create_task(_replay_when_ready(bot), name="discord-replay")
+            if app.deliveries.shared:
+                work = _work_stream_when_ready(bot, stop, grace)
+                replay = asyncio.create_task(work, name="discord-stream")
+            else:
+                replay = asyncio.create_task(_replay_when_ready(bot), name="discord-replay")
             await asyncio.wait({connection, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if app.deliveries.shared and not connection.done():
+                await bot.drain(grace)  # the worker drains its own entries once it sees `stop`
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(replay), grace + 10)
             if not replay.done():
                 replay.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

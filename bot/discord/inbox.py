@@ -8,6 +8,12 @@ rows. At start-up `replay` rebuilds the messages and interactions the previous p
 
 A slash command can be answered again only through its token's follow-ups: when it was deferred (Discord
 shows "thinking…") and for 15 minutes; otherwise the entry is closed with an `expired` usage row.
+
+With replicas (a shared inbox, REDIS__URL) the stored events are not parsed here: each goes into its shard's
+partition of the shared stream (`discord:<shard>`), which the processes running that shard read — they hold
+its guilds in their cache (channels, permissions, upload limits) — and every process claims from every shard's
+partition what a dead one left unanswered. Replies go through REST, so any process can answer any channel or
+interaction token; one without the guild in its cache answers with what the event itself carries.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import discord
+from discord import app_commands
 
 from bot.chat.i18n import pick_language, t
 from bot.chat.inbox import Deliveries
@@ -45,6 +53,17 @@ def message_entry(data: dict[str, Any]) -> InboxEntry:
 def interaction_entry(data: dict[str, Any]) -> InboxEntry:
     """The inbox entry of an INTERACTION_CREATE payload (its token included: follow-ups need it)."""
     return InboxEntry(PLATFORM, f"interaction:{data['id']}", "interaction", json.dumps(data), time.time())
+
+
+def shard_of(data: dict[str, Any], shard_count: int) -> int:
+    """The shard Discord sends an event on: `(guild_id >> 22) % shard_count`; DMs go to shard 0."""
+    guild_id = data.get("guild_id")
+    return (int(guild_id) >> 22) % shard_count if guild_id else 0
+
+
+def partition(shard: int) -> str:
+    """The shared stream's partition of a shard."""
+    return f"{PLATFORM}:{shard}"
 
 
 def worth_storing(data: dict[str, Any]) -> bool:
@@ -95,6 +114,8 @@ class GatewayInbox:
         self._queue(interaction_entry(data), self._parse_interaction, data)
 
     def _queue(self, entry: InboxEntry, parse: Parser, data: dict[str, Any]) -> None:
+        if self.deliveries.shared:
+            entry = replace(entry, partition=partition(shard_of(data, self.bot.shard_count or 1)))
         self._batch.append((entry, parse, data))
         if len(self._batch) == 1:
             task = asyncio.get_running_loop().create_task(self._store_batch())
@@ -113,6 +134,8 @@ class GatewayInbox:
             for _, parse, data in batch:
                 parse(data)
             return
+        if self.deliveries.shared:
+            return  # in the shared stream: the workers of the shard's processes answer them
         for (entry, parse, data), new in zip(batch, fresh, strict=True):
             if not new:
                 continue  # already taken (a gateway replay after a resume)
@@ -129,22 +152,27 @@ class GatewayInbox:
             PLATFORM,
             self._handle_old,
             can_answer=can_answer,
-            expired_action=lambda entry: "link" if entry.kind == "message" else _command_name(entry),
+            expired_action=expired_action,
         )
 
     async def _handle_old(self, entry: InboxEntry, late: bool) -> None:
+        """Answer a stored event: one a dead process left, or (replicas) one taken from the shared stream."""
         data = json.loads(entry.payload)
         if entry.kind == "interaction":
             interaction: discord.Interaction[Any] = discord.Interaction(data=data, state=self.bot._connection)
-            # It was deferred (can_answer): the answer goes out as follow-ups with its token.
-            interaction.response._response_type = discord.InteractionResponseType.deferred_channel_message
+            if entry.state in (DEFERRED, SENDING):
+                # It was deferred: the answer goes out as follow-ups with its token.
+                interaction.response._response_type = discord.InteractionResponseType.deferred_channel_message
             if late:
                 self.deliveries.note_sending()
                 await interaction.followup.send(t(pick_language(str(interaction.locale)), "inbox.late"))
-            await self.bot.tree._call(interaction)
+            try:
+                await self.bot.tree._call(interaction)
+            except app_commands.AppCommandError as exc:
+                await self.bot.tree.on_error(interaction, exc)  # as discord.py's own dispatch does
             return
-        channel_id = int(data["channel_id"])
-        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        # The channel as discord.py's parser finds it: cached for this process's guilds, else partial.
+        channel, _ = self.bot._connection._get_guild_channel(data)
         message = discord.Message(state=self.bot._connection, channel=channel, data=data)  # type: ignore[arg-type]
         if late:
             self.deliveries.note_sending()
@@ -153,6 +181,11 @@ class GatewayInbox:
         cog = self.bot.get_cog("Links")
         if cog is not None:
             await cog.on_message(message)  # type: ignore[attr-defined]
+
+
+def expired_action(entry: InboxEntry) -> str:
+    """The usage row's action for an entry closed unanswered: `link`, or the command's name."""
+    return "link" if entry.kind == "message" else _command_name(entry)
 
 
 def _command_name(entry: InboxEntry) -> str:

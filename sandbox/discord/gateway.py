@@ -24,7 +24,7 @@ OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_AC
 
 CLOSE_UNKNOWN_OPCODE, CLOSE_DECODE_ERROR, CLOSE_NOT_AUTHENTICATED = 4001, 4002, 4003
 CLOSE_AUTH_FAILED, CLOSE_ALREADY_AUTHENTICATED = 4004, 4005
-CLOSE_INVALID_INTENTS, CLOSE_DISALLOWED_INTENTS = 4013, 4014
+CLOSE_INVALID_SHARD, CLOSE_INVALID_INTENTS, CLOSE_DISALLOWED_INTENTS = 4010, 4013, 4014
 
 BACKLOG = 1000
 # Build one event per session: None means the session does not receive it (intents, visibility).
@@ -79,10 +79,20 @@ class Session:
     seq: int = 0
     backlog: deque[JSON] = field(default_factory=lambda: deque(maxlen=BACKLOG), repr=False)
     heartbeats: int = 0
+    # [shard_id, num_shards] from IDENTIFY; None: one connection for every guild.
+    shard: tuple[int, int] | None = None
 
     def has(self, intent: Intent) -> bool:
         """Whether the session asked for an intent."""
         return bool(self.intents & intent)
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether this session's shard gets the guild's events: `(guild_id >> 22) % num_shards`, as Discord
+        routes them; DMs go to shard 0 only."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return (0 if guild_id is None else (guild_id >> 22) % count) == shard_id
 
     @property
     def connected(self) -> bool:
@@ -127,7 +137,7 @@ class Gateway:
         sent = 0
         for session in self.live_sessions():
             data = build(session)
-            if data is None:
+            if data is None or not session.serves(_guild_of(event, data)):
                 continue
             await self._send_dispatch(session, event, data)
             sent += 1
@@ -230,7 +240,14 @@ class Gateway:
         if intents & PRIVILEGED_INTENTS & ~self._allowed_privileged():
             await conn.close(CLOSE_DISALLOWED_INTENTS, b"Disallowed intent(s).")
             return
+        shard = data.get("shard")
+        if shard is not None:
+            valid = isinstance(shard, list) and len(shard) == 2 and all(isinstance(n, int) for n in shard)
+            if not valid or not 0 <= shard[0] < shard[1]:
+                await conn.close(CLOSE_INVALID_SHARD, b"Invalid shard.")
+                return
         session = Session(id=secrets.token_hex(16), intents=intents, identify=_redacted(data))
+        session.shard = (shard[0], shard[1]) if shard is not None else None
         session.heartbeats = conn.heartbeats  # discord.py beats once right after HELLO, before IDENTIFY
         session.connection = conn
         conn.session = session
@@ -239,7 +256,7 @@ class Gateway:
         ready: JSON = {
             "v": 10,
             "user": world.bot.payload() | {"verified": True, "mfa_enabled": False, "email": None},
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in world.guilds],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in world.guilds if session.serves(gid)],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self._resume_url(),
@@ -251,12 +268,11 @@ class Gateway:
             "geo_ordered_rtc_regions": [],
             "user_settings": {},
         }
-        shard = data.get("shard")
-        if isinstance(shard, list):
+        if shard is not None:
             ready["shard"] = shard
         await self._send_dispatch(session, "READY", ready)
         with_members = session.has(Intent.GUILD_MEMBERS)
-        for guild in list(world.guilds.values()):
+        for guild in [g for g in world.guilds.values() if session.serves(g.id)]:
             await self._send_dispatch(
                 session, "GUILD_CREATE", world.guild_payload(guild, with_members=with_members)
             )
@@ -302,6 +318,15 @@ class Gateway:
         if data.get("nonce") is not None:
             chunk["nonce"] = data["nonce"]
         await self._send_dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+
+def _guild_of(event: str, data: JSON) -> int | None:
+    """The guild an event belongs to (None: a DM or no guild), which decides its shard."""
+    if event.startswith("GUILD_") and "guild_id" not in data:
+        guild_id = data.get("id")  # GUILD_CREATE / GUILD_UPDATE carry the guild itself
+    else:
+        guild_id = data.get("guild_id")
+    return int(guild_id) if guild_id is not None else None
 
 
 def _redacted(identify: JSON) -> JSON:

@@ -798,3 +798,66 @@ def test_env_points_the_bot_at_the_emulator() -> None:
     assert env["DISCORD__GATEWAY_URL"] == "ws://127.0.0.1:4321/gateway"
     assert env["DISCORD__TOKEN"] == emu.token
     assert emu.demo is not None and env["DISCORD__GUILD_IDS"] == str(emu.demo.guild_id)
+
+
+def guilds_on_both_shards(emu: DiscordEmulator) -> dict[int, int]:
+    """Shard (of 2) -> a guild of it, adding guilds until both shards have one (ids carry the time in ms)."""
+    found = {(g >> 22) % 2: g for g in emu.world.guilds}
+    while len(found) < 2:
+        guild = emu.add_guild(f"Guild {len(emu.world.guilds)}")
+        found.setdefault((guild.id >> 22) % 2, guild.id)
+    return found
+
+
+async def frames_until(gw: RawGateway, event: str) -> list[dict[str, Any]]:
+    """Dispatches received up to and including the first `event` (fails after 5 s of silence)."""
+    seen = []
+    while True:
+        frame = await gw.recv()
+        if frame.get("op") == 0:
+            seen.append(frame)
+            if frame["t"] == event:
+                return seen
+
+
+async def test_gateway_routes_guild_events_by_shard_and_dms_to_shard_zero(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    guilds = guilds_on_both_shards(emu)
+    channels = {shard: emu.add_text_channel(guild, "general").id for shard, guild in guilds.items()}
+    user = demo.member_id
+    for guild in guilds.values():
+        if user not in emu.world.guilds[guild].members:
+            emu.add_member(guild, user)
+    async with aiohttp.ClientSession() as http:
+        shards: list[RawGateway] = []
+        for shard in (0, 1):
+            ws = await http.ws_connect(emu.gateway_url)
+            gw = RawGateway(ws, compressed=False)
+            await gw.recv()
+            await gw.send(2, {"token": emu.token, "intents": 513 | 4096 | 32768, "shard": [shard, 2]})
+            ready = (await frames_until(gw, "READY"))[-1]["d"]
+            assert ready["shard"] == [shard, 2]
+            assert {int(g["id"]) for g in ready["guilds"]} == {
+                g for g in emu.world.guilds if (g >> 22) % 2 == shard
+            }
+            shards.append(gw)
+        for shard in (1, 0):
+            await emu.send_message(channels[shard], user, f"for shard {shard}")
+        await emu.send_message(demo.dm_channel_id, user, "a DM")
+        got = {n: await frames_until(shards[n], "MESSAGE_CREATE") for n in (0, 1)}
+        assert [f["d"]["content"] for f in got[1] if f["t"] == "MESSAGE_CREATE"] == ["for shard 1"]
+        # Shard 0 gets its guild's message and the DM (frames come in order: the DM is the next one).
+        assert [f["d"]["content"] for f in got[0] if f["t"] == "MESSAGE_CREATE"] == ["for shard 0"]
+        assert (await frames_until(shards[0], "MESSAGE_CREATE"))[-1]["d"]["content"] == "a DM"
+        await emu.send_message(channels[1], user, "after the DM")
+        # Shard 1 never saw the DM: its next message is the one sent after it.
+        assert (await frames_until(shards[1], "MESSAGE_CREATE"))[-1]["d"]["content"] == "after the DM"
+        for gw in shards:
+            await gw.ws.close()
+        async with http.ws_connect(emu.gateway_url) as ws:
+            gw = RawGateway(ws, compressed=False)
+            await gw.recv()
+            await gw.send(2, {"token": emu.token, "intents": 513, "shard": [2, 2]})
+            assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4010
