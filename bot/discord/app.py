@@ -16,7 +16,10 @@ import yarl
 
 from bot.discord.client import GUILD_READY_TIMEOUT, SHUTDOWN_GRACE, TikTokBot, make_bot
 from bot.discord.cogs import add_cogs
+from bot.discord.resume import SessionKeeper, recover_sessions, shards_of
 from bot.wiring import App
+from services.store.inbox import InboxEntry
+from services.store.sessions import GatewaySession
 
 log = logging.getLogger("tiktok_bot.discord")
 
@@ -34,14 +37,18 @@ def discord_endpoints(api_url: str, gateway_url: str) -> Iterator[None]:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
 
 
-async def _replay_when_ready(bot: TikTokBot) -> None:
-    """Once the gateway is ready (channels known), answer what a killed process left in the inbox."""
+async def _replay_when_ready(
+    bot: TikTokBot, left: list[InboxEntry], old_sessions: list[GatewaySession], token: str
+) -> None:
+    """Once the new session is ready: recover the dead sessions' events, then answer what was left."""
     await bot.wait_until_ready()
     task = asyncio.current_task()
     if task is not None:
         bot.track_task(task)  # shutdown drains the replay like any reply in flight
     try:
-        await bot.inbox.replay()
+        # Only now: the new session already gets every event, so none falls between the two.
+        recovered = await recover_sessions(bot, old_sessions, token) if old_sessions else []
+        await bot.inbox.replay([*left, *recovered])
     except Exception:
         log.exception("inbox replay failed", extra={"platform": "discord"})
 
@@ -70,11 +77,21 @@ async def run_discord(
                 extra={"platform": "discord"},
             )
         connection: asyncio.Task[None] | None = None
+        keeper = SessionKeeper(bot, app.store.gateway_sessions)
+        bot.inbox.keeper = keeper
+        token = settings.token.get_secret_value()
+        # Listed before this process takes anything: what a dead one left, and the sessions it left open.
+        left = await app.store.inbox.unfinished("discord")
+        shards = shards_of(settings.shard_ids, settings.shard_count)
+        old_sessions = await app.store.gateway_sessions.load(shards)
         stopper = asyncio.create_task(stop.wait(), name="discord-stop")
+        saving = asyncio.create_task(keeper.run(), name="discord-session-keeper")
         try:
-            await bot.login(settings.token.get_secret_value())
+            await bot.login(token)
             connection = asyncio.create_task(bot.stay_connected(), name="discord-gateway")
-            replay = asyncio.create_task(_replay_when_ready(bot), name="discord-replay")
+            replay = asyncio.create_task(
+                _replay_when_ready(bot, left, old_sessions, token), name="discord-replay"
+            )
             await asyncio.wait({connection, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not replay.done():
                 replay.cancel()
@@ -86,7 +103,9 @@ async def run_discord(
             await bot.drain(grace)
         finally:
             stopper.cancel()
-            await bot.close()
+            saving.cancel()
+            await bot.close()  # close code 1000: Discord ends the sessions
+            await keeper.forget()
             if connection is not None and not connection.done():
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(connection, 5)
