@@ -38,6 +38,7 @@ log = logging.getLogger("tiktok_bot.discord")
 
 # How often the keeper saves the positions (when they moved): a crash replays at most this much more.
 SAVE_INTERVAL = 1.0
+FIRST_SAVE_POLL = 0.05  # until the first session is saved: events sent to it before are not resumable
 # A whole resume: connect, replay a few minutes of dispatches, RESUMED.
 RESUME_TIMEOUT = 30.0
 OP_DISPATCH, OP_HEARTBEAT, OP_RESUME, OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO = 0, 1, 6, 7, 9, 10
@@ -94,13 +95,13 @@ class SessionKeeper:
         self._saved = positions
 
     async def run(self) -> None:
-        """Save every `interval` seconds until cancelled."""
+        """Save every `interval` seconds until cancelled (the first session as soon as READY is in)."""
         while True:
-            await asyncio.sleep(self.interval)
             try:
                 await self.save()
             except Exception:
                 log.exception("could not save the gateway session", extra={"platform": "discord"})
+            await asyncio.sleep(self.interval if self._saved else FIRST_SAVE_POLL)
 
     async def forget(self) -> None:
         """The sessions ended cleanly (close code 1000): nothing to resume."""

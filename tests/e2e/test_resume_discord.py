@@ -17,6 +17,7 @@ from pathlib import Path
 from sandbox.catalogue import catalogue_with, synthetic_posts
 from sandbox.discord import DiscordEmulator
 from sandbox.ensembledata import EnsembleDataEmulator
+from sandbox.ttsave import TTSaveEmulator
 from tests.e2e.crash_rig import Child, CrashRig
 from tests.e2e.test_crash_discord import answers, inbox_empty
 
@@ -194,6 +195,8 @@ async def test_messages_taken_while_starting_are_not_replayed_by_the_same_proces
         demo = emu.demo
         assert demo is not None
         channel = emu.add_text_channel(demo.guild_id, "early").id
+        # Slow downloads: the messages are still being answered when the start-up replay looks at the inbox.
+        rig.sandbox.get(TTSaveEmulator).fault_next("slow", count=4, delay=4.0)
         seen: set[str] = set()
         child = rig.start("discord")
         try:
