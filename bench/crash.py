@@ -2,7 +2,8 @@
 
 Per kill: a fresh sandbox and database; the bot (`tiktok-bot telegram` / `tiktok-bot discord`, a child
 process) takes a burst of link messages from 100 users over 50 posts; at a random moment (right after the
-messages arrived, or once a random share of them was answered) it is SIGKILLed and started again, and
+messages arrived, or once a random share of them was answered) it is SIGKILLed, `--while-down` more messages
+are sent while it is down, it is started again, and
 stopped with SIGTERM once every message has an answer (or nothing moved for 30 s). Figures per platform,
 over all kills: unanswered messages (target 0), duplicated replies (target ≤ LIMITS__CONCURRENCY per kill),
 usage rows lost (messages minus rows of `link` requests, target 0), restart-to-first-answer (from starting
@@ -10,7 +11,8 @@ the new process to its first reply; includes Python's start-up), and what was le
 On Discord also the messages not stored when the process died (still in its socket, or sent while it was
 down): answered after the next process RESUMEd the dead gateway session ("recovered"), or "never taken".
 
-Run: .venv/bin/python bench/crash.py [--kills 10] [--messages 500] [--platforms telegram,discord] [--seed 1]
+Run: .venv/bin/python bench/crash.py [--kills 10] [--messages 500] [--while-down 20]
+     [--platforms telegram,discord] [--seed 1]
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ class Platform:
     async def burst(self, urls: list[str], users: int) -> None:
         raise NotImplementedError
 
+    async def more(self, urls: list[str]) -> None:
+        """More messages from the same users and chats (sent while the bot is down)."""
+        raise NotImplementedError
+
     def answers(self) -> Counter[Any]:
         """Answers per request (notices left out), and the time of each request's first answer."""
         raise NotImplementedError
@@ -113,9 +119,12 @@ class Telegram(Platform):
         await self.tg.wait_until(lambda: self.tg.updates.waiting, timeout=120, what="a long poll")
 
     async def burst(self, urls: list[str], users: int) -> None:
-        people = [self.tg.add_user(f"User {i}") for i in range(users)]
+        self.people = [self.tg.add_user(f"User {i}") for i in range(users)]
+        await self.more(urls)
+
+    async def more(self, urls: list[str]) -> None:
         for i, url in enumerate(urls):
-            user = people[i % users]
+            user = self.people[(len(self.asked) + i) % len(self.people)]
             chat = self.tg.private_chat(user)
             injected = self.tg.inject_message(chat, url, user=user)
             self.asked.append((chat.id, int(injected.payload["message_id"])))
@@ -166,14 +175,21 @@ class Discord(Platform):
         self.channels = [
             self.emu.add_text_channel(self.demo.guild_id, f"crash-{i}").id for i in range(len(urls) // 10 + 1)
         ]
-        people = []
+        self.people = []
         for i in range(users):
             user = self.emu.add_user(f"user-{i}")
             self.emu.add_member(self.demo.guild_id, user.id)
-            people.append(user.id)
+            self.people.append(user.id)
         await asyncio.sleep(0.2)  # the new channels and members reached the bot
         for i, url in enumerate(urls):
-            message = await self.emu.send_message(self.channels[i // 10], people[i % users], url)
+            message = await self.emu.send_message(self.channels[i // 10], self.people[i % users], url)
+            self.asked.append(message.id)
+
+    async def more(self, urls: list[str]) -> None:
+        # One more message in each channel at most: still under the per-chat limit.
+        for i, url in enumerate(urls):
+            channel = self.channels[i % len(self.channels)]
+            message = await self.emu.send_message(channel, self.people[i % len(self.people)], url)
             self.asked.append(message.id)
 
     def _replies(self) -> list[tuple[int, float]]:
@@ -201,11 +217,14 @@ class Discord(Platform):
         await self.emu.transcript.wait_until(condition, timeout=within)
 
 
-async def one_kill(name: str, rng: random.Random, messages: int, users: int, posts: int) -> dict[str, Any]:
-    """One burst, one SIGKILL at a random moment, one restart; the figures of that round."""
+async def one_kill(
+    name: str, rng: random.Random, messages: int, users: int, posts: int, while_down: int
+) -> dict[str, Any]:
+    """One burst, a SIGKILL at a random moment, more messages while down, a restart; the round's figures."""
     fixtures = synthetic_posts(posts, size=256_000, serial=9_000)
     urls = [fixtures[i % posts].url for i in range(messages)]
     rng.shuffle(urls)
+    extra = [fixtures[(messages + i) % posts].url for i in range(while_down)]  # no draws: same kill moments
     sandbox = Sandbox(all_emulators(catalogue_with(fixtures)))
     await sandbox.start()
     with tempfile.TemporaryDirectory(prefix="tiktok-crash-") as tmp:
@@ -234,6 +253,8 @@ async def one_kill(name: str, rng: random.Random, messages: int, users: int, pos
             first.kill()
             with sqlite3.connect(workdir / "bot.sqlite3") as db:
                 stored = {str(k) for (k,) in db.execute("SELECT key FROM inbox")}
+            await platform.more(extra)  # sent while the bot is down
+            messages = len(platform.asked)
             second = Child(workdir, env, name)
             await platform.ready()  # start-up first: on a loaded machine it alone can take tens of seconds
             progress = -1
@@ -330,12 +351,12 @@ def report(name: str, rounds: list[dict[str, Any]]) -> None:
     )
 
 
-async def main(kills: int, messages: int, platforms: list[str], seed: int) -> None:
+async def main(kills: int, messages: int, platforms: list[str], seed: int, while_down: int) -> None:
     for name in platforms:
         rng = random.Random(seed)
         rounds = []
         for index in range(kills):
-            rounds.append(await one_kill(name, rng, messages, users=100, posts=50))
+            rounds.append(await one_kill(name, rng, messages, users=100, posts=50, while_down=while_down))
             r = rounds[-1]
             print(  # as it goes: a long run shows its progress
                 f"{name} kill {index + 1}: unanswered {r['unanswered']} (+{r['never_taken']} never taken), "
@@ -351,5 +372,6 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--platforms", default="telegram,discord")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--while-down", type=int, default=20, help="messages sent while the bot is down")
     args = parser.parse_args()
-    asyncio.run(main(args.kills, args.messages, args.platforms.split(","), args.seed))
+    asyncio.run(main(args.kills, args.messages, args.platforms.split(","), args.seed, args.while_down))
