@@ -231,8 +231,11 @@ async def one_kill(
         workdir = Path(tmp)
         (workdir / "downloads").mkdir()
         base = {k: v for k, v in os.environ.items() if "__" not in k and k != "UPSTREAM_ROUTES"}
+        # BENCH_BOT_PYTHONPATH runs another checkout's bot against these emulators (before/after figures).
+        other = os.environ.get("BENCH_BOT_PYTHONPATH")
         env = {
             **base,
+            **({"PYTHONPATH": other} if other else {}),
             **sandbox.env(),
             "DATABASE__PATH": str(workdir / "bot.sqlite3"),
             "DOWNLOAD__TEMP_DIR": str(workdir / "downloads"),
