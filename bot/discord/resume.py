@@ -9,6 +9,9 @@ connection to the old session's resume URL: RESUME, store every replayed MESSAGE
 worth answering in the inbox, and close with 1000 when RESUMED arrives, which ends the old session
 (`recover_sessions`). Events both sessions saw are stored once: the inbox key decides. A session Discord no
 longer has (op 9 INVALID_SESSION, or close 4007/4009) is logged and forgotten.
+
+One process per shard at a time: a second one started for the same shards while the first still runs would
+resume (and so take over, then end) the first one's live session.
 """
 
 from __future__ import annotations
