@@ -1,16 +1,20 @@
-"""`resume_session` against the emulator's gateway: missed events handed over, the session ended, refusals."""
+"""Resuming a dead gateway session (against the emulator) and the keeper that saves where to resume from."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import pytest
+import yarl
 
-from bot.discord.resume import SessionGone, resume_session
+from bot.discord.resume import SessionGone, SessionKeeper, resume_session
 from sandbox.discord import DiscordEmulator
+from services.store import Store
 from services.store.sessions import GatewaySession
+from services.store.sqlite import SqliteDatabase
 
 
 @pytest.fixture
@@ -71,3 +75,53 @@ async def test_an_unknown_session_or_a_sequence_never_sent_is_refused(emu: Disco
     unknown = GatewaySession(0, "nope", 1, session.resume_url)
     with pytest.raises(SessionGone, match="op 9"):
         await resume_session(unknown, emu.token, store)
+
+
+class _Socket:
+    def __init__(self, session_id: str, sequence: int) -> None:
+        self.session_id: str | None = session_id
+        self.sequence: int | None = sequence
+        self.gateway = yarl.URL("wss://resume.example/")
+
+
+class _Inbox:
+    idle = True
+
+
+class _Bot:
+    """What the keeper reads of the bot: its socket (one shard) and whether the inbox has a batch waiting."""
+
+    def __init__(self) -> None:
+        self.ws = _Socket("s1", 5)
+        self.inbox = _Inbox()
+
+
+async def test_the_keeper_saves_only_positions_whose_events_are_stored(tmp_path: Path) -> None:
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
+    try:
+        bot = _Bot()
+        keeper = SessionKeeper(cast(Any, bot), store.gateway_sessions)
+
+        async def saved() -> list[tuple[str, int]]:
+            return [(s.session_id, s.seq) for s in await store.gateway_sessions.load()]
+
+        await keeper.save()  # nothing waits to be stored: where the socket is now
+        assert await saved() == [("s1", 5)]
+        mark = keeper.mark()
+        bot.ws.sequence = 9
+        bot.inbox.idle = False  # a batch closed at 9 is still being written
+        keeper.stored(mark)
+        await keeper.save()
+        assert await saved() == [("s1", 5)]
+        bot.ws.sequence = 12
+        keeper.stored(keeper.mark())
+        await keeper.save()  # the batch closed at 12 is on disk; 9 never was the safe point
+        assert await saved() == [("s1", 12)]
+        bot.ws = _Socket("s2", 1)  # discord.py identified again: the old session is over
+        bot.inbox.idle = True
+        await keeper.save()
+        assert await saved() == [("s2", 1)]
+        await keeper.forget()  # a clean close (1000)
+        assert await saved() == []
+    finally:
+        await store.aclose()
