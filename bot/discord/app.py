@@ -16,7 +16,7 @@ import yarl
 
 from bot.discord.client import GUILD_READY_TIMEOUT, SHUTDOWN_GRACE, TikTokBot, make_bot
 from bot.discord.cogs import add_cogs
-from bot.discord.resume import SessionKeeper, recover_sessions, shards_of
+from bot.discord.resume import SessionKeeper, close_resumable, recover_sessions, shards_of
 from bot.wiring import App
 from services.store.inbox import InboxEntry
 from services.store.sessions import GatewaySession
@@ -86,6 +86,7 @@ async def run_discord(
         old_sessions = await app.store.gateway_sessions.load(shards)
         stopper = asyncio.create_task(stop.wait(), name="discord-stop")
         saving = asyncio.create_task(keeper.run(), name="discord-session-keeper")
+        handed_over = False
         try:
             await bot.login(token)
             connection = asyncio.create_task(bot.stay_connected(), name="discord-gateway")
@@ -100,12 +101,19 @@ async def run_discord(
             if connection.done():
                 connection.result()  # a gateway failure (bad token, refused intents) ends the frontend
                 return
+            saving.cancel()
+            # From here on nothing is stored: the next process resumes the session from this point.
+            handing_over = await keeper.freeze()
             await bot.drain(grace)
+            if handing_over:
+                await close_resumable(bot, connection)
+                handed_over = True
         finally:
             stopper.cancel()
             saving.cancel()
-            await bot.close()  # close code 1000: Discord ends the sessions
-            await keeper.forget()
+            await bot.close()  # close code 1000 unless handed over: Discord ends the session
+            if not handed_over:
+                await keeper.forget()
             if connection is not None and not connection.done():
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(connection, 5)

@@ -10,6 +10,11 @@ worth answering in the inbox, and close with 1000 when RESUMED arrives, which en
 (`recover_sessions`). Events both sessions saw are stored once: the inbox key decides. A session Discord no
 longer has (op 9 INVALID_SESSION, or close 4007/4009) is logged and forgotten.
 
+A clean stop (SIGTERM) hands its session over the same way: the position is saved as the bot stops taking
+new events, and the socket is closed with 4000 instead of discord.py's 1000, so what arrives during the drain
+and while the bot is down reaches the next process (`SessionKeeper.freeze`, `close_resumable`; one-connection
+bots only — a sharded bot closes its shards with 1000 and forgets them).
+
 One process per shard at a time: a second one started for the same shards while the first still runs would
 resume (and so take over, then end) the first one's live session.
 """
@@ -75,6 +80,7 @@ class SessionKeeper:
         self.interval = interval
         self._stored: tuple[GatewaySession, ...] = ()
         self._saved: tuple[GatewaySession, ...] = ()
+        self._frozen = False
 
     def mark(self) -> tuple[GatewaySession, ...]:
         """The positions now: taken when a batch of events closes, before it is stored."""
@@ -91,7 +97,7 @@ class SessionKeeper:
     async def save(self) -> None:
         """Write the safe positions if they moved; sessions this process had before are dropped."""
         positions = self.safe_positions()
-        if not positions or positions == self._saved:
+        if self._frozen or not positions or positions == self._saved:
             return
         ended = {s.session_id for s in self._saved} - {s.session_id for s in positions}
         await self.sessions.save(positions, ended=ended)
@@ -105,6 +111,18 @@ class SessionKeeper:
             except Exception:
                 log.exception("could not save the gateway session", extra={"platform": "discord"})
             await asyncio.sleep(self.interval if self._saved else FIRST_SAVE_POLL)
+
+    async def freeze(self) -> bool:
+        """Save where the next process resumes, as the bot stops storing events; True if it can hand over."""
+        if isinstance(self.bot, commands.AutoShardedBot):
+            return False
+        try:
+            await self.save()
+        except Exception:
+            log.exception("could not save the gateway session", extra={"platform": "discord"})
+            return False
+        self._frozen = True
+        return bool(self._saved)
 
     async def forget(self) -> None:
         """The sessions ended cleanly (close code 1000): nothing to resume."""
@@ -177,6 +195,15 @@ async def resume_session(
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+
+
+async def close_resumable(bot: commands.Bot, gateway: asyncio.Task[None]) -> None:
+    """Stop the gateway task and close the socket with 4000, not 1000: Discord keeps the session a while."""
+    gateway.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await gateway
+    if bot.ws is not None and bot.ws.open:
+        await bot.ws.close(code=4000)
 
 
 def received_at(data: dict[str, Any]) -> float:

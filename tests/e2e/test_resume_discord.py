@@ -106,8 +106,9 @@ async def test_events_queued_for_a_killed_process_are_resumed_and_answered(tmp_p
         assert "resumed the previous gateway session of shard 0" in err, err
         rows = rig.query("SELECT count(*) FROM usage WHERE action = 'link'")
         assert rows == [(len(asked),)]
-        # A clean stop closes with 1000: Discord ends the session, nothing is left to resume.
-        assert rig.query("SELECT count(*) FROM discord_sessions") == [(0,)]
+        # A clean stop hands the session over (closed with 4000, not 1000): it stays resumable, its row too.
+        assert [r[0] for r in rig.query("SELECT session_id FROM discord_sessions")] == [second]
+        assert second in emu.gateway.sessions and not emu.gateway.sessions[second].connected
         assert rig.query("PRAGMA integrity_check") == [("ok",)]
 
 
@@ -143,7 +144,7 @@ async def test_an_expired_session_is_logged_and_the_bot_works_on(tmp_path: Path)
             "could not be resumed" in err and "messages sent to the bot while it was down are lost" in err
         ), err
         assert answers(emu, channel, lost) == Counter()
-        assert rig.query("SELECT count(*) FROM discord_sessions") == [(0,)]
+        assert first not in [r[0] for r in rig.query("SELECT session_id FROM discord_sessions")]
 
 
 async def test_a_deferred_command_killed_before_its_follow_up_is_answered_after_restart(
@@ -213,3 +214,36 @@ async def test_messages_taken_while_starting_are_not_replayed_by_the_same_proces
         assert answers(emu, channel, asked) == Counter(dict.fromkeys(asked, 1))
         assert rig.query("SELECT count(*) FROM inbox_log WHERE event = 'replayed'") == [(0,)]
         assert rig.query("SELECT count(*) FROM usage WHERE action = 'link'") == [(len(asked),)]
+
+
+async def test_a_clean_stop_leaves_its_session_to_the_next_process(tmp_path: Path) -> None:
+    async with CrashRig(tmp_path, catalogue_with(POSTS), ENV) as rig:
+        emu = rig.sandbox.get(DiscordEmulator)
+        demo = emu.demo
+        assert demo is not None
+        seen: set[str] = set()
+        child = rig.start("discord")
+        try:
+            first = await connected(emu, seen)
+            channel = emu.add_text_channel(demo.guild_id, "deploy").id
+            asked = await links(emu, channel, 0, 2)
+            await emu.transcript.wait_until(
+                lambda: all(answers(emu, channel, asked)[x] for x in asked), timeout=STARTUP
+            )
+            await child.stop()  # SIGTERM: a deploy
+            assert rig.query("SELECT count(*) FROM inbox WHERE done_at IS NULL") == [(0,)]
+            assert first in emu.gateway.sessions and 1000 not in emu.gateway.closes
+            while_down = await links(emu, channel, 1, 3)
+            child = rig.start("discord")
+            await connected(emu, seen)
+            await emu.transcript.wait_until(
+                lambda: all(answers(emu, channel, while_down)[x] for x in while_down), timeout=STARTUP
+            )
+            await inbox_empty(rig)
+            sql = "SELECT 1 FROM discord_sessions WHERE session_id = ?"
+            await poll(lambda: not rig.query(sql, [first]), "the handed-over session forgotten")
+        finally:
+            err = await child.stop()
+        assert answers(emu, channel, asked + while_down) == Counter(dict.fromkeys(asked + while_down, 1))
+        assert "resumed the previous gateway session of shard 0" in err, err
+        assert rig.query("SELECT count(*) FROM usage WHERE action = 'link'") == [(5,)]
