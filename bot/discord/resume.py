@@ -51,7 +51,7 @@ FIRST_SAVE_POLL = 0.05  # until the first session is saved: events sent to it be
 RESUME_TIMEOUT = 30.0
 OP_DISPATCH, OP_HEARTBEAT, OP_RESUME, OP_RECONNECT, OP_INVALID_SESSION, OP_HELLO = 0, 1, 6, 7, 9, 10
 WANTED = frozenset({"MESSAGE_CREATE", "INTERACTION_CREATE"})
-Store = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[int]]
+StoreMissed = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[int]]
 
 
 class SessionGone(Exception):
@@ -148,7 +148,7 @@ class _Heart:
 
 
 async def resume_session(
-    session: GatewaySession, token: str, store: Store, *, budget: float = RESUME_TIMEOUT
+    session: GatewaySession, token: str, store: StoreMissed, *, budget: float = RESUME_TIMEOUT
 ) -> int:
     """RESUME `session` on its own connection, `store` what it missed, end it (1000); dispatches replayed.
 
