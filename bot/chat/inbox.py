@@ -148,11 +148,15 @@ class Deliveries:
         platform: str,
         handle: Callable[[InboxEntry, bool], Awaitable[object]],
         *,
+        entries: Sequence[InboxEntry] | None = None,
         can_answer: Callable[[InboxEntry], bool] = lambda entry: True,
         expired_action: Callable[[InboxEntry], str] = lambda entry: entry.kind,
         spawn: Callable[[Awaitable[None]], Awaitable[object]] | None = None,
     ) -> ReplayReport:
         """Handle every open entry of `platform` again, oldest first (`late` when older than the max age).
+
+        `entries`: the open entries to handle, listed by the caller before it took new updates itself (a
+        frontend that takes updates while it replays must not replay those); by default the inbox's open ones.
 
         Entries the platform no longer lets us answer are closed with an `expired` usage row. `spawn` starts
         one handling (as the frontend starts handlers: under its in-flight limit); by default they run one
@@ -160,7 +164,9 @@ class Deliveries:
         """
         with contextlib.suppress(Exception):
             await self.inbox.purge(time.time() - self.keep_done)
-        entries = await self.inbox.unfinished(platform)
+        if entries is None:
+            entries = await self.inbox.unfinished(platform)
+        entries = sorted(entries, key=lambda e: (e.received_at, e.key))
         if not entries:
             return ReplayReport(0, 0, 0, 0)
         jobs = await self.triage(entries, can_answer=can_answer, expired_action=expired_action)

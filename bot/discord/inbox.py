@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from services.store.inbox import DEFERRED, SENDING, InboxEntry
 
 if TYPE_CHECKING:
     from bot.discord.client import TikTokBot
+    from bot.discord.resume import SessionKeeper
 
 log = logging.getLogger("tiktok_bot.discord")
 
@@ -45,14 +46,25 @@ TOKEN_LIFETIME = 15 * 60 - 60
 Parser = Callable[[Any], Any]
 
 
-def message_entry(data: dict[str, Any]) -> InboxEntry:
+def message_entry(data: dict[str, Any], received_at: float | None = None) -> InboxEntry:
     """The inbox entry of a MESSAGE_CREATE payload."""
-    return InboxEntry(PLATFORM, f"message:{data['id']}", "message", json.dumps(data), time.time())
+    at = time.time() if received_at is None else received_at
+    return InboxEntry(PLATFORM, f"message:{data['id']}", "message", json.dumps(data), at)
 
 
-def interaction_entry(data: dict[str, Any]) -> InboxEntry:
+def interaction_entry(data: dict[str, Any], received_at: float | None = None) -> InboxEntry:
     """The inbox entry of an INTERACTION_CREATE payload (its token included: follow-ups need it)."""
-    return InboxEntry(PLATFORM, f"interaction:{data['id']}", "interaction", json.dumps(data), time.time())
+    at = time.time() if received_at is None else received_at
+    return InboxEntry(PLATFORM, f"interaction:{data['id']}", "interaction", json.dumps(data), at)
+
+
+def entry_of(event: str, data: dict[str, Any], received_at: float | None = None) -> InboxEntry | None:
+    """The inbox entry of a gateway event worth answering (a link message, a slash command), else None."""
+    if event == "MESSAGE_CREATE" and worth_storing(data):
+        return message_entry(data, received_at)
+    if event == "INTERACTION_CREATE" and data.get("type") == APPLICATION_COMMAND:
+        return interaction_entry(data, received_at)
+    return None
 
 
 def shard_of(data: dict[str, Any], shard_count: int) -> int:
@@ -91,11 +103,18 @@ class GatewayInbox:
         self._taken: dict[int, InboxEntry] = {}
         self._batch: list[tuple[InboxEntry, Parser, dict[str, Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told which gateway positions each stored batch covers, so a restart can RESUME from there.
+        self.keeper: SessionKeeper | None = None
         parsers = bot._connection.parsers  # discord.py's event parsers: the one place every event passes
         self._parse_message: Parser = parsers["MESSAGE_CREATE"]
         self._parse_interaction: Parser = parsers["INTERACTION_CREATE"]
         parsers["MESSAGE_CREATE"] = self._on_message_create
         parsers["INTERACTION_CREATE"] = self._on_interaction_create
+
+    @property
+    def idle(self) -> bool:
+        """Whether every event worth answering that arrived so far is stored (no batch waiting)."""
+        return not self._batch and not self._tasks
 
     def take(self, event_id: int) -> InboxEntry | None:
         """The stored entry of this message or interaction, handed to the one handler that serves it."""
@@ -126,6 +145,7 @@ class GatewayInbox:
         """Store every event queued this tick in one transaction, then let discord.py parse them in order."""
         await asyncio.sleep(0)  # the rest of this tick's events join the batch
         batch, self._batch = self._batch, []
+        mark = self.keeper.mark() if self.keeper is not None else None
         try:
             fresh = await self.deliveries.accept([entry for entry, _, _ in batch])
         except Exception:
@@ -134,6 +154,8 @@ class GatewayInbox:
             for _, parse, data in batch:
                 parse(data)
             return
+        if self.keeper is not None and mark is not None:
+            self.keeper.stored(mark)
         if self.deliveries.shared:
             return  # in the shared stream: the workers of the shard's processes answer them
         for (entry, parse, data), new in zip(batch, fresh, strict=True):
@@ -146,11 +168,12 @@ class GatewayInbox:
                 self._taken.pop(int(data["id"]), None)
                 log.exception("could not parse a gateway event", extra={"platform": PLATFORM})
 
-    async def replay(self) -> None:
-        """Answer what the previous process stored and left unanswered, oldest first."""
+    async def replay(self, entries: Sequence[InboxEntry] | None = None) -> None:
+        """Answer what a previous process left unanswered (`entries`, else all open ones), oldest first."""
         await self.deliveries.replay(
             PLATFORM,
             self._handle_old,
+            entries=entries,
             can_answer=can_answer,
             expired_action=expired_action,
         )

@@ -1,4 +1,15 @@
-"""The emulated gateway: HELLO, heartbeats, IDENTIFY → READY + GUILD_CREATE, RESUME, sequenced dispatch."""
+"""The emulated gateway: HELLO, heartbeats, IDENTIFY → READY + GUILD_CREATE, RESUME, sequenced dispatch.
+
+A session outlives its socket as Discord's does: "If you simply close the TCP connection or use a different
+close code [than 1000/1001], the session will remain active and timeout after a few minutes" (Discord
+developer docs, Gateway → Initiating a Disconnect). While it waits it keeps its dispatches; a RESUME with
+the session's id and the last sequence the client saw replays every later dispatch in order, then RESUMED.
+Discord documents no exact window or buffer size: the emulator keeps a dead session `resume_timeout` seconds
+(default 180, "a few minutes") and its last `BACKLOG` dispatches. Past the window, or for an unknown id,
+RESUME gets op 9 INVALID_SESSION d=false ("It's possible your app won't reconnect in time to Resume"); a
+sequence the session never reached closes the socket with 4007 Invalid seq; one older than what is still
+kept (nothing can be replayed faithfully) gets op 9 d=false as well, and the session ends.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +18,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +35,11 @@ OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE, OP_VOICE = 0, 1, 2, 3, 4
 OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_ACK = 6, 7, 8, 9, 10, 11
 
 CLOSE_UNKNOWN_OPCODE, CLOSE_DECODE_ERROR, CLOSE_NOT_AUTHENTICATED = 4001, 4002, 4003
-CLOSE_AUTH_FAILED, CLOSE_ALREADY_AUTHENTICATED = 4004, 4005
+CLOSE_AUTH_FAILED, CLOSE_ALREADY_AUTHENTICATED, CLOSE_INVALID_SEQ = 4004, 4005, 4007
 CLOSE_INVALID_SHARD, CLOSE_INVALID_INTENTS, CLOSE_DISALLOWED_INTENTS = 4010, 4013, 4014
 
-BACKLOG = 1000
+BACKLOG = 5000  # dispatches a session keeps for a RESUME (Discord does not document its own bound)
+RESUME_TIMEOUT = 180.0  # seconds a session without a socket stays resumable ("a few minutes")
 # Build one event per session: None means the session does not receive it (intents, visibility).
 EventBuilder = Callable[["Session"], JSON | None]
 
@@ -81,6 +94,7 @@ class Session:
     heartbeats: int = 0
     # [shard_id, num_shards] from IDENTIFY; None: one connection for every guild.
     shard: tuple[int, int] | None = None
+    disconnected_at: float | None = None  # when its last socket closed (the gateway's clock)
 
     def has(self, intent: Intent) -> bool:
         """Whether the session asked for an intent."""
@@ -113,6 +127,8 @@ class Gateway:
         allowed_privileged: Callable[[], int],
         heartbeat_interval_ms: int,
         on_change: Callable[[], None],
+        resume_timeout: float = RESUME_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.world = world
         self._token = token
@@ -121,6 +137,8 @@ class Gateway:
         self._allowed_privileged = allowed_privileged
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._on_change = on_change
+        self.resume_timeout = resume_timeout
+        self.clock = clock
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         # Close codes of finished sockets: the server's when it closed first, else the client's.
@@ -130,7 +148,16 @@ class Gateway:
 
     def live_sessions(self) -> list[Session]:
         """Sessions that are identified and not invalidated (connected or waiting to resume)."""
+        self._expire()
         return list(self.sessions.values())
+
+    def _expire(self) -> None:
+        """End sessions whose socket closed longer than `resume_timeout` ago (they stop buffering)."""
+        now = self.clock()
+        for session in list(self.sessions.values()):
+            gone = session.disconnected_at
+            if session.connection is None and gone is not None and now - gone > self.resume_timeout:
+                del self.sessions[session.id]
 
     async def dispatch(self, event: str, build: EventBuilder) -> int:
         """Send an event to every session that should see it; returns how many sessions got it."""
@@ -146,7 +173,8 @@ class Gateway:
     async def _send_dispatch(self, session: Session, event: str, data: JSON) -> None:
         session.seq += 1
         frame: JSON = {"op": OP_DISPATCH, "t": event, "s": session.seq, "d": data}
-        session.backlog.append(frame)
+        if event != "RESUMED":  # it marks the end of one replay, never part of the next
+            session.backlog.append(frame)
         if session.connection is not None:
             await session.connection.send(frame)
 
@@ -198,6 +226,7 @@ class Gateway:
             session = conn.session
             if session is not None and session.connection is conn:
                 session.connection = None
+                session.disconnected_at = self.clock()
                 # A client closing with 1000/1001 ends its session; other closes may be resumed.
                 if code in (1000, 1001):
                     self.sessions.pop(session.id, None)
@@ -279,8 +308,20 @@ class Gateway:
         self._on_change()
 
     async def _resume(self, conn: Connection, data: Any) -> None:
+        self._expire()
         session = self.sessions.get(data.get("session_id", "")) if isinstance(data, dict) else None
         if session is None or not isinstance(data, dict) or data.get("token") != self._token():
+            await conn.send({"op": OP_INVALID_SESSION, "d": False})
+            return
+        seen = data.get("seq") or 0
+        if not isinstance(seen, int) or seen > session.seq:
+            await conn.close(CLOSE_INVALID_SEQ, b"Invalid seq.")
+            return
+        kept_from = session.backlog[0]["s"] if session.backlog else session.seq + 1
+        if seen < kept_from - 1:
+            # Dispatches after `seen` are no longer kept: a resume would skip them, so the session ends.
+            if session.connection is None:
+                del self.sessions[session.id]
             await conn.send({"op": OP_INVALID_SESSION, "d": False})
             return
         old = session.connection
@@ -288,8 +329,8 @@ class Gateway:
             old.session = None
             await old.close(4000, b"Session resumed elsewhere.")
         session.connection = conn
+        session.disconnected_at = None
         conn.session = session
-        seen = data.get("seq") or 0
         for frame in list(session.backlog):
             if frame["s"] > seen:
                 await conn.send(frame)
