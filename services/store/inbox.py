@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.errors import StoreError
-from services.store.db import Database
+from services.store.db import Batch, Database
 from services.store.usage import USAGE_COLUMNS, UsageEvent, UsageLog
 
 log = logging.getLogger(__name__)
@@ -245,35 +245,36 @@ class DatabaseInbox:
 
     async def _write(self, ops: list[_Op]) -> list[Any]:
         """One transaction: new entries, progress notes, completions with their usage rows, log events."""
-        fresh_keys: set[tuple[str, str]] = set()
         entries = [entry for op in ops if op.kind == "put" for entry in op.args]
         notes = [op.args for op in ops if op.kind == "note"]
         done = [op.args for op in ops if op.kind == "done"]
-        async with self._db.transaction() as tx:
-            for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
-                chunk = entries[start : start + _MAX_ROWS_PER_INSERT]
-                marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-                returned = await tx.fetchall(
+        batch = Batch()
+        inserts: list[int] = []
+        for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
+            chunk = entries[start : start + _MAX_ROWS_PER_INSERT]
+            marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            inserts.append(
+                batch.fetchall(
                     "INSERT INTO inbox (platform, key, kind, payload, received_at) VALUES "  # noqa: S608
                     + marks
                     + " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
                     [v for e in chunk for v in (e.platform, e.key, e.kind, e.payload, e.received_at)],
                 )
-                fresh_keys.update((str(p), str(k)) for p, k in returned)
-            if notes:
-                await tx.executemany(
-                    "UPDATE inbox SET state = ? WHERE platform = ? AND key = ? AND done_at IS NULL",
-                    notes,
-                )
-            if done:
-                await tx.insert_rows("usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
-                now = time.time()
-                await tx.executemany(
-                    "UPDATE inbox SET done_at = ?, payload = '' WHERE platform = ? AND key = ?",
-                    [(now, platform, key) for platform, key, _, _ in done],
-                )
-                events = [(now, platform, event, key) for platform, key, _, event in done if event]
-                await tx.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
+            )
+        batch.executemany(
+            "UPDATE inbox SET state = ? WHERE platform = ? AND key = ? AND done_at IS NULL", notes
+        )
+        if done:
+            batch.insert_rows("usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
+            now = time.time()
+            batch.executemany(
+                "UPDATE inbox SET done_at = ?, payload = '' WHERE platform = ? AND key = ?",
+                [(now, platform, key) for platform, key, _, _ in done],
+            )
+            events = [(now, platform, event, key) for platform, key, _, event in done if event]
+            batch.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
+        answers = await self._db.run_batch(batch)
+        fresh_keys = {(str(p), str(k)) for index in inserts for p, k in answers[index]}
         results: list[Any] = []
         for op in ops:
             if op.kind == "put":

@@ -18,11 +18,13 @@ from services.store.db import (
     DIALECTS,
     MIGRATIONS,
     SCHEMA_VERSION_TABLE,
+    Batch,
     Engine,
     Migration,
     Params,
     insert_statements,
     newer_than_code,
+    run_batch_in,
 )
 
 MEMORY = ":memory:"
@@ -145,6 +147,25 @@ class SqliteDatabase:
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
+    async def run_batch(self, batch: Batch) -> list[list[tuple[Any, ...]]]:
+        """Run a batch in one write transaction, in one trip to the connection's thread; rows per step."""
+        self._check_open()
+        if not batch:
+            return []
+        # aiosqlite runs each call in its thread through `_execute` (its one way in; there is no public
+        # one); without it, the same statements go one trip each.
+        in_thread = getattr(self._conn, "_execute", None)
+        raw = getattr(self._conn, "_connection", None)
+        if in_thread is None or not isinstance(raw, sqlite3.Connection):
+            async with self.transaction() as tx:
+                return await run_batch_in(tx, batch)
+        async with self._write_lock:
+            try:
+                results: list[list[tuple[Any, ...]]] = await in_thread(_run_steps, raw, list(batch.steps))
+            except sqlite3.Error as exc:
+                raise StoreError(f"database error: {exc}") from exc
+            return results
+
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows atomically with as few statements as SQLite's variable limit allows.
 
@@ -198,6 +219,32 @@ class SqliteDatabase:
             with contextlib.suppress(sqlite3.Error):  # only a planner hint; closing matters more
                 await self._conn.execute("PRAGMA optimize")
             await self._conn.close()
+
+
+def _run_steps(conn: sqlite3.Connection, steps: list[tuple[str, str, Any]]) -> list[list[tuple[Any, ...]]]:
+    """A batch's statements between BEGIN IMMEDIATE and COMMIT, in the connection's thread; rows per step."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results: list[list[tuple[Any, ...]]] = []
+        for kind, sql, arg in steps:
+            rows: list[tuple[Any, ...]] = []
+            if kind == "fetchall":
+                rows = [tuple(row) for row in conn.execute(sql, arg).fetchall()]
+            elif kind == "executemany":
+                conn.executemany(sql, arg)
+            elif kind == "insert_rows":
+                for text, values in insert_statements(sql, arg[0], arg[1], _MAX_VARIABLES):
+                    conn.execute(text, values)
+            else:
+                conn.execute(sql, arg)
+            results.append(rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled back already (e.g. after SQLITE_FULL); then nothing is left open.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return results
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:
