@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,13 @@ class SqliteDatabase:
         # One connection serves every task: a transaction must not interleave with another task's writes.
         self._write_lock = asyncio.Lock()
         self._closed = False
+        # aiosqlite runs every call in its thread through `Connection._execute` (there is no public way in);
+        # with it, a whole write goes in one trip. Without it (another aiosqlite), one trip per statement.
+        call = getattr(conn, "_execute", None)
+        raw = getattr(conn, "_connection", None)
+        self._direct: tuple[Callable[..., Awaitable[Any]], sqlite3.Connection] | None = (
+            (call, raw) if callable(call) and isinstance(raw, sqlite3.Connection) else None
+        )
 
     @classmethod
     async def open(
@@ -144,27 +151,35 @@ class SqliteDatabase:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement in its own transaction; return the number of rows it changed."""
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+        self._check_open()
+        if self._direct is None:
+            async with self.transaction() as tx:
+                return await tx.execute(sql, params)
+        # One statement is its own transaction in autocommit mode: it and its row count in one trip to the
+        # connection's thread (BEGIN, the statement, closing its cursor and COMMIT were four).
+        count: int = await self._in_thread(_run_one, sql, params)
+        return count
 
     async def run_batch(self, batch: Batch) -> list[list[tuple[Any, ...]]]:
         """Run a batch in one write transaction, in one trip to the connection's thread; rows per step."""
         self._check_open()
         if not batch:
             return []
-        # aiosqlite runs each call in its thread through `_execute` (its one way in; there is no public
-        # one); without it, the same statements go one trip each.
-        in_thread = getattr(self._conn, "_execute", None)
-        raw = getattr(self._conn, "_connection", None)
-        if in_thread is None or not isinstance(raw, sqlite3.Connection):
+        if self._direct is None:
             async with self.transaction() as tx:
                 return await run_batch_in(tx, batch)
+        results: list[list[tuple[Any, ...]]] = await self._in_thread(_run_steps, list(batch.steps))
+        return results
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(sqlite3_connection, *args)` in the connection's thread, holding the write lock."""
+        assert self._direct is not None
+        call, raw = self._direct
         async with self._write_lock:
             try:
-                results: list[list[tuple[Any, ...]]] = await in_thread(_run_steps, raw, list(batch.steps))
+                return await call(function, raw, *args)
             except sqlite3.Error as exc:
                 raise StoreError(f"database error: {exc}") from exc
-            return results
 
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows atomically with as few statements as SQLite's variable limit allows.
@@ -219,6 +234,15 @@ class SqliteDatabase:
             with contextlib.suppress(sqlite3.Error):  # only a planner hint; closing matters more
                 await self._conn.execute("PRAGMA optimize")
             await self._conn.close()
+
+
+def _run_one(conn: sqlite3.Connection, sql: str, params: Params) -> int:
+    """One statement in autocommit mode, in the connection's thread; the number of rows it changed."""
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
 def _run_steps(conn: sqlite3.Connection, steps: list[tuple[str, str, Any]]) -> list[list[tuple[Any, ...]]]:

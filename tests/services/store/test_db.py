@@ -8,6 +8,7 @@ import hashlib
 import socket
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from services.errors import ServiceError, StoreError
@@ -421,26 +422,30 @@ async def test_a_batch_runs_in_one_transaction_and_answers_each_step(db: Databas
     assert await db.execute("INSERT INTO usage (at, platform, action) VALUES (1, 'cli', 'link')") == 1
 
 
-async def test_sqlite_batch_is_one_trip_to_the_connection_thread(tmp_path: Path) -> None:
+async def test_sqlite_writes_are_one_trip_to_the_connection_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The point of a batch on SQLite: one call into aiosqlite's thread, not one per statement."""
+    trips = 0
+    real = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object, **kwargs: object) -> object:
+        nonlocal trips
+        trips += 1
+        return await real(self, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
     db = await SqliteDatabase.open(tmp_path / "bot.sqlite3")
     try:
-        conn = db._conn  # counting the calls into aiosqlite's thread is the test
         trips = 0
-        real = conn._execute
-
-        async def counted(fn: object, *args: object, **kwargs: object) -> object:
-            nonlocal trips
-            trips += 1
-            return await real(fn, *args, **kwargs)  # type: ignore[operator]
-
-        conn._execute = counted  # type: ignore[method-assign]
         batch = Batch()
         batch.execute("INSERT INTO usage (at, platform, action) VALUES (1, 'cli', 'link')")
         batch.executemany("UPDATE usage SET outcome = ? WHERE at = ?", [("a", 1), ("b", 2)])
         batch.insert_rows("usage", ("at", "platform", "action"), [(2, "cli", "post")])
         await db.run_batch(batch)
         assert trips == 1
+        assert await db.execute("UPDATE usage SET outcome = 'c' WHERE platform = 'cli'") == 2
+        assert trips == 2
     finally:
         await db.close()
 
