@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -23,6 +23,7 @@ from aiogram.utils.backoff import Backoff, BackoffConfig
 
 from bot.chat.i18n import pick_language, t
 from bot.chat.inbox import Deliveries
+from bot.telegram.session import RawUpdatesSession
 from services.errors import StoreError
 from services.store.inbox import InboxEntry
 
@@ -123,8 +124,11 @@ class InboxFeeder:
         self.handlers = handlers
         self.workflow: dict[str, Any] = {"dispatcher": dp, "bots": (bot,), **dp.workflow_data}
 
-    async def take(self, updates: list[Update], payloads: list[str] | None = None) -> list[bool]:
-        """Store the updates (one transaction), then start a handler for each new one; True for those."""
+    async def take(self, updates: list[Update], payloads: Sequence[str | None] | None = None) -> list[bool]:
+        """Store the updates (one transaction), then start a handler for each new one; True for those.
+
+        `payloads`: each update's JSON as received, where the caller has it (else it is serialised again).
+        """
         entries = [
             update_entry(u, payloads[i] if payloads is not None else None) for i, u in enumerate(updates)
         ]
@@ -198,8 +202,9 @@ async def poll(feeder: InboxFeeder, stop: asyncio.Event, *, wait_s: int = 25) ->
             backoff.reset()
             if not updates:
                 continue
+            raw = bot.session.raw_updates if isinstance(bot.session, RawUpdatesSession) else {}
             try:
-                await feeder.take(updates)
+                await feeder.take(updates, [raw.get(u.update_id) for u in updates])
             except StoreError as exc:
                 # Not stored, so not confirmed: the same offset asks Telegram for them again.
                 log.error("could not store updates: %s; polling them again", exc)
