@@ -36,6 +36,8 @@ NEW, DEFERRED, SENDING = "new", "deferred", "sending"
 # Events of the inbox log, counted by the stats.
 REPLAYED, EXPIRED, DUPLICATE = "replayed", "expired", "duplicate"
 
+# How long a `sending` note may wait for another write to ride with before it is written alone.
+NOTE_DELAY = 0.02
 _ENTRY_COLUMNS = ("platform", "key", "kind", "payload", "received_at")
 _MAX_ROWS_PER_INSERT = 500  # well under SQLite's bound-variable limit for every table here
 _SELECT_OPEN = (
@@ -135,6 +137,7 @@ class DatabaseInbox:
         self._usage = usage
         self._ops: list[_Op] = []
         self._wake = asyncio.Event()
+        self._note_due: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -153,7 +156,15 @@ class DatabaseInbox:
         """Record an open entry's progress (`deferred`, `sending`) without waiting for the disk."""
         if self._closed:
             return
-        self._queue(_Op("note", (state, platform, key), None))
+        op = _Op("note", (state, platform, key), None)
+        if state != SENDING or self._writer is None:
+            self._queue(op)
+            return
+        # `sending` rides with the next write (usually the same entry's completion, milliseconds later)
+        # rather than costing a commit of its own; alone, it is written NOTE_DELAY later.
+        self._ops.append(op)
+        if self._note_due is None:
+            self._note_due = asyncio.get_running_loop().call_later(NOTE_DELAY, self._wake.set)
 
     async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
         """Mark the entry done and write its usage rows, in one transaction."""
@@ -225,6 +236,9 @@ class DatabaseInbox:
         """Write every queued operation in one transaction and settle their futures."""
         ops, self._ops = self._ops, []
         self._wake.clear()
+        if self._note_due is not None:
+            self._note_due.cancel()
+            self._note_due = None
         if not ops:
             return
         try:
