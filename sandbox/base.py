@@ -1,4 +1,4 @@
-"""The emulator base: an aiohttp app on loopback that records every request it serves."""
+"""The emulator base: an aiohttp app on loopback that records what it serves and plays planned faults."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import abc
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Self
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Self
 
 from aiohttp import web
+
+from sandbox.faults import Fault, FaultPlan
 
 
 @dataclass(slots=True)
@@ -29,18 +31,59 @@ class Recorded:
 
 
 class Emulator(abc.ABC):
-    """An upstream emulator served over loopback HTTP; `requests` records what it was asked."""
+    """An upstream emulator on loopback HTTP; `requests` records what it was asked, `faults` spoil it."""
 
     name = "emulator"
     # Above Telegram's 50 MB upload limit so big uploads reach the handler, which then refuses them properly.
     client_max_size = 2200 * 1024 * 1024
+    # The fault kinds it plays by name -> what each does, and what a fault of any HTTP status 400..599 does
+    # (None: it takes no status faults); see sandbox.faults.
+    FAULTS: ClassVar[Mapping[str, str]] = {}
+    FAULT_STATUSES: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.faults = FaultPlan(self.FAULTS, statuses=self.FAULT_STATUSES)
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.https_port = 0
+
+    def fault_next(
+        self,
+        kind: str | int,
+        count: int = 1,
+        *,
+        delay: float | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        host: str | None = None,
+        chat_id: int | str | None = None,
+        retry_after: float | None = None,
+        message: str | None = None,
+        code: int | None = None,
+        is_global: bool = False,
+    ) -> Fault:
+        """Spoil the next `count` requests matching method/path/host/chat_id with `kind` (sandbox.faults)."""
+        return self.faults.add(
+            Fault(
+                str(kind),
+                count,
+                delay=delay,
+                method=method,
+                path=path,
+                host=host,
+                chat_id=chat_id,
+                retry_after=retry_after,
+                message=message,
+                code=code,
+                is_global=is_global,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault."""
+        self.faults.clear()
 
     @abc.abstractmethod
     def routes(self, app: web.Application) -> None:
@@ -112,8 +155,15 @@ class Emulator(abc.ABC):
     def make_app(self) -> web.Application:
         """The aiohttp application with recording and this emulator's routes."""
         app = web.Application(client_max_size=self.client_max_size, middlewares=[self._record])
+        self.faults.add_routes(app)
+        app.router.add_get("/_control/requests", self._get_requests)
         self.routes(app)
         return app
+
+    async def _get_requests(self, request: web.Request) -> web.Response:
+        """`GET /_control/requests`: every request served but the control API's own."""
+        rows: list[dict[str, Any]] = [asdict(r) for r in self.requests if not r.path.startswith("/_control/")]
+        return web.json_response({"requests": rows})
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Start serving on `host:port` (port 0 picks a free one)."""

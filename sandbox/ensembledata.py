@@ -3,7 +3,7 @@
 Faithful to the reference notes: GET with `token` in the query; `{"data": ...}` on success and FastAPI-style
 `{"detail": ...}` on error; a `units_charged` header on every reply; 422 for a missing parameter, 491 for a
 bad token, 495 when the units balance is spent, 464 for more than 100 ids, 462 for a URL that is not a post.
-Control: `emu.fault_next("500", count=2)`, `emu.units_balance = 0`, or over HTTP `POST /_control/fault`
+Control: `emu.fault_next("500", count=2)`, `emu.units_balance = 0`, or over HTTP `POST /_control/faults`
 and `POST /_control/state {"units_balance": 0}`.
 """
 
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
 
 from aiohttp import web
 
 from sandbox.base import Emulator
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Status, rounded
-from sandbox.faults import FaultPlan
+from sandbox.faults import TRANSPORT_FAULTS, Target, play_transport
 
 TOKEN = "sandbox-ensembledata-token"  # noqa: S105 - the sandbox's own token, printed by `tiktok-bot sandbox`
 PREFIX = "/apis"
@@ -178,6 +178,8 @@ class EnsembleDataEmulator(Emulator):
     """EnsembleData's `/apis/tt/...` endpoints over loopback."""
 
     name = "ensembledata"
+    FAULTS: ClassVar[Mapping[str, str]] = TRANSPORT_FAULTS
+    FAULT_STATUSES: ClassVar[str | None] = 'that status with a FastAPI-style {"detail": ...} body'
 
     def __init__(
         self, catalogue: Catalogue = CATALOGUE, *, token: str = TOKEN, units_balance: int | None = None
@@ -187,11 +189,6 @@ class EnsembleDataEmulator(Emulator):
         self.token = token
         self.units_balance = units_balance  # None: unlimited
         self.units_used = 0
-        self.faults = FaultPlan()
-
-    def fault_next(self, kind: str | int, count: int = 1, *, delay: float = 0.0, path: str = "") -> None:
-        """Answer the next `count` data requests (under `path`) with `kind`: "429", "500", "slow", "reset"."""
-        self.faults.add(kind, count, delay=delay, path=path)
 
     def env(self) -> dict[str, str]:
         """ENSEMBLEDATA__URL and a token this emulator accepts."""
@@ -209,8 +206,6 @@ class EnsembleDataEmulator(Emulator):
             ("/customer/get-used-units", self._used_units),
         ):
             app.router.add_get(PREFIX + path, self._serve(handler))
-        app.router.add_post("/_control/fault", self.faults.control)
-        app.router.add_delete("/_control/fault", self.faults.control)
         app.router.add_post("/_control/state", self._control_state)
 
     async def _control_state(self, request: web.Request) -> web.Response:
@@ -223,11 +218,11 @@ class EnsembleDataEmulator(Emulator):
 
     def _serve(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def serve(request: web.Request) -> web.StreamResponse:
-            fault = self.faults.take(request.path)
+            fault = self.faults.take(Target.of(request))
             if fault is not None:
                 if fault.status is not None:
                     return _respond(_error(fault.status, _FAULT_DETAIL.get(fault.status, "Server error")))
-                if await self.faults.play(request, fault):
+                if await play_transport(request, fault):
                     return web.Response(status=500)  # never reaches the client: the connection is gone
             if "token" not in request.query:
                 return _respond(_missing("token"))

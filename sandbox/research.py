@@ -5,7 +5,7 @@ answering `{"data": ..., "error": {"code", "message", "log_id"}}`; 401 `access_t
 expired token; 429 `rate_limit_exceeded` once the daily request quota is spent; 400 `invalid_params` for bad
 fields, dates more than 30 days apart, `max_count` over 100, unknown users and expired search ids.
 Control: `emu.fault_next("500", count=2)`, `emu.token_ttl = 1`, `emu.expire_tokens()`, `emu.daily_quota = 0`,
-or over HTTP `POST /_control/fault` and `POST /_control/state {"token_ttl": 1, "daily_quota": 0, ...}`.
+or over HTTP `POST /_control/faults` and `POST /_control/state {"token_ttl": 1, "daily_quota": 0, ...}`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
 from sandbox.base import Emulator
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status, post_id_at
-from sandbox.faults import FaultPlan
+from sandbox.faults import TRANSPORT_FAULTS, Target, play_transport
 
 CLIENT_KEY = "sandbox-research-key"
 CLIENT_SECRET = "sandbox-research-secret"  # noqa: S105 - the sandbox's own credentials
@@ -221,6 +221,10 @@ class ResearchEmulator(Emulator):
     """open.tiktokapis.com's research endpoints over loopback."""
 
     name = "research"
+    FAULTS: ClassVar[Mapping[str, str]] = TRANSPORT_FAULTS
+    FAULT_STATUSES: ClassVar[str | None] = (
+        'that status in the error envelope: 429 "rate_limit_exceeded", any other "internal_error"'
+    )
 
     def __init__(
         self,
@@ -247,15 +251,10 @@ class ResearchEmulator(Emulator):
         self.searches: dict[str, list[str]] = {}  # search_id -> matching post ids
         self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, JSON body) of each data request served
         self._search_ids = itertools.count(7201388232438386694)
-        self.faults = FaultPlan()
         # TikTok's own example responses (query videos) carry the requested `id` as `video_id`, and the saves
         # counter is also seen spelt `favourites_count`: set these to play those shapes.
         self.video_id_key = "id"
         self.saves_key = "favorites_count"
-
-    def fault_next(self, kind: str | int, count: int = 1, *, delay: float = 0.0, path: str = "") -> None:
-        """Answer the next `count` data requests (under `path`) with `kind`: "429", "500", "slow", "reset"."""
-        self.faults.add(kind, count, delay=delay, path=path)
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far (the next data request gets a 401)."""
@@ -275,8 +274,6 @@ class ResearchEmulator(Emulator):
         app.router.add_post("/v2/research/video/query/", self._serve(VIDEO_FIELDS, self._video_query))
         app.router.add_post("/v2/research/user/info/", self._serve(USER_FIELDS, self._user_info))
         app.router.add_post("/v2/research/video/comment/list/", self._serve(COMMENT_FIELDS, self._comments))
-        app.router.add_post("/_control/fault", self.faults.control)
-        app.router.add_delete("/_control/fault", self.faults.control)
         app.router.add_post("/_control/state", self._control_state)
 
     async def _control_state(self, request: web.Request) -> web.Response:
@@ -332,7 +329,7 @@ class ResearchEmulator(Emulator):
         self, allowed: frozenset[str], handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def serve(request: web.Request) -> web.StreamResponse:
-            fault = self.faults.take(request.path)
+            fault = self.faults.take(Target.of(request))
             if fault is not None:
                 if fault.status == 429:
                     return envelope({}, "rate_limit_exceeded", "Daily quota limit exceeded.", 429)
@@ -340,7 +337,7 @@ class ResearchEmulator(Emulator):
                     return envelope(
                         {}, "internal_error", "Something went wrong. Try again later.", fault.status
                     )
-                if await self.faults.play(request, fault):
+                if await play_transport(request, fault):
                     return web.Response(status=500)  # never reaches the client: the connection is gone
             if not self._authorised(request):
                 return envelope(

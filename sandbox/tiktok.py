@@ -42,9 +42,10 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from sandbox.base import Emulator
 from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, FixtureUser, Rendition, Status, rounded
-from sandbox.fault_control import GONE, FaultControl, gone, stall
+from sandbox.faults import GONE, Target, gone, stall
 
 WEB_HOSTS = ("www.tiktok.com", "tiktok.com", "m.tiktok.com")
 SHORT_HOSTS = ("vm.tiktok.com", "vt.tiktok.com")
@@ -126,7 +127,7 @@ class DoorLog:
     blocked: int = 0
 
 
-class TikTokEmulator(FaultControl):
+class TikTokEmulator(Emulator):
     """TikTok web, short links and CDN for the fixture catalogue."""
 
     name = "tiktok"
@@ -336,8 +337,7 @@ class TikTokEmulator(FaultControl):
     # --- serving ---
 
     def routes(self, app: web.Application) -> None:
-        """Control endpoints, then one catch-all dispatching on the Host header."""
-        self.add_control_routes(app)
+        """The door's control endpoints, then one catch-all dispatching on the Host header."""
         app.router.add_get("/_control/door", self._get_door)
         app.router.add_post("/_control/door", self._post_door)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -460,7 +460,7 @@ class TikTokEmulator(FaultControl):
         )
 
     async def _post_page(self, request: web.Request, post_id: str) -> web.StreamResponse:
-        fault = self.take_fault(self.PAGE_FAULTS)
+        fault = self.faults.take(Target.of(request), self.PAGE_FAULTS)
         mode = fault.kind if fault else ""
         if mode == "slow" and not await stall(
             request, fault.delay if fault and fault.delay is not None else 3.0
@@ -619,7 +619,7 @@ class TikTokEmulator(FaultControl):
             "_wafchallengeid" in request.cookies or "waforiginalreid" in request.cookies,
         )
         self.media_log.append(hit)
-        fault = self.take_fault(self.CDN_FAULTS) if asset.needs_cookie else None
+        fault = self.faults.take(Target.of(request), self.CDN_FAULTS) if asset.needs_cookie else None
         mode = fault.kind if fault else ""
         if asset.needs_cookie and request.remote in self.cdn_refused:
             hit.status = 403

@@ -20,9 +20,10 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from sandbox.base import Emulator
 from sandbox.blobs import Blob, Pace
 from sandbox.catalogue import CATALOGUE, Catalogue, FixturePost, Status
-from sandbox.fault_control import GONE, FaultControl, gone, stall
+from sandbox.faults import GONE, Target, gone, stall
 from sandbox.tiktok import TikTokEmulator
 
 CONTENT_TYPES = ("VIDEO_ONLY", "ORIGINAL")
@@ -47,7 +48,7 @@ class _Part:
     filename: str
 
 
-class TTSaveEmulator(FaultControl):
+class TTSaveEmulator(Emulator):
     """The TTSave download API for the fixture catalogue."""
 
     name = "ttsave"
@@ -82,8 +83,7 @@ class TTSaveEmulator(FaultControl):
         return {"TTSAVE__URL": f"{self.base_url}/api/v3"}
 
     def routes(self, app: web.Application) -> None:
-        """The API and the control endpoints."""
-        self.add_control_routes(app)
+        """The API (the control endpoints come with the base class)."""
         app.router.add_post("/api/v3/download", self._download)
         app.router.add_post("/api/v3/ping", self._ping)
 
@@ -123,7 +123,7 @@ class TTSaveEmulator(FaultControl):
         if content_type not in CONTENT_TYPES:
             return web.json_response({"detail": "Invalid content type"}, status=400)
         post = self._post_for(url)
-        fault = self.take_fault(self.FAULTS)
+        fault = self.faults.take(Target.of(request))
         mode = fault.kind if fault else ""
         served = Served(post.id if post else url, content_type, 0, mode)
         self.served.append(served)

@@ -21,7 +21,7 @@ The gateway speaks JSON, plain or `compress=zlib-stream`, which discord.py asks 
 package is installed; then it asks for zstd-stream, which the emulator refuses with HTTP 400.
 """
 
-from sandbox.discord.emulator import SANDBOX_TOKEN, DemoWorld, DiscordEmulator, Fault, Interaction
+from sandbox.discord.emulator import SANDBOX_TOKEN, DemoWorld, DiscordEmulator, Interaction
 from sandbox.discord.messages import DiscordError
 from sandbox.discord.transcript import Call, Transcript, UploadedFile
 from sandbox.discord.world import (
@@ -46,7 +46,6 @@ __all__ = [
     "DemoWorld",
     "DiscordEmulator",
     "DiscordError",
-    "Fault",
     "Intent",
     "Interaction",
     "MessageFlag",

@@ -36,7 +36,6 @@ def add_control_routes(app: web.Application, emu: DiscordEmulator) -> None:
         ("POST", "/_control/components", c.click_component),
         ("GET", "/_control/interactions/{interaction_id}", c.interaction),
         ("GET", "/_control/transcript", c.transcript),
-        ("POST", "/_control/faults", c.fault),
         ("POST", "/_control/gateway/reconnect", c.reconnect),
         ("POST", "/_control/gateway/drop", c.drop),
     ]
@@ -233,17 +232,6 @@ class _Control:
     async def transcript(self, request: web.Request, body: JSON) -> list[JSON]:
         since = int(request.query.get("since", "0"))
         return [dataclasses.asdict(call) for call in self.emu.transcript.calls[since:]]
-
-    async def fault(self, request: web.Request, body: JSON) -> JSON:
-        fault = self.emu.inject_fault(
-            str(body.get("pattern", "*")),
-            status=int(body.get("status", 429)),
-            retry_after=float(body.get("retry_after", 0.0)),
-            count=int(body.get("count", 1)),
-            code=None if body.get("code") is None else int(body["code"]),
-            is_global=bool(body.get("global", False)),
-        )
-        return dataclasses.asdict(fault)
 
     async def reconnect(self, request: web.Request, body: JSON) -> JSON:
         await self.emu.reconnect_gateway()

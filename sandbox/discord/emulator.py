@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import hashlib
 import hmac
 import re
@@ -57,25 +56,6 @@ APP_FLAG_PRESENCE_LIMITED = 1 << 13
 
 
 @dataclass(slots=True)
-class Fault:
-    """A canned error for the next `remaining` calls matching `pattern` ("METHOD /path-or-route", fnmatch)."""
-
-    pattern: str
-    status: int = 429
-    retry_after: float = 0.0
-    code: int | None = None
-    is_global: bool = False
-    remaining: int = 1
-    message: str = ""
-
-    def matches(self, method: str, path: str, route: str) -> bool:
-        """Whether a call is affected."""
-        return fnmatch.fnmatchcase(f"{method} {path}", self.pattern) or fnmatch.fnmatchcase(
-            f"{method} {route}", self.pattern
-        )
-
-
-@dataclass(slots=True)
 class Interaction:
     """An injected interaction and how the bot has answered it so far."""
 
@@ -122,6 +102,10 @@ class DiscordEmulator(Emulator):
     """
 
     name = "discord"
+    FAULT_STATUSES = (
+        'that status on a REST call, {"message", "code"}; 429 with `retry_after` (default 0), Retry-After '
+        "and X-RateLimit-Scope (global: X-RateLimit-Global), as discord.py expects"
+    )
 
     def __init__(
         self,
@@ -143,7 +127,6 @@ class DiscordEmulator(Emulator):
         self.world = World(self.ids, User(application_id, bot_name, global_name=bot_name, bot=True))
         self.transcript = Transcript()
         self.allowed_privileged_intents = PRIVILEGED_INTENTS
-        self.faults: list[Fault] = []
         self.interactions: dict[int, Interaction] = {}
         self.attachments: dict[int, tuple[int, StoredAttachment]] = {}
         # Commands per scope (None = global), keyed by (name, type) so ids survive bulk overwrites.
@@ -381,22 +364,6 @@ class DiscordEmulator(Emulator):
         if presences:
             bits |= Intent.GUILD_PRESENCES
         self.allowed_privileged_intents = int(bits)
-
-    def inject_fault(
-        self,
-        pattern: str = "*",
-        *,
-        status: int = 429,
-        retry_after: float = 0.0,
-        count: int = 1,
-        code: int | None = None,
-        is_global: bool = False,
-        message: str = "",
-    ) -> Fault:
-        """Answer the next `count` calls matching `pattern` with an error (429 is retried by discord.py)."""
-        fault = Fault(pattern, status, retry_after, code, is_global, count, message)
-        self.faults.append(fault)
-        return fault
 
     # === injecting events ================================================================================
 

@@ -35,9 +35,10 @@ from sandbox.discord.world import (
     StoredMessage,
     reference_to,
 )
+from sandbox.faults import Fault, Target
 
 if TYPE_CHECKING:
-    from sandbox.discord.emulator import DiscordEmulator, Fault, Interaction
+    from sandbox.discord.emulator import DiscordEmulator, Interaction
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +183,9 @@ class RestApi:
         return serve
 
     def _take_fault(self, request: web.Request, route: str) -> Fault | None:
-        path = request.path.removeprefix(API_PREFIX)
-        for fault in self.emu.faults:
-            if fault.remaining > 0 and fault.matches(request.method, path, route.split(" ", 1)[-1]):
-                fault.remaining -= 1
-                return fault
-        return None
+        # A fault's path matches the path under /api/v10 or the route ("/channels/{channel_id}/messages").
+        paths = (request.path.removeprefix(API_PREFIX), route.split(" ", 1)[-1])
+        return self.emu.faults.take(Target(request.method, paths, request.host.split(":")[0].lower()))
 
     def _log_call(self, ctx: _Ctx, status: int, body: Any) -> None:
         payload = ctx.payload
@@ -846,24 +844,26 @@ def _bad_callback(message: str) -> DiscordError:
 
 
 def _fault_response(fault: Fault) -> tuple[int, Any, dict[str, str]]:
-    if fault.status == 429:
+    status = fault.status or 500
+    if status == 429:
+        retry_after = fault.retry_after or 0.0
         headers = {
             "Via": "1.1 google",
-            "Retry-After": str(math.ceil(fault.retry_after)),
+            "Retry-After": str(math.ceil(retry_after)),
             "X-RateLimit-Scope": "global" if fault.is_global else "user",
         }
         if fault.is_global:
             headers["X-RateLimit-Global"] = "true"
         body = {
             "message": fault.message or "You are being rate limited.",
-            "retry_after": fault.retry_after,
+            "retry_after": retry_after,
             "global": fault.is_global,
             "code": fault.code or 0,
         }
         return 429, body, headers
     return (
-        fault.status,
-        {"message": fault.message or f"{fault.status}: emulated fault", "code": fault.code or 0},
+        status,
+        {"message": fault.message or f"{status}: emulated fault", "code": fault.code or 0},
         {},
     )
 

@@ -169,33 +169,6 @@ def register_control(app: web.Application, emu: TelegramEmulator) -> None:
             raise ControlError("no such file_id") from None
         return {"ok": True}
 
-    async def add_fault(request: web.Request) -> Json:
-        data = await request.json()
-        code = _int(data.get("error_code", 500), "error_code")
-        chat_id = _int(data["chat_id"], "chat_id") if data.get("chat_id") is not None else None
-        times = _int(data.get("times", 1), "times")
-        description = str(data.get("description") or "Internal Server Error")
-        parameters = None
-        if code == 429:
-            retry_after = _int(data.get("retry_after", 5), "retry_after")
-            description, parameters = (
-                f"Too Many Requests: retry after {retry_after}",
-                {"retry_after": retry_after},
-            )
-        emu.fail(
-            method=data.get("method"),
-            chat_id=chat_id,
-            code=code,
-            description=description,
-            parameters=parameters,
-            times=times,
-        )
-        return {"ok": True}
-
-    async def clear_faults(request: web.Request) -> Json:
-        emu.api.faults.clear()
-        return {"ok": True}
-
     async def settings(request: web.Request) -> Json:
         data = await request.json()
         if "privacy_mode" in data:
@@ -227,6 +200,4 @@ def register_control(app: web.Application, emu: TelegramEmulator) -> None:
     app.router.add_get("/_control/inline_queries/{id}", route(inline_answer))
     app.router.add_get("/_control/transcript", route(transcript))
     app.router.add_post("/_control/files/{file_id}/invalidate", route(invalidate))
-    app.router.add_post("/_control/faults", route(add_fault))
-    app.router.add_delete("/_control/faults", route(clear_faults))
     app.router.add_post("/_control/settings", route(settings))

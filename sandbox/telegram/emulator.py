@@ -19,10 +19,11 @@ from aiohttp import web
 
 from sandbox.base import Emulator
 from sandbox.blobs import Pace
+from sandbox.telegram import limits
 from sandbox.telegram.control import register_control
 from sandbox.telegram.entities import find_entities
 from sandbox.telegram.errors import FILE_REFERENCE_EXPIRED, ApiError, bad_request, not_found, unauthorized
-from sandbox.telegram.limits import Fault, RateLimit
+from sandbox.telegram.limits import RateLimit
 from sandbox.telegram.media import FileStore
 from sandbox.telegram.methods import (
     CLOUD_UPLOAD_LIMIT,
@@ -74,6 +75,7 @@ class TelegramEmulator(Emulator):
     """A Bot API server on loopback for one bot, with a control API to drive and inspect it (see README)."""
 
     name = "telegram"
+    FAULT_STATUSES = limits.FAULT_STATUSES
 
     def __init__(
         self,
@@ -93,7 +95,10 @@ class TelegramEmulator(Emulator):
         self.files = FileStore(files_dir)
         self.changes = Changes()
         self.updates = UpdateQueue(self.changes.notify)
-        self.api = BotApi(self.world, self.files, self.updates, self.changes.notify, local_api=local_api)
+        self.faults.check = limits.check_fault
+        self.api = BotApi(
+            self.world, self.files, self.updates, self.changes.notify, faults=self.faults, local_api=local_api
+        )
         self.api.on_webhook_change = self._restart_webhook
         self.calls: list[Call] = []
         self.injected: list[Injected] = []
@@ -603,39 +608,6 @@ class TelegramEmulator(Emulator):
             return resp.status
 
     # ---- knobs
-
-    def flood(
-        self, chat_id: int, *, retry_after: int = 5, times: int = 1, method: str | None = None
-    ) -> Fault:
-        """The next `times` calls for this chat (of `method`, if given) answer 429 with retry_after."""
-        if retry_after < 1:
-            # aiogram only raises TelegramRetryAfter for a positive retry_after, as Telegram only sends those.
-            raise ValueError("retry_after must be at least 1 second")
-        return self.api.faults.add(
-            Fault(
-                429,
-                f"Too Many Requests: retry after {retry_after}",
-                {"retry_after": retry_after},
-                method=method,
-                chat_id=chat_id,
-                times=times,
-            )
-        )
-
-    def fail(
-        self,
-        *,
-        method: str | None = None,
-        chat_id: int | None = None,
-        code: int = 500,
-        description: str = "Internal Server Error",
-        parameters: Json | None = None,
-        times: int = 1,
-    ) -> Fault:
-        """The next `times` matching calls fail with this error (e.g. 403, "Forbidden: bot was blocked")."""
-        return self.api.faults.add(
-            Fault(code, description, parameters, method=method, chat_id=chat_id, times=times)
-        )
 
     def rate_limit(self, enabled: bool = True, **limits: Any) -> None:
         """Switch Telegram's automatic flood limits on (per chat, per group per minute, global) or off."""

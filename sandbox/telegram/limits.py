@@ -1,61 +1,35 @@
-"""Failure knobs: scripted errors (floods, outages) and Telegram's automatic per-chat rate limits."""
+"""Failure knobs: a planned fault as a Bot API error, and Telegram's automatic per-chat rate limits."""
 
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from sandbox.faults import Fault
 from sandbox.telegram.errors import ApiError, too_many_requests
 
-
-@dataclass(slots=True)
-class Fault:
-    """The next `times` calls matching `method` / `chat_id` (None matches any) fail with this error."""
-
-    code: int
-    description: str
-    parameters: dict[str, Any] | None = None
-    method: str | None = None
-    chat_id: int | str | None = None
-    times: int = 1
-
-    def matches(self, method: str, chat_id: int | str | None) -> bool:
-        """Whether a call is hit by this fault."""
-        if self.method is not None and self.method.lower() != method.lower():
-            return False
-        return self.chat_id is None or self.chat_id == chat_id
-
-    def error(self) -> ApiError:
-        """The error to answer with."""
-        return ApiError(self.code, self.description, dict(self.parameters) if self.parameters else None)
+FAULT_STATUSES = (
+    'that error: {"ok": false, "error_code", "description": message (default "Internal Server Error")}; '
+    "429 is flood control, `retry_after` whole seconds (default 5) in its description and parameters"
+)
+FLOOD_RETRY_AFTER = 5
 
 
-class FaultPlan:
-    """Scripted failures, consumed in the order they were added."""
+def check_fault(fault: Fault) -> None:
+    """Refuse a flood wait Telegram never sends: aiogram only raises TelegramRetryAfter for a positive one."""
+    wait = fault.retry_after
+    if fault.status == 429 and wait is not None and (wait < 1 or wait != int(wait)):
+        raise ValueError("retry_after must be a whole number of seconds, at least 1")
 
-    def __init__(self) -> None:
-        self.faults: list[Fault] = []
 
-    def add(self, fault: Fault) -> Fault:
-        """Schedule a fault."""
-        self.faults.append(fault)
-        return fault
-
-    def take(self, method: str, chat_id: int | str | None) -> ApiError | None:
-        """The error for this call, if a fault is scheduled for it (consuming one use)."""
-        for fault in self.faults:
-            if fault.times > 0 and fault.matches(method, chat_id):
-                fault.times -= 1
-                if fault.times == 0:
-                    self.faults.remove(fault)
-                return fault.error()
-        return None
-
-    def clear(self) -> None:
-        """Cancel every scheduled fault."""
-        self.faults.clear()
+def fault_error(fault: Fault) -> ApiError:
+    """The Bot API error a planned fault answers with."""
+    status = fault.status or 500
+    if status == 429:
+        wait = int(fault.retry_after or FLOOD_RETRY_AFTER)
+        return too_many_requests(wait)
+    return ApiError(status, fault.message or "Internal Server Error")
 
 
 @dataclass(slots=True)

@@ -18,9 +18,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from sandbox.faults import FaultPlan, Target
 from sandbox.telegram.entities import EntityParseError, FormattedText, format_text
 from sandbox.telegram.errors import WRONG_FILE, ApiError, bad_request, conflict, forbidden, not_found
-from sandbox.telegram.limits import FaultPlan, RateLimit
+from sandbox.telegram.limits import RateLimit, fault_error
 from sandbox.telegram.media import (
     FileKind,
     FileStore,
@@ -195,6 +196,7 @@ class BotApi:
         updates: UpdateQueue,
         on_change: Callable[[], None],
         *,
+        faults: FaultPlan,
         local_api: bool = False,
     ) -> None:
         self.world = world
@@ -207,7 +209,7 @@ class BotApi:
         self.supports_inline_queries = True
         self.inline_query_ttl = 10.0
         self.callback_query_ttl = 15.0
-        self.faults = FaultPlan()
+        self.faults = faults
         self.rate_limit: RateLimit | None = None
         self.webhook: Webhook | None = None
         self.on_webhook_change: Callable[[], None] = lambda: None
@@ -275,9 +277,9 @@ class BotApi:
             chat_ref = params.chat_id()
             if isinstance(chat_ref, int):
                 call.chat_id = chat_ref
-            fault = self.faults.take(call.method, chat_ref)
+            fault = self.faults.take(Target(call.method, chat_id=chat_ref))
             if fault is not None:
-                raise fault
+                raise fault_error(fault)
             call.result = await entry[1](params, call)
         except Exception as exc:
             if not isinstance(exc, ApiError):
@@ -376,8 +378,8 @@ class BotApi:
             formatted = format_text(text, parse_mode, entities)
         except EntityParseError as exc:
             raise bad_request(f"can't parse entities: {exc}") from None
-        except ValueError:
-            raise bad_request("unsupported parse_mode") from None
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
         if formatted.length > limit:
             raise bad_request(too_long)
         return formatted

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from aiohttp import StreamReader, hdrs
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs
+from aiohttp.helpers import parse_mimetype
+from aiohttp.http_exceptions import HttpProcessingError
 
 from sandbox.blobs import Pace
 from sandbox.telegram.errors import ApiError, bad_request, entity_too_large
 from sandbox.telegram.media import Spool, Upload
-from sandbox.telegram.multipart import MultipartError, MultipartParser, PartData, PartStart, boundary_of
 
 CHUNK = 256 * 1024
 MAX_FIELD = 1024 * 1024  # a plain (non-file) field; Telegram's own limits are far lower
@@ -77,10 +79,77 @@ async def read_body(
     return body
 
 
-# What follows a multipart body's close delimiter: the CRLF every client ends it with. With a Content-Length,
-# anything else means the length is wrong: more than the body would leave the request hanging (the server says
-# so at once), less cuts the body short.
-_EPILOGUE = b"\r\n"
+class _Metered:
+    """The request stream as aiohttp's multipart reader sees it: counted, paced, checked at the close.
+
+    aiohttp reads ahead of a part's data and two lines past the close delimiter, so a Content-Length longer
+    than the body would leave it waiting for bytes that never come; a real server says so as soon as the close
+    delimiter shows (a boundary never occurs inside a part, so its first sight is the end of the body).
+    """
+
+    def __init__(
+        self,
+        stream: StreamReader,
+        boundary: bytes,
+        declared: int | None,
+        first_byte: Callable[[], None] | None,
+        pace: Pace | None,
+    ) -> None:
+        self._stream = stream
+        self._close = b"\r\n--" + boundary + b"--"
+        self._declared = declared
+        self._first_byte = first_byte
+        self._pace = pace
+        self._tail = (
+            b"\r\n"  # the last bytes read, to find a delimiter split across reads (a body starts fresh)
+        )
+        self._checked = declared is None
+        self.consumed = 0
+
+    async def _count(self, data: bytes) -> bytes:
+        if data and self.consumed == 0 and self._first_byte is not None:
+            self._first_byte()
+        if not self._checked:
+            self._check_length(data)
+        self.consumed += len(data)
+        if self._pace is not None:
+            await self._pace.sent(len(data))
+        return data
+
+    def _check_length(self, data: bytes) -> None:
+        keep = len(self._close) - 1
+        seam = self._tail + data[:keep]
+        at = seam.find(self._close)
+        if at >= 0:
+            end = self.consumed - len(self._tail) + at + len(self._close)
+        else:
+            at = data.find(self._close)
+            end = self.consumed + at + len(self._close) if at >= 0 else -1
+        if end < 0:
+            self._tail = seam[-keep:] if len(data) < keep else data[-keep:]
+            return
+        self._checked = True
+        assert self._declared is not None
+        actual = end + 2  # the CRLF every client ends the body with
+        if actual != self._declared:
+            raise bad_request(_length_mismatch(self._declared, actual))
+
+    async def read(self, n: int = -1) -> bytes:
+        return await self._count(await self._stream.read(n))
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        return await self._count(await self._stream.readline(max_line_length=max_line_length))
+
+    def at_eof(self) -> bool:
+        return self._stream.at_eof()
+
+    def unread_data(self, data: bytes) -> None:
+        self.consumed -= len(data)
+        self._tail = b""
+        with warnings.catch_warnings():
+            # Deprecated for applications; aiohttp's own multipart reader is built on it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._stream.unread_data(data)
 
 
 async def _read_multipart(
@@ -92,74 +161,68 @@ async def _read_multipart(
     first_byte: Callable[[], None] | None = None,
     pace: Pace | None = None,
 ) -> None:
-    try:
-        parser = MultipartParser(boundary_of(headers.get(hdrs.CONTENT_TYPE, "")))
-    except MultipartError as exc:
-        raise bad_request(str(exc)) from None
-    spool: Spool | None = None
-    field: bytearray | None = None
-    name = ""
-    too_large = False
     declared = _content_length(headers)
-    consumed = 0
+    spool: Spool | None = None
+    too_large = False
+    boundary = parse_mimetype(headers.get(hdrs.CONTENT_TYPE, "")).parameters.get("boundary", "")
+    if not boundary:
+        raise bad_request("multipart body without a boundary")
+    metered = _Metered(stream, boundary.encode("latin-1"), declared, first_byte, pace)
     try:
-        while chunk := await stream.read(CHUNK):
-            if consumed == 0 and first_byte is not None:
-                first_byte()
-            consumed += len(chunk)
-            if pace is not None:
-                await pace.sent(len(chunk))
-            try:
-                events = parser.feed(chunk)
-            except MultipartError as exc:
-                raise bad_request(str(exc)) from None
-            if parser.done and declared is not None:
-                still_due = max(0, len(_EPILOGUE) - parser.epilogue)
-                if declared - consumed > still_due or parser.epilogue > len(_EPILOGUE):
-                    raise bad_request(_length_mismatch(declared, consumed + still_due))
-            for event in events:
-                if isinstance(event, PartStart):
-                    name = event.name
-                    if event.filename is None:
-                        field = bytearray()
-                    elif not too_large:
-                        spool = Spool(spool_dir, name, event.filename, event.content_type)
-                elif isinstance(event, PartData):
-                    if field is not None:
-                        field += event.data
-                        if len(field) > MAX_FIELD:
-                            raise bad_request(f'parameter "{name}" is too long')
-                    elif spool is not None:
-                        spool.write(event.data)
-                        if spool.size > file_limit:
-                            # Keep reading (and discarding) so the client gets to read the 413.
-                            too_large = True
-                            spool.discard()
-                            spool = None
-                elif field is not None:
-                    body.params[name] = field.decode("utf-8", "replace")
-                    field = None
-                elif spool is not None:
-                    body.uploads[name] = spool.finish()
+        # The reader only calls read / readline / at_eof / unread_data, all of which _Metered passes on.
+        reader = MultipartReader(headers, cast(StreamReader, metered))
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.headers.get(hdrs.CONTENT_DISPOSITION) is None:
+                raise bad_request("a part without Content-Disposition")
+            name = part.name or ""
+            if part.filename is None:
+                field = bytearray()
+                while chunk := await part.read_chunk(CHUNK):
+                    field += chunk
+                    if len(field) > MAX_FIELD:
+                        raise bad_request(f'parameter "{name}" is too long')
+                _check_complete(part, declared, metered.consumed)
+                body.params[name] = field.decode("utf-8", "replace")
+                continue
+            spool = (
+                None
+                if too_large
+                else Spool(spool_dir, name, part.filename, part.headers.get(hdrs.CONTENT_TYPE))
+            )
+            while chunk := await part.read_chunk(CHUNK):
+                if spool is None:
+                    continue  # past the limit: read on, so the client gets to read the 413
+                spool.write(chunk)
+                if spool.size > file_limit:
+                    too_large = True
+                    spool.discard()
                     spool = None
-        try:
-            parser.close()
-        except MultipartError as exc:
-            # With a Content-Length shorter than the body, the body "ends" before its close delimiter.
-            detail = f" (Content-Length {declared}, {consumed} bytes read)" if declared is not None else ""
-            raise bad_request(f"{exc}{detail}") from None
-        if declared is not None and parser.epilogue != len(_EPILOGUE):
-            raise bad_request(_length_mismatch(declared, consumed - parser.epilogue + len(_EPILOGUE)))
-    except BaseException:
+            _check_complete(part, declared, metered.consumed)
+            if spool is not None:
+                body.uploads[name] = spool.finish()
+                spool = None
+        while await stream.read(CHUNK):  # an epilogue past aiohttp's two lines (chunked bodies)
+            pass
+    except BaseException as exc:
         if spool is not None:
             spool.discard()
         for upload in body.uploads.values():
             upload.path.unlink(missing_ok=True)
+        if isinstance(exc, ValueError | HttpProcessingError):
+            raise bad_request(f"malformed multipart body: {exc}") from None
         raise
     if too_large:
         for upload in body.uploads.values():
             upload.path.unlink(missing_ok=True)
         raise entity_too_large()
+
+
+def _check_complete(part: BodyPartReader, declared: int | None, consumed: int) -> None:
+    """A part whose reads ran dry before its closing boundary: the body ended early (or was cut short)."""
+    if not part.at_eof():
+        # With a Content-Length shorter than the body, the body "ends" before its close delimiter.
+        detail = f" (Content-Length {declared}, {consumed} bytes read)" if declared is not None else ""
+        raise bad_request(f"the multipart body ended early{detail}")
 
 
 def _length_mismatch(declared: int, actual: int) -> str:

@@ -101,7 +101,7 @@ async def test_a_flooded_chat_action_never_costs_the_video(
 ) -> None:
     user = tg.add_user("Ada")
     chat = tg.private_chat(user)
-    tg.flood(chat.id, retry_after=retry_after, times=times, method="sendChatAction")
+    tg.fault_next("429", count=times, chat_id=chat.id, retry_after=retry_after, method="sendChatAction")
     mark = tg.mark()
     tg.inject_message(chat, CLIP.url, user=user)
     call = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, ok=True, timeout=20)
@@ -117,8 +117,8 @@ async def test_sendvideo_429s_are_waited_out_past_three_attempts(
 ) -> None:
     user = tg.add_user("Bea")
     chat = tg.private_chat(user)
-    tg.flood(chat.id, retry_after=1, times=3, method="sendVideo")
-    tg.flood(chat.id, retry_after=2, times=1, method="sendVideo")
+    tg.fault_next("429", count=3, chat_id=chat.id, retry_after=1, method="sendVideo")
+    tg.fault_next("429", chat_id=chat.id, retry_after=2, method="sendVideo")
     mark = tg.mark()
     tg.inject_message(chat, CLIP.url, user=user)
     call = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, ok=True, timeout=30)
@@ -135,8 +135,8 @@ async def test_sendmediagroup_429s_are_waited_out(
 ) -> None:
     user = tg.add_user("Cid")
     chat = tg.private_chat(user)
-    tg.flood(chat.id, retry_after=1, times=4, method="sendMediaGroup")
-    tg.flood(chat.id, retry_after=1, times=2, method="sendAudio")
+    tg.fault_next("429", count=4, chat_id=chat.id, retry_after=1, method="sendMediaGroup")
+    tg.fault_next("429", count=2, chat_id=chat.id, retry_after=1, method="sendAudio")
     mark = tg.mark()
     tg.inject_message(chat, SLIDES.url, user=user)
     await tg.wait_for(method="sendAudio", chat_id=chat.id, after=mark, ok=True, timeout=30)
@@ -152,8 +152,10 @@ async def test_a_flood_past_the_budget_is_its_own_outcome_logged_once(
 ) -> None:
     user = tg.add_user("Dee")
     chat = tg.private_chat(user)
-    tg.flood(chat.id, retry_after=3, times=100, method="sendVideo")  # 3 s waits, an 8 s budget
-    tg.flood(chat.id, retry_after=30, times=100, method="sendMessage")
+    tg.fault_next(
+        "429", count=100, chat_id=chat.id, retry_after=3, method="sendVideo"
+    )  # 3 s waits, an 8 s budget
+    tg.fault_next("429", count=100, chat_id=chat.id, retry_after=30, method="sendMessage")
     mark = tg.mark()
     tg.inject_message(chat, CLIP.url, user=user)
     rows = await wait_rows(app, "link", timeout=30)

@@ -224,7 +224,7 @@ async def test_stale_file_id_falls_back_to_a_fresh_upload(tg: TelegramEmulator, 
 async def test_flood_control_429_is_retried(tg: TelegramEmulator) -> None:
     user = tg.add_user("Lea")
     chat = tg.private_chat(user)
-    tg.flood(chat.id, retry_after=1, times=1, method="sendVideo")
+    tg.fault_next("429", chat_id=chat.id, retry_after=1, method="sendVideo")
     mark = tg.mark()
     tg.inject_message(chat, CLIP.url, user=user)
     refused = await tg.wait_for(method="sendVideo", chat_id=chat.id, after=mark, timeout=10)

@@ -494,7 +494,7 @@ async def test_world_changes_after_connect_reach_discord_py(emu: DiscordEmulator
 async def test_rate_limited_call_is_retried_by_discord_py(emu: DiscordEmulator) -> None:
     demo = emu.demo
     assert demo is not None
-    emu.inject_fault("POST /channels/{channel_id}/messages", status=429, retry_after=0.01, count=2)
+    emu.fault_next("429", count=2, method="POST", path="/channels/{channel_id}/messages", retry_after=0.01)
     async with running(emu, make_bot()) as bot:
         channel = bot.get_channel(demo.channel_id)
         assert isinstance(channel, discord.TextChannel)

@@ -13,6 +13,7 @@ import pytest
 
 from sandbox.blobs import media_file
 from sandbox.catalogue import CATALOGUE, T0, post_id_at
+from sandbox.faults import Target
 from sandbox.runner import Sandbox, all_emulators
 from sandbox.tiktok import HOME, TikTokEmulator
 from sandbox.ttsave import BOUNDARY, TTSaveEmulator, _rechunk
@@ -185,14 +186,15 @@ async def test_short_links(client: httpx.AsyncClient, url: str, status: int, tar
 async def test_fault_control_over_http(client: httpx.AsyncClient, sandbox: Sandbox) -> None:
     tiktok = sandbox.get(TikTokEmulator)
     async with httpx.AsyncClient(base_url=tiktok.base_url) as control:
-        queued = await control.post("/_control/fault", json={"kind": "page_500", "count": 2})
-        assert queued.json()["queued"] == [{"kind": "page_500", "remaining": 2, "delay": None}]
-        unknown = await control.post("/_control/fault", json={"mode": "nonsense"})  # `mode` is an alias
+        queued = await control.post("/_control/faults", json={"kind": "page_500", "count": 2})
+        assert queued.json()["queued"] == [{"kind": "page_500", "count": 2}]
+        unknown = await control.post("/_control/faults", json={"kind": "nonsense"})
         assert unknown.status_code == 400 and "page_500" in unknown.json()["kinds"]
+        assert (await control.post("/_control/faults", json={"mode": "page_500"})).status_code == 400
         assert (await client.get(f"https://www.tiktok.com/@_/video/{CLIP}")).status_code == 500
-        listed = await control.get("/_control/fault")
-        assert listed.json()["queued"][0]["remaining"] == 1
-        assert (await control.delete("/_control/fault")).json() == {"queued": []}
+        listed = await control.get("/_control/faults")
+        assert listed.json()["queued"][0]["count"] == 1
+        assert (await control.delete("/_control/faults")).json() == {"queued": []}
         assert (await client.get(f"https://www.tiktok.com/@_/video/{CLIP}")).status_code == 200
         log = (await control.get("/_control/requests")).json()["requests"]
         assert [(r["host"], r["status"]) for r in log] == [("www.tiktok.com", 500), ("www.tiktok.com", 200)]
@@ -205,8 +207,8 @@ def test_fault_names_are_checked() -> None:
     with pytest.raises(ValueError, match="count"):
         emu.fault_next("500", count=0)
     emu.fault_next("500", count=2)
-    assert emu.take_fault(["slow"]) is None
-    assert emu.take_fault(["500"]) is not None and emu.pending_faults[0].remaining == 1
+    assert emu.faults.take(Target(), ["slow"]) is None
+    assert emu.faults.take(Target(), ["500"]) is not None and emu.faults.queued[0].count == 1
 
 
 async def test_ttsave_stream(sandbox: Sandbox) -> None:

@@ -83,8 +83,8 @@ async def test_ed_units_balance_runs_out(http: httpx.AsyncClient, ed_emu: Ensemb
 
 
 async def test_ed_http_controls(http: httpx.AsyncClient, ed_emu: EnsembleDataEmulator) -> None:
-    planned = await http.post(ed_emu.base_url + "/_control/fault", json={"kind": "500", "count": 2})
-    assert planned.json() == {"planned": 2}
+    planned = await http.post(ed_emu.base_url + "/_control/faults", json={"kind": "500", "count": 2})
+    assert planned.json() == {"queued": [{"kind": "500", "count": 2}]}
     for _ in range(2):
         response = await ed_get(http, ed_emu, "/tt/user/info", token=ed_emu.token, username="sandbox.cook")
         assert response.status_code == 500 and response.json() == {"detail": "Internal server error"}
@@ -94,14 +94,14 @@ async def test_ed_http_controls(http: httpx.AsyncClient, ed_emu: EnsembleDataEmu
     assert (
         await ed_get(http, ed_emu, "/tt/hashtag/posts", token=ed_emu.token, name="food")
     ).status_code == 495
-    bad = await http.post(ed_emu.base_url + "/_control/fault", json={"kind": "teapot"})
+    bad = await http.post(ed_emu.base_url + "/_control/faults", json={"kind": "teapot"})
     assert bad.status_code == 400
     await http.post(
-        ed_emu.base_url + "/_control/fault", json={"kind": 429, "count": 5, "path": "/apis/tt/post"}
+        ed_emu.base_url + "/_control/faults", json={"kind": 429, "count": 5, "path": "/apis/tt/post*"}
     )
     assert (await ed_get(http, ed_emu, "/tt/user/info", token=ed_emu.token, username="x")).status_code == 473
-    cleared = await http.delete(ed_emu.base_url + "/_control/fault")
-    assert cleared.json() == {"planned": 0}
+    cleared = await http.delete(ed_emu.base_url + "/_control/faults")
+    assert cleared.json() == {"queued": []}
 
 
 def test_fault_plan_validates_kinds() -> None:
@@ -320,7 +320,7 @@ async def test_research_401_quota_and_controls(
     spent = await research_post(http, research_emu, path, fields, body, token)
     assert spent.status_code == 429 and spent.json()["error"]["code"] == "rate_limit_exceeded"
     await http.post(research_emu.base_url + "/_control/state", json={"daily_quota": 100, "requests_today": 0})
-    await http.post(research_emu.base_url + "/_control/fault", json={"kind": "500"})
+    await http.post(research_emu.base_url + "/_control/faults", json={"kind": "500"})
     failed = await research_post(http, research_emu, path, fields, body, token)
     assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error"
     assert (await research_post(http, research_emu, path, fields, body, token)).status_code == 200

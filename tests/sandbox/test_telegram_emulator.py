@@ -391,7 +391,7 @@ async def test_media_group_sizes_outside_2_to_10_are_refused(emu: TelegramEmulat
 async def test_flooded_chat_answers_429_with_retry_after(emu: TelegramEmulator, bot: Bot) -> None:
     chat = emu.private_chat()
     other = emu.private_chat(emu.add_user("Other"))
-    emu.flood(chat.id, retry_after=7, times=2)
+    emu.fault_next("429", count=2, chat_id=chat.id, retry_after=7)
     await bot.send_message(other.id, "other chats are fine")
     for _ in range(2):
         with pytest.raises(TelegramRetryAfter) as caught:
@@ -741,7 +741,7 @@ async def test_control_api_over_http(emu: TelegramEmulator, bot: Bot) -> None:
         async with http.get(f"{control}/transcript", params={"chat_id": chat["id"]}) as resp:
             calls = await resp.json()
         assert [(c["method"], c["result"]["text"]) for c in calls] == [("sendMessage", "help text")]
-        async with http.post(f"{control}/faults", json={"chat_id": chat["id"], "error_code": 429}) as resp:
+        async with http.post(f"{control}/faults", json={"kind": "429", "chat_id": chat["id"]}) as resp:
             assert resp.status == 200
         with pytest.raises(TelegramRetryAfter):
             await bot.send_message(chat["id"], "flooded")
@@ -750,6 +750,6 @@ async def test_control_api_over_http(emu: TelegramEmulator, bot: Bot) -> None:
 
 
 async def test_unknown_method_through_aiogram_raises_not_found(emu: TelegramEmulator, bot: Bot) -> None:
-    emu.fail(method="sendMessage", code=404, description="Not Found")
+    emu.fault_next("404", method="sendMessage", message="Not Found")
     with pytest.raises(TelegramNotFound):
         await bot.send_message(emu.private_chat().id, "x")

@@ -1,27 +1,24 @@
-"""The emulator's text formatting: tdlib's HTML and MarkdownV2 rules, checked with aiogram's encoders."""
+"""The emulator's text formatting: tdlib's HTML rules, checked with aiogram's encoder."""
 
 from __future__ import annotations
 
 import pytest
 from aiogram.types import MessageEntity
-from aiogram.utils.text_decorations import html_decoration, markdown_decoration
+from aiogram.utils.text_decorations import html_decoration
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox.telegram.entities import (
     EntityParseError,
     checked_link,
-    drop_carriage_returns,
     find_entities,
     format_text,
     parse_html,
-    parse_markdown,
-    parse_markdown_v2,
     utf16_len,
 )
 
 # Any text: emoji (surrogate pairs in UTF-16), Cyrillic, markup characters, newlines. Telegram drops "\r"
-# (aiogram's MarkdownV2 encoder uses it as a separator) and NUL, so those stay out.
+# and NUL, so those stay out.
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"), max_size=40)
 SIMPLE_TYPES = ["bold", "italic", "underline", "strikethrough", "spoiler", "code"]
 
@@ -41,25 +38,10 @@ def test_escaped_html_is_plain_text(text: str) -> None:
     assert parse_html(html_decoration.quote(text)) == (text, [])
 
 
-@given(TEXT)
-def test_escaped_markdown_v2_is_plain_text(text: str) -> None:
-    assert parse_markdown_v2(markdown_decoration.quote(text)) == (text, [])
-
-
 @given(text_with_entity())
 def test_html_from_aiogram_parses_back_to_its_entity(case: tuple[str, MessageEntity]) -> None:
     text, entity = case
     parsed_text, entities = parse_html(html_decoration.unparse(text, [entity]))
-    assert parsed_text == text
-    assert entities == [{"offset": entity.offset, "length": entity.length, "type": entity.type}]
-
-
-@given(text_with_entity())
-def test_markdown_v2_from_aiogram_parses_back_to_its_entity(case: tuple[str, MessageEntity]) -> None:
-    text, entity = case
-    parsed_text, entities = drop_carriage_returns(
-        *parse_markdown_v2(markdown_decoration.unparse(text, [entity]))
-    )
     assert parsed_text == text
     assert entities == [{"offset": entity.offset, "length": entity.length, "type": entity.type}]
 
@@ -105,40 +87,6 @@ def test_html_errors_match_tdlib(source: str, error: str) -> None:
     assert str(caught.value) == error
 
 
-@pytest.mark.parametrize(
-    ("source", "error"),
-    [
-        ("1.5", "Character '.' is reserved and must be escaped with the preceding '\\'"),
-        ("a-b", "Character '-' is reserved and must be escaped with the preceding '\\'"),
-        ("*bold", "Can't find end of Bold entity at byte offset 0"),
-        ("x __u", "Can't find end of Underline entity at byte offset 2"),
-        ("[link](http://a", "Can't find end of a URL at byte offset 7"),
-    ],
-)
-def test_markdown_v2_errors_match_tdlib(source: str, error: str) -> None:
-    with pytest.raises(EntityParseError) as caught:
-        parse_markdown_v2(source)
-    assert str(caught.value) == error
-
-
-def test_markdown_v2_quotes_and_legacy_markdown() -> None:
-    assert parse_markdown_v2(">quoted\n>more\nafter") == (
-        "quoted\nmore\nafter",
-        [{"offset": 0, "length": 12, "type": "blockquote"}],
-    )
-    assert parse_markdown("*b* _i_ [l](https://x.y) `c`") == (
-        "b i l c",
-        [
-            {"offset": 0, "length": 1, "type": "bold"},
-            {"offset": 2, "length": 1, "type": "italic"},
-            {"offset": 4, "length": 1, "type": "text_link", "url": "https://x.y/"},
-            {"offset": 6, "length": 1, "type": "code"},
-        ],
-    )
-    with pytest.raises(EntityParseError, match="Can't find end of the entity starting at byte offset 2"):
-        parse_markdown("a *b")
-
-
 def test_detected_entities_are_like_telegrams() -> None:
     text = "/post@tiktok_sandbox_bot see https://www.tiktok.com/@u/video/1. and vm.tiktok.com/ZM1 #fyp @some"
     found = [(e["type"], text[e["offset"] : e["offset"] + e["length"]]) for e in find_entities(text)]
@@ -167,5 +115,6 @@ def test_format_text_trims_and_counts_code_points() -> None:
         [{"type": "italic", "offset": 3, "length": 5}, {"type": "url", "offset": 0, "length": 2}],
     )
     assert plain.entities == [{"type": "italic", "offset": 3, "length": 5}]
-    with pytest.raises(ValueError, match="unsupported parse_mode"):
-        format_text("x", "BBCode")
+    for mode in ("BBCode", "MarkdownV2", "Markdown"):  # the last two are real, but no bot path sends them
+        with pytest.raises(ValueError, match="unsupported parse_mode"):
+            format_text("x", mode)

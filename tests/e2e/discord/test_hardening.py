@@ -16,7 +16,7 @@ async def test_typing_refused_with_long_429s_still_delivers(
 ) -> None:
     run = discord_bot
     # Past discord.py's max_ratelimit_timeout: it raises RateLimited instead of waiting.
-    run.emu.inject_fault("POST /channels/*/typing", retry_after=90, count=20)
+    run.emu.fault_next("429", count=20, method="POST", path="/channels/*/typing", retry_after=90)
     pasted = await run.paste(url(CLIP))
     reply = await run.reply_to(pasted)
     assert [a.sha256 for a in reply.attachments] == [sha("clip.mp4")]
@@ -30,7 +30,7 @@ async def test_a_message_429_past_the_budget_is_reply_failed(
     discord_bot: DiscordRun, usage: UsageTable, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = discord_bot
-    run.emu.inject_fault("POST /channels/*/messages", retry_after=90, count=20)
+    run.emu.fault_next("429", count=20, method="POST", path="/channels/*/messages", retry_after=90)
     await run.paste(url(CLIP))
     async with asyncio.timeout(20):
         while not (rows := await usage.rows(action="link")):  # noqa: ASYNC110 -- no reply to wait for
