@@ -1,9 +1,14 @@
-"""CLI start-up: wall time of `tiktok-bot COMMAND ...` runs (median and spread), like hyperfine."""
+"""CLI start-up: wall time of `tiktok-bot COMMAND ...` runs (median and spread), like hyperfine, and CPU time.
+
+On a shared machine the wall time follows the other jobs' load; the CPU time (user + system of the child)
+is the steadier figure of what start-up itself costs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,20 +27,27 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
-def wall_times(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
-    """Seconds each of `runs` runs of the CLI took, after one warm-up run."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_times(argv: list[str], runs: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds each of `runs` runs of the CLI took, after one warm-up run."""
     command = [sys.executable, "-m", "bot", *argv]
     subprocess.run(command, env=env, capture_output=True, check=False)
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
+        cpu = _children_cpu()
         start = time.perf_counter()
         subprocess.run(command, env=env, capture_output=True, check=False)
-        times.append(time.perf_counter() - start)
-    return times
+        walls.append(time.perf_counter() - start)
+        cpus.append(_children_cpu() - cpu)
+    return walls, cpus
 
 
 def main() -> None:
-    """Print one line per command: median, min and max wall time."""
+    """Print one line per command: median, min and max wall time, and the median CPU time."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("commands", nargs="*", default=list(COMMANDS))
@@ -45,10 +57,13 @@ def main() -> None:
         env_file = Path(tmp) / ".env"
         env_file.write_text("")
         env = {**os.environ, "DATABASE__PATH": str(Path(tmp) / "absent.db")}
-        print(f"{'command':<10} {'median':>8} {'min':>8} {'max':>8}  ({args.runs} runs)")
+        print(f"{'command':<10} {'median':>8} {'min':>8} {'max':>8} {'cpu':>8}  ({args.runs} runs, seconds)")
         for name in args.commands:
-            times = wall_times(["--env-file", str(env_file), *COMMANDS[name]], args.runs, env)
-            print(f"{name:<10} {statistics.median(times):8.3f} {min(times):8.3f} {max(times):8.3f}")
+            walls, cpus = run_times(["--env-file", str(env_file), *COMMANDS[name]], args.runs, env)
+            print(
+                f"{name:<10} {statistics.median(walls):8.3f} {min(walls):8.3f} {max(walls):8.3f}"
+                f" {statistics.median(cpus):8.3f}"
+            )
 
 
 if __name__ == "__main__":

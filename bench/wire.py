@@ -24,7 +24,7 @@ from pathlib import Path
 from rig import MB, percentile
 
 from bot.config import settings_from
-from bot.wiring import tiktok_sessions
+from bot.upstreams import tiktok_sessions
 from sandbox.catalogue import T0, catalogue_with, post_id_at, synthetic_posts
 from sandbox.runner import Sandbox
 from sandbox.tiktok import TikTokEmulator

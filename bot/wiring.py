@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 from bot.chat.flow import LinkFlow
 from bot.chat.inbox import Deliveries
-from bot.config import DatabaseSettings, Settings
+from bot.config import Settings
+from bot.engines import build_shared_state, open_database
 from bot.metrics import BreakerGauges, Metrics
+from bot.upstreams import build_metadata_service, metadata_client, tiktok_sessions, ttsave_client
 from services.download.models import Quality
 from services.download.service import DownloadService, build_backends
-from services.download.sessions import SessionPool
 from services.download.spool_root import clear_stale, process_spool, remove_own, spool_root
 from services.errors import NotConfigured
-from services.http import HttpOptions, make_client, parse_routes
 from services.links import ShortLinkResolver
-from services.metadata.service import MetadataService, build_providers
+from services.metadata.service import MetadataService
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import SharedState
 from services.shared.memory import memory_state
 from services.store import Store
-from services.store.db import Database
-from services.store.postgres import PostgresDatabase
-from services.store.sqlite import MEMORY, SqliteDatabase
-from services.wire import OFF, resolve_target
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -66,121 +59,6 @@ class App:
                 log.exception("error while closing")
         if self.spool is not None:
             remove_own(self.spool)
-
-
-async def open_database(settings: DatabaseSettings, *, create: bool = True) -> Database:
-    """The engine DATABASE__URL names, opened and migrated: the one place that picks SQLite or PostgreSQL.
-
-    With `create` off, a SQLite file that does not exist yet reads as an empty database and is not created.
-    """
-    if settings.engine == "postgres":
-        assert settings.url is not None
-        return await PostgresDatabase.open(settings.url.get_secret_value(), pool_size=settings.pool_size)
-    path = settings.sqlite_path
-    if not create and not path.exists():
-        return await SqliteDatabase.open(MEMORY)
-    return await SqliteDatabase.open(path)
-
-
-async def build_shared_state(settings: Settings) -> SharedState:
-    """The one place the engine of shared state is chosen: Redis when REDIS__URL is set, else this process."""
-    url = settings.redis.url
-    if url is None or not url.get_secret_value():
-        return memory_state()
-    # Imported only when chosen: redis-py costs ~50 ms of start-up that one process on SQLite never uses.
-    from services.shared.redis import connect as connect_redis
-    from services.shared.redis import redis_state
-
-    client = connect_redis(url.get_secret_value(), client_name="tiktok-bot")
-    try:
-        state = await redis_state(client, prefix=settings.redis.prefix, lease=settings.redis.lease)
-    except BaseException:
-        await client.aclose()
-        raise
-    log.info("shared state in Redis", extra={"action": "startup", "backend": "redis"})
-    return state
-
-
-def build_metadata_service(
-    settings: Settings, client: httpx.AsyncClient, shared: SharedState | None = None
-) -> MetadataService:
-    """The MetadataService the settings describe: providers in configured order, unconfigured skipped."""
-    ed_token = settings.ensembledata.token
-    research_secret = settings.research.client_secret
-    providers = build_providers(
-        settings.metadata.providers,
-        client=client,
-        ed_token=ed_token.get_secret_value() if ed_token else None,
-        ed_url=settings.ensembledata.url,
-        research_key=settings.research.client_key,
-        research_secret=research_secret.get_secret_value() if research_secret else None,
-        research_url=settings.research.url,
-        qps=settings.research.qps,
-        daily_quota=settings.research.daily_quota,
-        counters=shared.counters if shared is not None else None,
-    )
-    return MetadataService(
-        providers,
-        cache_ttl=settings.metadata.cache_ttl,
-        cache=shared.metadata if shared is not None else None,
-    )
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def metadata_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled HTTP client the metadata providers share (through METADATA__PROXY only if set)."""
-    timeout = settings.ensembledata.timeout
-    options = HttpOptions(read_timeout=timeout, write_timeout=timeout)
-    return make_client(
-        routes=parse_routes(settings.upstream_routes),
-        options=options,
-        proxy=_secret(settings.metadata.proxy),
-        ca_file=settings.upstream_ca_file,
-    )
-
-
-def ttsave_client(settings: Settings) -> httpx.AsyncClient:
-    """The HTTP client for TTSave (through TTSAVE__PROXY only if set; never DOWNLOAD__PROXIES)."""
-    return make_client(
-        routes=parse_routes(settings.upstream_routes),
-        options=HttpOptions(
-            read_timeout=settings.ttsave.timeout, first_byte_timeout=settings.download.first_byte_timeout
-        ),
-        proxy=_secret(settings.ttsave.proxy),
-        ca_file=settings.upstream_ca_file,
-    )
-
-
-def tiktok_sessions(
-    settings: Settings, *, read_timeout: float | None = None, clock: Callable[[], float] = time.monotonic
-) -> SessionPool:
-    """The warm visitor sessions for TikTok's hosts: one impersonating client per proxy (or one direct)."""
-    routes = parse_routes(settings.upstream_routes)
-    dl = settings.download
-    options = HttpOptions(read_timeout=read_timeout or dl.timeout, first_byte_timeout=dl.first_byte_timeout)
-
-    def client_for(proxy: str | None) -> httpx.AsyncClient:
-        return make_client(
-            routes=routes,
-            browser=True,
-            options=options,
-            impersonate=dl.impersonate,
-            proxy=proxy,
-            ca_file=settings.upstream_ca_file,
-        )
-
-    return SessionPool.build(
-        client_for,
-        [p.get_secret_value() for p in dl.proxies],
-        size=dl.sessions,
-        max_age=dl.session_max_age,
-        bench_seconds=dl.proxy_bench,
-        clock=clock,
-        target=dl.impersonate if dl.impersonate == OFF else resolve_target(dl.impersonate),
-    )
 
 
 async def build_app(settings: Settings) -> App:

@@ -1,4 +1,11 @@
-"""Request limits: per-user and per-chat sliding windows, and a concurrency gate with a queue notice."""
+"""Request limits: per-user and per-chat sliding windows, and a concurrency gate with a queue notice.
+
+Written here rather than taken from a library: a request passes only if the user's and the chat's windows
+both have room, counted in both or in neither, and the answer is how long to wait — in one process or in
+Redis (one Lua script over sorted sets, `services.shared`). `aiolimiter` is a leaky bucket for one process
+with no keys; `limits` keeps keyed moving windows in Redis but checks and hits one limit at a time, so two
+replicas could each pass a user whose chat is full. Neither has a gate that tells the user they are queued.
+"""
 
 from __future__ import annotations
 

@@ -8,14 +8,14 @@ too large, and what goes into the usage log — lives here once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from pydantic import TypeAdapter, ValidationError
 
 from bot.chat.inbox import Deliveries, current_entry
 from bot.chat.variants import variant_prefix
@@ -25,7 +25,7 @@ from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
 from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
 from services.links import LinkKind, ShortLinkResolver, TikTokLink
-from services.metadata.models import Music, Post, Stats
+from services.metadata.models import Post
 from services.metadata.service import MetadataService
 from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import FlightLocks
@@ -126,22 +126,19 @@ class Tracker:
     outcome: str = "ok"
 
 
+# The post's metadata beside its cached media references (SQLite / PostgreSQL, and Redis's hot layer).
+_POST_JSON = TypeAdapter(Post)
+
+
 def _post_to_json(post: Post) -> str:
-    data = asdict(post)
-    data["created"] = post.created.isoformat() if post.created else None
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _POST_JSON.dump_json(post).decode()
 
 
 def _post_from_json(text: str) -> Post | None:
     try:
-        data: dict[str, Any] = json.loads(text)
-        data["stats"] = Stats(**data.get("stats") or {})
-        data["music"] = Music(**data["music"]) if data.get("music") else None
-        data["hashtags"] = tuple(data.get("hashtags") or ())
-        data["created"] = datetime.fromisoformat(data["created"]) if data.get("created") else None
-        return Post(**data)
-    except (ValueError, TypeError, KeyError):
-        return None
+        return _POST_JSON.validate_json(text)
+    except ValidationError:
+        return None  # written by an older shape: the caption is taken afresh
 
 
 POST_VARIANT = "post"
@@ -217,9 +214,7 @@ class LinkFlow:
                 "%s %s",
                 action,
                 tracker.outcome,
-                extra={
-                    "platform": ctx.platform,
-                    "chat": ctx.chat_id,
+                extra={  # platform, update, chat and user are bound where the interaction came in
                     "action": action,
                     "target": tracker.target,
                     "backend": tracker.backend,
@@ -277,7 +272,7 @@ class LinkFlow:
                     await self.send_post(ctx.platform, resolved, sender, want, tracker)
         except ReplyFailed as exc:
             # The chat refuses us (flood past the budget, blocked): an error reply would fare no better.
-            _log_reply_failed(ctx, exc)
+            _log_reply_failed(exc)
         except TooLarge as exc:
             await self._answer_too_large(sender, link, exc)
         except ServiceError as exc:
@@ -287,7 +282,7 @@ class LinkFlow:
             await asyncio.shield(self._answer(sender, ShuttingDown(), link))
             raise
         except Exception as exc:
-            log.exception("unexpected failure", extra={"platform": ctx.platform, "chat": ctx.chat_id})
+            log.exception("unexpected failure")
             await self._answer(sender, exc, link)
         return tracker.outcome
 
@@ -430,7 +425,7 @@ class LinkFlow:
                         raise  # the upload's own failure (flood control, Telegram's refusal): as send_media's
                     # The download broke off and nothing was posted: the next source's or backend's stream, or
                     # the finished spool, goes out instead.
-                    log.info("streamed upload abandoned: %s", exc, extra={"platform": platform})
+                    log.info("streamed upload abandoned: %s", exc)
             try:
                 media = await fetch
             except ServiceError:
@@ -501,7 +496,7 @@ class LinkFlow:
         try:
             sent = await sender.send_cached(post, refs, want)
         except StaleReference:
-            log.info("stale cached reference, downloading again", extra={"platform": platform})
+            log.info("stale cached reference, downloading again")
             await self.store.media.invalidate(platform, post_id)
             return False
         tracker.cache_hit = True
@@ -520,10 +515,6 @@ class LinkFlow:
             await self.store.media.put(platform, post_id, POST_VARIANT, _post_to_json(post))
 
 
-def _log_reply_failed(ctx: ChatContext, exc: ReplyFailed) -> None:
+def _log_reply_failed(exc: ReplyFailed) -> None:
     """One line, no traceback: the platform, not the bot, refused the reply."""
-    log.warning(
-        "reply not delivered: %s",
-        exc,
-        extra={"platform": ctx.platform, "chat": ctx.chat_id, "outcome": exc.outcome},
-    )
+    log.warning("reply not delivered: %s", exc, extra={"outcome": exc.outcome})

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.logs import log_context
 from services.store.inbox import SENDING, Inbox, InboxEntry
 from services.store.usage import UsageEvent, collect_usage
 
@@ -111,18 +112,20 @@ class Deliveries:
 
     async def run(self, entry: InboxEntry, handle: Callable[[], Awaitable[object]]) -> None:
         """Run `handle` serving `entry`; an unexpected error is logged (the handler answered it)."""
-        try:
-            async with self.serving(entry):
-                await handle()
-        except Exception:
-            log.exception("handler failed", extra={"platform": entry.platform, "key": entry.key})
+        # What the handler binds (chat, user) is undone after: replayed entries run one after another.
+        with log_context(platform=entry.platform, update=entry.key, chat=None, user=None):
+            try:
+                async with self.serving(entry):
+                    await handle()
+            except Exception:
+                log.exception("handler failed")
 
     async def _complete(self, entry: InboxEntry, events: list[UsageEvent]) -> None:
         try:
             await self.inbox.complete(entry.platform, entry.key, events)
         except Exception:
             # Left open, the entry is replayed after the next start: a possible duplicate, never a lost reply.
-            log.exception("could not complete an inbox entry", extra={"platform": entry.platform})
+            log.exception("could not complete an inbox entry")
 
     async def replay(
         self,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.config import Settings
-from bot.wiring import tiktok_sessions, ttsave_client
+from bot.upstreams import tiktok_sessions, ttsave_client
 from services.download.models import FileRole, MediaFile, Want
 from services.download.service import BACKEND_NAMES, DownloadService, Media, build_backends
 from services.errors import ServiceError, error_code

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Settings
-from bot.wiring import build_metadata_service, metadata_client
+from bot.upstreams import build_metadata_service, metadata_client
 from services import formatting
 from services.errors import InvalidLink, NotConfigured, ServiceError
 from services.links import LinkKind, TikTokLink, canonical_post_url, find_links

@@ -38,8 +38,8 @@ async def resolve(args: argparse.Namespace, settings: Settings) -> int:
     if not links:
         print(f"tiktok-bot: not a TikTok link: {args.url}", file=sys.stderr)
         return 1
-    # Imported here: the wiring pulls in the whole bot (metrics, Redis), which `links` never needs.
-    from bot.wiring import tiktok_sessions
+    # Imported here: the HTTP stack (curl_cffi, the session pool) is what `links` never needs.
+    from bot.upstreams import tiktok_sessions
 
     sessions = tiktok_sessions(settings, read_timeout=HttpOptions().read_timeout)
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from bot.config import Settings
-from bot.wiring import open_database
+from bot.engines import open_database
 from services.errors import StoreError
 from services.store.stats import compute_stats, render_stats_table
 

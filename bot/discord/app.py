@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import discord
 import yarl
+from structlog.contextvars import bind_contextvars
 
 from bot.discord.client import GUILD_READY_TIMEOUT, SHUTDOWN_GRACE, TikTokBot, make_bot
 from bot.discord.cogs import add_cogs
@@ -43,7 +44,7 @@ async def _replay_when_ready(bot: TikTokBot) -> None:
     try:
         await bot.inbox.replay()
     except Exception:
-        log.exception("inbox replay failed", extra={"platform": "discord"})
+        log.exception("inbox replay failed")
 
 
 async def run_discord(
@@ -55,6 +56,8 @@ async def run_discord(
     on_start: Callable[[TikTokBot], object] | None = None,
 ) -> None:
     """Log in, sync commands, stay connected until `stop` is set; then finish (or cancel) work and close."""
+    # The frontend's own task: its lines, and those of every task it starts (discord.py's too), say discord.
+    bind_contextvars(platform="discord")
     settings = app.settings.discord
     if settings.token is None:
         raise ValueError("DISCORD__TOKEN is not set")
@@ -66,8 +69,7 @@ async def run_discord(
         if not settings.message_content:
             log.info(
                 "message content intent off (DISCORD__MESSAGE_CONTENT=false): links in server channels are "
-                "answered only when the bot is mentioned",
-                extra={"platform": "discord"},
+                "answered only when the bot is mentioned"
             )
         connection: asyncio.Task[None] | None = None
         stopper = asyncio.create_task(stop.wait(), name="discord-stop")
@@ -90,4 +92,4 @@ async def run_discord(
             if connection is not None and not connection.done():
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(connection, 5)
-            log.info("discord bot stopped", extra={"platform": "discord"})
+            log.info("discord bot stopped")

@@ -141,7 +141,7 @@ class TikTokBot(commands.Bot):
         guild_ids = self.app.settings.discord.guild_ids
         if not guild_ids:
             synced = await self.tree.sync()
-            log.info("synced %d commands globally", len(synced), extra={"platform": "discord"})
+            log.info("synced %d commands globally", len(synced))
             return
         for guild_id in guild_ids:
             guild = discord.Object(guild_id)
@@ -153,10 +153,9 @@ class TikTokBot(commands.Bot):
                     "could not sync commands to guild %s: %s (is the bot in it, with applications.commands?)",
                     guild_id,
                     exc.text or exc.status,
-                    extra={"platform": "discord"},
                 )
                 continue
-            log.info("synced %d commands to guild %s", len(synced), guild_id, extra={"platform": "discord"})
+            log.info("synced %d commands to guild %s", len(synced), guild_id)
 
     async def on_socket_event_type(self, event_type: str) -> None:
         """Count the gateway events the bot answers (messages, interactions)."""
@@ -170,7 +169,6 @@ class TikTokBot(commands.Bot):
             self.user,
             len(self.guilds),
             "on" if self.intents.message_content else "off",
-            extra={"platform": "discord"},
         )
 
     async def stay_connected(self) -> None:
@@ -180,7 +178,7 @@ class TikTokBot(commands.Bot):
         except discord.PrivilegedIntentsRequired:
             if not self.intents.message_content or self.is_closed():
                 raise
-            log.warning(INTENT_WARNING, extra={"platform": "discord"})
+            log.warning(INTENT_WARNING)
             self.intent_refused = True
             # discord.py builds IDENTIFY from the state's intents; there is no public way to change them.
             self._connection._intents.message_content = False
@@ -235,7 +233,7 @@ class TikTokBot(commands.Bot):
         tasks = set(self._jobs)
         if not tasks:
             return
-        log.info("waiting for %d replies in flight", len(tasks), extra={"platform": "discord"})
+        log.info("waiting for %d replies in flight", len(tasks))
         _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
@@ -261,7 +259,7 @@ def make_bot(app: App, *, guild_ready_timeout: float = GUILD_READY_TIMEOUT) -> T
     if settings.shard_count is None:
         return TikTokBot(app, guild_ready_timeout=guild_ready_timeout)
     shard_ids = settings.shard_ids or list(range(settings.shard_count))
-    log.info("running shards %s of %d", shard_ids, settings.shard_count, extra={"platform": "discord"})
+    log.info("running shards %s of %d", shard_ids, settings.shard_count)
     return ShardedTikTokBot(
         app, guild_ready_timeout=guild_ready_timeout, shard_ids=shard_ids, shard_count=settings.shard_count
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import discord
+from cachetools import LRUCache
+from structlog.contextvars import bind_contextvars
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
@@ -37,23 +38,29 @@ class Remembered:
     """A bounded map of the most recently seen ids to a value (locales, upload limits)."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._items: OrderedDict[int, Any] = OrderedDict()
+        self._items: LRUCache[int, Any] = LRUCache(size)
 
     def put(self, key: int, value: Any) -> None:
-        """Remember `value` for `key`, forgetting the oldest key when full."""
+        """Remember `value` for `key`, forgetting the least recently used key when full."""
         self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
 
     def get(self, key: int) -> Any:
         """The value remembered for `key`, or None."""
         return self._items.get(key)
 
 
+def bind_log_context(kind: str, event_id: int, chat_id: int, user_id: int) -> None:
+    """Who and where on every line the rest of this handler logs.
+
+    discord.py runs each listener, command and component callback in a task of its own, so the binding ends
+    with the handler; a replayed inbox entry is run inside `Deliveries.run`, which restores the context after.
+    """
+    bind_contextvars(platform=PLATFORM, update=f"{kind}:{event_id}", chat=chat_id, user=user_id)
+
+
 async def message_context(bot: TikTokBot, message: discord.Message) -> tuple[ChatContext, ChatPrefs]:
     """Context of a pasted message; it carries no locale: the user's last known one, else the guild's."""
+    bind_log_context("message", message.id, message.channel.id, message.author.id)
     guild = message.guild
     guild_id = guild.id if guild is not None else None
     prefs = await bot.app.store.chats.get(PLATFORM, settings_key(guild_id, message.channel.id))
@@ -75,6 +82,7 @@ async def interaction_context(
 ) -> tuple[ChatContext, ChatPrefs]:
     """Context of a command or button: the language of the user's client unless the chat chose one."""
     channel_id = interaction.channel_id or interaction.user.id
+    bind_log_context("interaction", interaction.id, channel_id, interaction.user.id)
     prefs = await bot.app.store.chats.get(PLATFORM, interaction_settings_key(interaction))
     lang = pick_language(str(interaction.locale), prefs.language)
     ctx = ChatContext(

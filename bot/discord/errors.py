@@ -11,6 +11,7 @@ from discord import app_commands
 
 from bot.chat.errors import error_text
 from bot.chat.i18n import pick_language
+from bot.discord.context import bind_log_context
 
 log = logging.getLogger("tiktok_bot.discord")
 
@@ -45,20 +46,17 @@ async def report(interaction: discord.Interaction[Any], error: BaseException) ->
     original = unwrap(error)
     name = interaction.command.qualified_name if interaction.command is not None else None
     data: dict[str, Any] = dict(interaction.data or {})
+    # The failure may have come before the handler bound its context: bind it here (its own task).
+    user_id = interaction.user.id
+    bind_log_context("interaction", interaction.id, interaction.channel_id or user_id, user_id)
     log.error(
         "unhandled error in %s",
         f"/{name}" if name else f"component {data.get('custom_id', '?')}",
         exc_info=original,
-        extra={
-            "platform": "discord",
-            "chat": interaction.channel_id,
-            "action": name or "component",
-        },
+        extra={"action": name or "component"},
     )
     lang = pick_language(str(interaction.locale))
     try:
         await ephemeral(interaction, error_text(original, lang))
     except discord.HTTPException:
-        log.exception(
-            "could not send the apology", extra={"platform": "discord", "chat": interaction.channel_id}
-        )
+        log.exception("could not send the apology")

@@ -10,11 +10,12 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand, BotCommandScopeDefault
+from structlog.contextvars import bind_contextvars
 
 from bot.chat.i18n import languages, t
 from bot.config import TelegramSettings
 from bot.telegram.errors import register_error_handler
-from bot.telegram.middlewares import ContextMiddleware, CountUpdates
+from bot.telegram.middlewares import ContextMiddleware, CountUpdates, LogContext
 from bot.telegram.polling import IN_FLIGHT_UPDATES, SHUTDOWN_GRACE, Handlers, InboxFeeder, poll
 from bot.telegram.routers import build_router
 from bot.telegram.session import KeepResponseModels, RawUpdatesSession, RetryAfter
@@ -46,6 +47,7 @@ def build_dispatcher(app: App) -> Dispatcher:
     """The Dispatcher: context middleware on every update kind, the feature routers, the error handler."""
     dp = Dispatcher(app=app)
     dp.update.outer_middleware(CountUpdates(app.metrics))
+    dp.update.outer_middleware(LogContext())
     middleware = ContextMiddleware(app)
     for observer in (dp.message, dp.channel_post, dp.callback_query, dp.inline_query):
         observer.outer_middleware(middleware)
@@ -65,11 +67,13 @@ async def register_commands(bot: Bot) -> None:
 
 async def run_telegram(app: App, stop: asyncio.Event) -> None:
     """Long-poll until `stop` is set, then drain in-flight work and close the session."""
+    # The frontend's own task: its lines, and those of every task it starts (aiogram's too), say telegram.
+    bind_contextvars(platform="telegram")
     bot = build_bot(app.settings.telegram, app.settings.limits.reply_budget)
     dp = build_dispatcher(app)
     try:
         me = await bot.get_me()
-        log.info("telegram bot @%s started", me.username, extra={"platform": "telegram"})
+        log.info("telegram bot @%s started", me.username)
         await register_commands(bot)
         if app.shared.stream is not None:
             from bot.telegram.replicas import run_replicated

@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.dispatcher.middlewares.user_context import EVENT_CONTEXT_KEY, EventContext
 from aiogram.types import CallbackQuery, Chat, InlineQuery, Message, TelegramObject, Update, User
 
 from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
+from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.wiring import App
 
@@ -50,6 +52,21 @@ class ContextMiddleware(BaseMiddleware):
             language=lang,
         )
         return await handler(event, data)
+
+
+class LogContext(BaseMiddleware):
+    """Binds platform, update id, chat and user to every line logged while an update is handled."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        """Bind (aiogram's own middleware has found the chat and user), then pass on."""
+        where: EventContext | None = data.get(EVENT_CONTEXT_KEY)
+        with log_context(
+            platform="telegram",
+            update=str(event.update_id) if isinstance(event, Update) else None,  # as the inbox keys it
+            chat=where.chat_id if where is not None else None,
+            user=where.user_id if where is not None else None,
+        ):
+            return await handler(event, data)
 
 
 class CountUpdates(BaseMiddleware):

@@ -160,7 +160,7 @@ class TelegramSender:
             except TelegramRetryAfter as exc:
                 wait = max(wait, float(exc.retry_after))  # decoration: never waited out, never retried early
             except Exception as exc:  # the action is decoration: whatever happens to it, the reply goes on
-                log.debug("chat action not shown: %s", type(exc).__name__, extra={"chat": self.chat_id})
+                log.debug("chat action not shown: %s", type(exc).__name__)
             await asyncio.sleep(wait)
 
     @contextlib.contextmanager

@@ -39,7 +39,7 @@ class InboxRequestHandler(SimpleRequestHandler):
             await self.feeder.take([update], [payload])
         except StoreError as exc:
             # No 2xx: Telegram delivers it again later, when the disk may have recovered.
-            log.error("could not store a webhook update: %s", exc, extra={"platform": "telegram"})
+            log.error("could not store a webhook update: %s", exc)
             return web.Response(status=503, text="not stored")
         return web.json_response({})
 
@@ -79,7 +79,7 @@ async def serve_webhook(dp: Dispatcher, bot: Bot, app: App, stop: asyncio.Event)
             settings.webhook_url, secret_token=secret, allowed_updates=dp.resolve_used_update_types()
         )
         ready.set()
-        log.info("webhook registered; serving on %s:%s%s", host, port, path, extra={"platform": "telegram"})
+        log.info("webhook registered; serving on %s:%s%s", host, port, path)
         await stop.wait()
     finally:
         ready.clear()

@@ -2,6 +2,11 @@
 
 Only the box headers are read: top-level boxes are skipped by seeking, and the `moov` box (a few KB to a few
 hundred KB, wherever it sits in the file) is the only one read whole, up to a bound.
+
+Written here rather than taken from a library: three numbers from two boxes (`mvhd`, `tkhd`) with bounded
+reads of a file that may still be growing. ffprobe and pymediainfo need a binary or native library that a
+plain `pip install` does not bring; mutagen reads an MP4's duration and tags but not the video's size;
+general box parsers (pymp4) parse whole boxes from a stream with no bound on what they read.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -180,14 +181,19 @@ class MetadataService:
         return [self.health[p.name].figures(answered) for p in self.providers]
 
 
-@dataclass(frozen=True, slots=True)
 class _Kind(Generic[T]):
     """What is asked (for logs) and how its answer is kept in the cache."""
 
-    action: str
-    codec: TypeAdapter[Answer[T]]
+    def __init__(self, action: str, answer: type[Answer[T]]) -> None:
+        self.action = action
+        self._answer = answer
+
+    @cached_property
+    def codec(self) -> TypeAdapter[Answer[T]]:
+        """The answer's JSON codec, built when first used (its schema costs start-up ~10 ms per kind)."""
+        return TypeAdapter(self._answer)
 
 
-_POST = _Kind("post", TypeAdapter(Answer[Post]))
-_PROFILE = _Kind("profile", TypeAdapter(Answer[Profile]))
-_HASHTAG = _Kind("hashtag", TypeAdapter(Answer[HashtagPage]))
+_POST = _Kind("post", Answer[Post])
+_PROFILE = _Kind("profile", Answer[Profile])
+_HASHTAG = _Kind("hashtag", Answer[HashtagPage])

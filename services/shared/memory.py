@@ -9,6 +9,8 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+from cachetools import LRUCache, TLRUCache
+
 from services.shared import SharedState, StreamEntry
 
 Clock = Callable[[], float]
@@ -91,43 +93,38 @@ class MemoryRateWindows:
         return len(self._hits)
 
 
+def _expires(key: str, item: tuple[float, str], now: float) -> float:
+    """When a (ttl, value) item put at `now` expires."""
+    return now + item[0]
+
+
 class MemoryTTLCache:
-    """Values with an expiry in an insertion-ordered dict, at most `max_entries` (the oldest go first)."""
+    """Values with an expiry each, at most `max_entries` (cachetools' TLRUCache on the injected clock)."""
 
     def __init__(self, *, clock: Clock = time.monotonic, max_entries: int = 10_000) -> None:
-        self._clock = clock
-        self._max = max_entries
-        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        # Each value keeps the ttl it was put with: callers choose it per put, as with Redis's SET PX.
+        self._items: TLRUCache[str, tuple[float, str]] = TLRUCache(max_entries, ttu=_expires, timer=clock)
 
     async def get(self, key: str) -> str | None:
         """The live value for `key`, or None."""
         item = self._items.get(key)
-        if item is None:
-            return None
-        if item[0] <= self._clock():
-            del self._items[key]
-            return None
-        return item[1]
+        return None if item is None else item[1]
 
     async def put(self, key: str, value: str, ttl: float) -> None:
-        """Remember `value` for `ttl` seconds."""
+        """Remember `value` for `ttl` seconds (when full, expired values go first, then the least used)."""
         if ttl <= 0:
             return
-        self._items[key] = (self._clock() + ttl, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
+        self._items[key] = (ttl, value)
 
     def __len__(self) -> int:
         return len(self._items)
 
 
 class MemoryPostRefs:
-    """An LRU of posts; one generation counter for all (bumped by every write) guards `fill`."""
+    """An LRU of posts (cachetools); one generation counter for all (bumped by every write) guards `fill`."""
 
     def __init__(self, *, max_posts: int = 4096) -> None:
-        self._max = max_posts
-        self._posts: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._posts: LRUCache[str, dict[str, str]] = LRUCache(max_posts)
         self._generation = 0
 
     async def load(self, key: str) -> tuple[dict[str, str] | None, int]:
@@ -135,7 +132,6 @@ class MemoryPostRefs:
         held = self._posts.get(key)
         if held is None:
             return None, self._generation
-        self._posts.move_to_end(key)
         return dict(held), self._generation
 
     async def fill(self, key: str, variants: Mapping[str, str], generation: int) -> None:
@@ -143,9 +139,6 @@ class MemoryPostRefs:
         if generation != self._generation:
             return
         self._posts[key] = dict(variants)
-        self._posts.move_to_end(key)
-        while len(self._posts) > self._max:
-            self._posts.popitem(last=False)
 
     async def set(self, key: str, variant: str, ref: str) -> None:
         """Update a held entry (an entry not held is loaded from the database when next asked)."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import LRUCache
 
 from services.errors import StoreError
 from services.store.db import Database
@@ -39,8 +40,7 @@ class ChatSettings:
 
     def __init__(self, db: Database, *, memory_chats: int = 10_000) -> None:
         self._db = db
-        self._memory_chats = memory_chats
-        self._chats: OrderedDict[tuple[str, str], ChatPrefs] = OrderedDict()
+        self._chats: LRUCache[tuple[str, str], ChatPrefs] = LRUCache(memory_chats)
         # Two changes to one chat at once (two admins pressing buttons) must both land, not overwrite.
         self._set_lock = asyncio.Lock()
 
@@ -49,7 +49,6 @@ class ChatSettings:
         key = (platform, str(chat_id))
         prefs = self._chats.get(key)
         if prefs is not None:
-            self._chats.move_to_end(key)
             return prefs
         row = await self._db.fetchone(
             "SELECT auto_download, captions, slideshow_sound, language, remove_link_message, quality"
@@ -69,9 +68,7 @@ class ChatSettings:
                 str(quality) if quality in QUALITY_CHOICES else "auto",
             )
         # A set() that finished while we read wins: it already put the newer value in memory.
-        prefs = self._chats.setdefault(key, prefs)
-        self._trim()
-        return prefs
+        return self._chats.setdefault(key, prefs)
 
     async def set(self, platform: str, chat_id: int | str, **changes: Any) -> ChatPrefs:
         """Change some of a chat's settings and return them all; unknown names or wrong types: StoreError."""
@@ -102,13 +99,7 @@ class ChatSettings:
             ),
         )
         self._chats[key] = prefs
-        self._chats.move_to_end(key)
-        self._trim()
         return prefs
-
-    def _trim(self) -> None:
-        while len(self._chats) > self._memory_chats:
-            self._chats.popitem(last=False)
 
 
 def _check(name: str, value: Any) -> None:

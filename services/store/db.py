@@ -5,6 +5,12 @@ PostgreSQL (`services.store.postgres`, asyncpg, for several replicas). Callers w
 positional or `:name` named parameters, portable types and functions; the PostgreSQL engine numbers the
 parameters (`$1`…). Schema steps are written once too; what differs per engine is a `{token}` filled from
 `DIALECTS` (the rowid key, 8-byte floats, `WITHOUT ROWID`), so the difference is listed in one place.
+
+The migrations are a list here rather than Alembic or yoyo: Alembic runs on SQLAlchemy and yoyo on
+synchronous DB-API drivers, while both engines here talk to their database directly (aiosqlite, asyncpg)
+and would need a second driver and a second connection setup just to migrate. The steps are append-only,
+each run in the engine's own transaction at start-up (on PostgreSQL under an advisory lock, so replicas
+starting together migrate once), recorded in `schema_version`; a database newer than the code is refused.
 """
 
 from __future__ import annotations

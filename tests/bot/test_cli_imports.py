@@ -13,6 +13,8 @@ from bot.cli import COMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("aiogram", "discord", "sandbox")
+# What the bot's wiring pulls in (aiohttp, metrics, the chat flow) and drivers of engines not chosen.
+SLOW = ("aiohttp", "asyncpg", "bot.wiring", "prometheus_client", "redis")
 FAST = {
     "links": ["links", "https://www.tiktok.com/@scout2015/video/6718335390845095173"],
     "resolve": ["resolve", "--help"],
@@ -27,8 +29,7 @@ from bot.cli import run_cli
 out = io.StringIO()
 with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
     code = run_cli(sys.argv[1:])
-heavy = sorted({name.split(".")[0] for name in sys.modules} & {"aiogram", "discord", "sandbox"})
-print(json.dumps({"heavy": heavy, "out": out.getvalue()}))
+print(json.dumps({"modules": sorted(sys.modules), "out": out.getvalue()}))
 """
 
 
@@ -44,6 +45,11 @@ def _run(argv: list[str], tmp_path: Path) -> dict[str, object]:
         check=True,
     )
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    modules = result.pop("modules")
+    assert isinstance(modules, list)
+    tops = {name.split(".")[0] for name in modules}
+    result["heavy"] = sorted(tops & set(HEAVY))
+    result["slow"] = sorted((tops | set(modules)) & set(SLOW))
     return result
 
 
@@ -51,6 +57,7 @@ def _run(argv: list[str], tmp_path: Path) -> dict[str, object]:
 def test_fast_commands_load_no_frontend_nor_sandbox(name: str, tmp_path: Path) -> None:
     result = _run(FAST[name], tmp_path)
     assert result["heavy"] == [], f"`tiktok-bot {name}` imported {result['heavy']}"
+    assert result["slow"] == [], f"`tiktok-bot {name}` imported {result['slow']}"
     assert result["out"], "the command printed nothing: the probe did not run it"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import wiring
+from bot import upstreams
 from bot.__main__ import main
 from bot.cli import info
 from sandbox.catalogue import CATALOGUE, T0, Status, post_id_at
@@ -54,7 +54,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Sandbox
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setattr(
-        wiring, "build_providers", functools.partial(build_providers, backoff=0)
+        upstreams, "build_providers", functools.partial(build_providers, backoff=0)
     )  # instant retries
     with BackgroundSandbox() as running:
         for key, value in running.env().items():

@@ -17,8 +17,8 @@ from bot.__main__ import main
 from bot.cli.run import _secrets, run_frontends
 from bot.cli.stats import show_stats
 from bot.config import SettingsError, load_settings, masked
+from bot.engines import open_database
 from bot.logs import setup_logging
-from bot.wiring import open_database
 from services.store import Store, UsageEvent
 from tests.engines.postgres import PostgresServer
 

@@ -16,7 +16,7 @@ import pytest
 
 from bot.__main__ import main
 from bot.config import Settings, masked, settings_from
-from bot.wiring import metadata_client, tiktok_sessions, ttsave_client
+from bot.upstreams import metadata_client, tiktok_sessions, ttsave_client
 from sandbox.catalogue import T0, post_id_at
 from sandbox.proxy import ForwardProxy
 from sandbox.runner import Sandbox

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from structlog.contextvars import bind_contextvars, get_contextvars
+
 from bot.chat.inbox import Deliveries, current_entry
 from bot.discord.inbox import can_answer, worth_storing
 from services.store import Store
@@ -86,3 +88,28 @@ def test_only_messages_that_may_hold_a_link_are_stored() -> None:
 
 def _fields(e: InboxEntry) -> dict[str, object]:
     return {name: getattr(e, name) for name in InboxEntry.__slots__}
+
+
+async def test_replayed_entries_each_log_with_their_own_context(tmp_path: Path) -> None:
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
+    try:
+        deliveries = Deliveries(store.inbox)
+        await deliveries.accept(
+            [entry("message:1", 20, "message", "discord"), entry("message:2", 10, "message", "discord")]
+        )
+        seen: list[dict[str, object]] = []
+
+        async def handle(old: InboxEntry, late: bool) -> None:
+            seen.append(get_contextvars())
+            if old.key == "message:1":
+                bind_contextvars(chat=5, user=6)  # as a Discord handler binds who and where, for its task
+
+        await deliveries.replay("discord", handle)  # one after another, in this task
+        # The second entry does not inherit the first one's chat, and nothing stays bound after the replay.
+        assert seen == [
+            {"platform": "discord", "update": "message:1", "chat": None, "user": None},
+            {"platform": "discord", "update": "message:2", "chat": None, "user": None},
+        ]
+        assert {k: v for k, v in get_contextvars().items() if v is not None} == {}
+    finally:
+        await store.aclose()

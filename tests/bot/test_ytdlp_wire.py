@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import settings_from
-from bot.wiring import tiktok_sessions
+from bot.upstreams import tiktok_sessions
 from sandbox.blobs import media_file
 from sandbox.catalogue import T0, post_id_at
 from sandbox.proxy import ForwardProxy

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings, load_settings
+from bot.logs import setup_logging
 from bot.telegram.app import run_telegram
 from bot.wiring import App, build_app
 from sandbox.runner import Sandbox
@@ -111,3 +115,32 @@ async def tg(app: App, sandbox: Sandbox) -> AsyncIterator[TelegramEmulator]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """The bot's own logging (LOG__FORMAT=json, INFO) into a buffer for the test; the root logger restored."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    setup_logging("INFO", "json", stream=stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+
+
+def log_lines(stream: io.StringIO, message: str) -> list[dict[str, object]]:
+    """The JSON lines logged so far whose message is `message`."""
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == message]
+
+
+async def wait_log_line(stream: io.StringIO, message: str, timeout: float = 20.0) -> dict[str, object]:  # noqa: ASYNC109
+    """The one JSON line with `message`, once it has been logged (the usage row and the line come last)."""
+    async with asyncio.timeout(timeout):
+        while not (lines := log_lines(stream, message)):  # noqa: ASYNC110 -- a log line has no event to await
+            await asyncio.sleep(0.02)
+    (line,) = lines
+    return line

@@ -146,8 +146,9 @@ async def test_too_large_for_telegram_gets_the_card_and_link(tg: TelegramEmulato
 
 async def test_shutdown_flushes_the_usage_log(sandbox: Sandbox, settings: object) -> None:
     from bot.config import Settings
+    from bot.engines import open_database
     from bot.telegram.app import run_telegram
-    from bot.wiring import build_app, open_database
+    from bot.wiring import build_app
     from services.store import Store
 
     assert isinstance(settings, Settings)

@@ -84,16 +84,9 @@ class Links(commands.Cog):
     async def _suppress_preview(self, message: discord.Message, perms: discord.Permissions) -> None:
         """Hide Discord's own preview of the link, now that the media is in the channel."""
         if not perms.manage_messages:
-            log.info(
-                "cannot hide the link preview without Manage Messages",
-                extra={"platform": "discord", "chat": message.channel.id},
-            )
+            log.info("cannot hide the link preview without Manage Messages")
             return
         try:
             await message.edit(suppress=True)
         except discord.HTTPException as exc:
-            log.info(
-                "could not hide the link preview: %s",
-                exc.text or exc.status,
-                extra={"platform": "discord", "chat": message.channel.id},
-            )
+            log.info("could not hide the link preview: %s", exc.text or exc.status)

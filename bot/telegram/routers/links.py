@@ -51,7 +51,7 @@ async def on_links(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs
         try:
             await message.delete()
         except Exception:  # the bot may lack the right; keeping the message is harmless
-            log.info("could not delete the link message", extra={"platform": "telegram", "chat": ctx.chat_id})
+            log.info("could not delete the link message")
 
 
 def build() -> Router:

@@ -14,7 +14,7 @@ import pytest
 
 from bot.chat.errors import error_text
 from bot.config import settings_from
-from bot.wiring import tiktok_sessions
+from bot.upstreams import tiktok_sessions
 from sandbox.blobs import media_file
 from sandbox.catalogue import rounded
 from sandbox.proxy import ForwardProxy
