@@ -2,13 +2,17 @@
 
 Per kill: a fresh sandbox and database; the bot (`tiktok-bot telegram` / `tiktok-bot discord`, a child
 process) takes a burst of link messages from 100 users over 50 posts; at a random moment (right after the
-messages arrived, or once a random share of them was answered) it is SIGKILLed and started again, and
+messages arrived, or once a random share of them was answered) it is SIGKILLed, `--while-down` more messages
+are sent while it is down, it is started again, and
 stopped with SIGTERM once every message has an answer (or nothing moved for 30 s). Figures per platform,
 over all kills: unanswered messages (target 0), duplicated replies (target ≤ LIMITS__CONCURRENCY per kill),
 usage rows lost (messages minus rows of `link` requests, target 0), restart-to-first-answer (from starting
 the new process to its first reply; includes Python's start-up), and what was left in the inbox and spool.
+On Discord also the messages not stored when the process died (still in its socket, or sent while it was
+down): answered after the next process RESUMEd the dead gateway session ("recovered"), or "never taken".
 
-Run: .venv/bin/python bench/crash.py [--kills 10] [--messages 500] [--platforms telegram,discord] [--seed 1]
+Run: .venv/bin/python bench/crash.py [--kills 10] [--messages 500] [--while-down 20]
+     [--platforms telegram,discord] [--seed 1]
 """
 
 from __future__ import annotations
@@ -87,6 +91,10 @@ class Platform:
     async def burst(self, urls: list[str], users: int) -> None:
         raise NotImplementedError
 
+    async def more(self, urls: list[str]) -> None:
+        """More messages from the same users and chats (sent while the bot is down)."""
+        raise NotImplementedError
+
     def answers(self) -> Counter[Any]:
         """Answers per request (notices left out), and the time of each request's first answer."""
         raise NotImplementedError
@@ -111,9 +119,12 @@ class Telegram(Platform):
         await self.tg.wait_until(lambda: self.tg.updates.waiting, timeout=120, what="a long poll")
 
     async def burst(self, urls: list[str], users: int) -> None:
-        people = [self.tg.add_user(f"User {i}") for i in range(users)]
+        self.people = [self.tg.add_user(f"User {i}") for i in range(users)]
+        await self.more(urls)
+
+    async def more(self, urls: list[str]) -> None:
         for i, url in enumerate(urls):
-            user = people[i % users]
+            user = self.people[(len(self.asked) + i) % len(self.people)]
             chat = self.tg.private_chat(user)
             injected = self.tg.inject_message(chat, url, user=user)
             self.asked.append((chat.id, int(injected.payload["message_id"])))
@@ -164,14 +175,21 @@ class Discord(Platform):
         self.channels = [
             self.emu.add_text_channel(self.demo.guild_id, f"crash-{i}").id for i in range(len(urls) // 10 + 1)
         ]
-        people = []
+        self.people = []
         for i in range(users):
             user = self.emu.add_user(f"user-{i}")
             self.emu.add_member(self.demo.guild_id, user.id)
-            people.append(user.id)
+            self.people.append(user.id)
         await asyncio.sleep(0.2)  # the new channels and members reached the bot
         for i, url in enumerate(urls):
-            message = await self.emu.send_message(self.channels[i // 10], people[i % users], url)
+            message = await self.emu.send_message(self.channels[i // 10], self.people[i % users], url)
+            self.asked.append(message.id)
+
+    async def more(self, urls: list[str]) -> None:
+        # One more message in each channel at most: still under the per-chat limit.
+        for i, url in enumerate(urls):
+            channel = self.channels[i % len(self.channels)]
+            message = await self.emu.send_message(channel, self.people[i % len(self.people)], url)
             self.asked.append(message.id)
 
     def _replies(self) -> list[tuple[int, float]]:
@@ -199,19 +217,25 @@ class Discord(Platform):
         await self.emu.transcript.wait_until(condition, timeout=within)
 
 
-async def one_kill(name: str, rng: random.Random, messages: int, users: int, posts: int) -> dict[str, Any]:
-    """One burst, one SIGKILL at a random moment, one restart; the figures of that round."""
+async def one_kill(
+    name: str, rng: random.Random, messages: int, users: int, posts: int, while_down: int
+) -> dict[str, Any]:
+    """One burst, a SIGKILL at a random moment, more messages while down, a restart; the round's figures."""
     fixtures = synthetic_posts(posts, size=256_000, serial=9_000)
     urls = [fixtures[i % posts].url for i in range(messages)]
     rng.shuffle(urls)
+    extra = [fixtures[(messages + i) % posts].url for i in range(while_down)]  # no draws: same kill moments
     sandbox = Sandbox(all_emulators(catalogue_with(fixtures)))
     await sandbox.start()
     with tempfile.TemporaryDirectory(prefix="tiktok-crash-") as tmp:
         workdir = Path(tmp)
         (workdir / "downloads").mkdir()
         base = {k: v for k, v in os.environ.items() if "__" not in k and k != "UPSTREAM_ROUTES"}
+        # BENCH_BOT_PYTHONPATH runs another checkout's bot against these emulators (before/after figures).
+        other = os.environ.get("BENCH_BOT_PYTHONPATH")
         env = {
             **base,
+            **({"PYTHONPATH": other} if other else {}),
             **sandbox.env(),
             "DATABASE__PATH": str(workdir / "bot.sqlite3"),
             "DOWNLOAD__TEMP_DIR": str(workdir / "downloads"),
@@ -232,6 +256,8 @@ async def one_kill(name: str, rng: random.Random, messages: int, users: int, pos
             first.kill()
             with sqlite3.connect(workdir / "bot.sqlite3") as db:
                 stored = {str(k) for (k,) in db.execute("SELECT key FROM inbox")}
+            await platform.more(extra)  # sent while the bot is down
+            messages = len(platform.asked)
             second = Child(workdir, env, name)
             await platform.ready()  # start-up first: on a loaded machine it alone can take tens of seconds
             progress = -1
@@ -259,16 +285,16 @@ async def one_kill(name: str, rng: random.Random, messages: int, users: int, pos
         leftovers = sum(1 for _ in spool.rglob("*")) if spool.exists() else 0
     counts = platform.answers()
     answered = len(counts)
-    # Discord sends a dead session's events to no one: those not stored before the kill were never taken.
-    never_taken = (
-        [m for m in platform.asked if f"message:{m}" not in stored and not counts[m]]
-        if isinstance(platform, Discord)
-        else []
-    )
+    # Discord events not stored before the kill reach the next process only through its RESUME of the dead
+    # session (bot/discord/resume.py): "recovered" if answered, "never taken" if not.
+    discord_side = isinstance(platform, Discord)
+    unstored = [m for m in platform.asked if discord_side and f"message:{m}" not in stored]
+    never_taken = [m for m in unstored if not counts[m]]
     return {
         "killed_after": answered_before,
         "unanswered": messages - answered - len(never_taken),
         "never_taken": len(never_taken),
+        "recovered": len(unstored) - len(never_taken),
         "duplicates": sum(n - 1 for n in counts.values() if n > 1),
         "rows_lost": max(0, answered - rows),
         "extra_rows": max(0, rows - messages),
@@ -297,15 +323,20 @@ def report(name: str, rounds: list[dict[str, Any]]) -> None:
     for i, r in enumerate(rounds, 1):
         print(
             f"  kill {i}: after {r['killed_after']} answers; replayed {r['replayed']}, unanswered "
-            f"{r['unanswered']} (+{r['never_taken']} never taken), duplicates {r['duplicates']}, "
+            f"{r['unanswered']} (+{r['never_taken']} never taken; {r['recovered']} not stored at the kill "
+            f"and recovered by RESUME), duplicates {r['duplicates']}, "
             f"rows lost {r['rows_lost']} "
             f"(extra {r['extra_rows']}), first answer {r['restart_to_first_answer_s']:.2f} s after restart, "
             f"inbox open {r['inbox_open']}, spool left {r['spool_left']}, integrity {r['integrity']}"
         )
     print(f"  unanswered      {unanswered} of the messages taken (target 0: {verdict(unanswered == 0)})")
     never = sum(r["never_taken"] for r in rounds)
-    if never:
-        print(f"  never taken     {never} (on the wire when the process died: the gateway resends nothing)")
+    recovered = sum(r["recovered"] for r in rounds)
+    if name == "discord":
+        print(
+            f"  never taken     {never} (not stored when the process died and never answered); "
+            f"{recovered} such messages recovered by the RESUME of the dead session"
+        )
     print(
         f"  duplicates      {sum(duplicates)} in all, at most {max(duplicates)} per kill "
         f"(target ≤ {CONCURRENCY} per kill: {verdict(max(duplicates) <= CONCURRENCY)})"
@@ -323,12 +354,12 @@ def report(name: str, rounds: list[dict[str, Any]]) -> None:
     )
 
 
-async def main(kills: int, messages: int, platforms: list[str], seed: int) -> None:
+async def main(kills: int, messages: int, platforms: list[str], seed: int, while_down: int) -> None:
     for name in platforms:
         rng = random.Random(seed)
         rounds = []
         for index in range(kills):
-            rounds.append(await one_kill(name, rng, messages, users=100, posts=50))
+            rounds.append(await one_kill(name, rng, messages, users=100, posts=50, while_down=while_down))
             r = rounds[-1]
             print(  # as it goes: a long run shows its progress
                 f"{name} kill {index + 1}: unanswered {r['unanswered']} (+{r['never_taken']} never taken), "
@@ -344,5 +375,6 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--platforms", default="telegram,discord")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--while-down", type=int, default=20, help="messages sent while the bot is down")
     args = parser.parse_args()
-    asyncio.run(main(args.kills, args.messages, args.platforms.split(","), args.seed))
+    asyncio.run(main(args.kills, args.messages, args.platforms.split(","), args.seed, args.while_down))

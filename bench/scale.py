@@ -8,7 +8,9 @@ emulator delivers the webhook (up to 40 connections, as Telegram) to the balance
 replicas. Also in every run: one user sends 2× LIMITS__USER_PER_MINUTE links, which must be refused beyond the
 limit whichever replica takes them. A last run SIGKILLs one of 3 replicas a third of the way through.
 
-Figures: messages/s (from the first message to the last video), upstream downloads, the hasty user's
+Figures: messages/s (from the first message to the last video), the replicas' CPU time per message (all
+replicas together, from the first message to the last video: what each replica costs, whatever else loads
+the machine), upstream downloads, the hasty user's
 answered/refused, unanswered chats, duplicate videos (a killed replica may have sent a video it never
 acknowledged). Targets: 3 replicas ≥ 2.5× one; exactly 100 downloads whatever the count; the limit holds;
 0 unanswered after the kill.
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,6 +46,12 @@ from sandbox.ttsave import TTSaveEmulator
 SECRET = "bench-scale-secret"  # noqa: S105 -- the webhook secret of a loopback benchmark
 USER_LIMIT = 10
 WARM_UP = next(p for p in CATALOGUE.posts.values() if p.hashtags == ("pasta", "cooking"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -146,6 +155,7 @@ async def run(
                 hasty_chat = tg.private_chat(hasty)
                 wanted = {c.id for c in chats}
                 mark = tg.mark()
+                cpu_before = [cpu_seconds(r.proc.pid) for r in replicas]
                 started = time.monotonic()
                 for i, (user, chat) in enumerate(zip(people, chats, strict=True)):
                     tg.inject_message(chat, fixtures[i % posts].url, user=user)
@@ -170,6 +180,11 @@ async def run(
                     await tg.wait_until(
                         lambda: len(answered()) >= messages, timeout=180, what=f"{messages} videos"
                     )
+                cpu = sum(
+                    cpu_seconds(r.proc.pid) - before
+                    for r, before in zip(replicas, cpu_before, strict=True)
+                    if r.proc.poll() is None
+                )
                 videos = [c for c in tg.transcript("sendVideo", after=mark, ok=True) if c.chat_id in wanted]
                 last = max((c.answered for c in videos), default=time.monotonic())
                 total = last - started
@@ -209,6 +224,7 @@ async def run(
         "hasty_videos": sum(1 for c in hasty_calls if c.method == "sendVideo"),
         "hasty_refused": sum(1 for c in hasty_calls if "Slow down" in str(c.params.get("text", ""))),
         "spread": "/".join(str(n) for n in spread),
+        "cpu_ms": cpu * 1000 / (messages + 2 * USER_LIMIT),
         "texts": dict(texts),
     }
 
@@ -229,7 +245,8 @@ def line(f: dict[str, Any]) -> str:
     return (
         f"  {f['replicas']:.0f} replica(s){killed}: {f['total_s']:.2f} s, {f['rate']:.1f} msg/s, "
         f"{f['downloads']:.0f} downloads, {f['unanswered']:.0f} unanswered, {f['duplicates']:.0f} duplicate "
-        f"videos, hasty user {f['hasty_videos']:.0f} answered / {f['hasty_refused']:.0f} refused "
+        f"videos, replicas' CPU {f['cpu_ms']:.2f} ms/message, "
+        f"hasty user {f['hasty_videos']:.0f} answered / {f['hasty_refused']:.0f} refused "
         f"(limit {USER_LIMIT}), updates per replica {f['spread']}"
         + (f"; other replies {f['texts']}" if f["texts"] else "")
     )

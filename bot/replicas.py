@@ -1,9 +1,12 @@
 """Replicas on a shared update stream: every replica works the stream; one (the lease holder) polls.
 
-With REDIS__URL set the frontends put updates into the stream instead of handling them on the spot: the
-webhook answers 200 once the update is in Redis, the polling leader once it is (by asking for the next ones).
-Every replica's `StreamWorker` takes entries, handles them, and acknowledges each when its reply is out; a
-replica that dies leaves its entries unacknowledged, and a live one claims them after REDIS__LEASE seconds.
+With REDIS__URL set the inbox is a `StreamInbox`: the frontends put updates into it instead of handling
+them on the spot (the webhook answers 200 once the update is in Redis, the polling leader confirms a poll
+once it is, a Discord shard stores its gateway events). Every replica's `StreamWorker` takes entries and
+runs each through `Deliveries.run` (usage rows held and written with the completion, which acknowledges
+it); a replica that dies leaves its entries unacknowledged, and a live one claims them after REDIS__LEASE
+seconds and runs them as a replay (counted, expired when the platform no longer takes an answer, with the
+late notice when old).
 """
 
 from __future__ import annotations
@@ -11,40 +14,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+from bot.chat.inbox import Deliveries
 from bot.metrics import Metrics
-from services.shared import Leases, StreamEntry, UpdateStream
+from services.shared import Leases
+from services.store.inbox import InboxEntry
 
 log = logging.getLogger("tiktok_bot.replicas")
 
-Handle = Callable[[StreamEntry], Awaitable[object]]
+Handle = Callable[[InboxEntry, bool], Awaitable[object]]
+Depth = Callable[[], Awaitable[tuple[int, float]]]
 
 
 class StreamWorker:
-    """Takes entries from the stream, runs at most `concurrency` at once, acknowledges each when done."""
+    """Takes entries from the shared inbox, runs at most `concurrency` at once; each completes itself."""
 
     def __init__(
         self,
-        stream: UpdateStream,
+        deliveries: Deliveries,
         handle: Handle,
         *,
+        partitions: Sequence[str],
+        claim: Sequence[str] | None = None,
+        can_answer: Callable[[InboxEntry], bool] = lambda entry: True,
+        expired_action: Callable[[InboxEntry], str] = lambda entry: entry.kind,
         concurrency: int = 100,
-        keep_every: float = 10.0,
         metrics: Metrics | None = None,
+        depth: Depth | None = None,
+        track: Callable[[asyncio.Task[None]], object] | None = None,
     ) -> None:
-        self.stream = stream
+        self.deliveries = deliveries
         self._handle = handle
+        self._partitions = list(partitions)
+        self._claim = list(partitions if claim is None else claim)
+        self._can_answer = can_answer
+        self._expired_action = expired_action
         self._concurrency = concurrency
-        self._keep_every = keep_every
         self._metrics = metrics
-        self._running: dict[asyncio.Task[None], StreamEntry] = {}
+        self._depth = depth
+        self._track = track
+        self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
-        """Work the stream until `stop`; then let entries in hand finish for `grace` seconds, cancel the rest
-        (left unacknowledged, another replica claims them)."""
+        """Work the inbox until `stop`; then let entries in hand finish for `grace` seconds, cancel the rest
+        (they answer "restarting" and complete, as in one process)."""
         done = asyncio.Event()
-        keeper = asyncio.create_task(self._keep_alive(done), name="stream-keeper")
+        sampler = asyncio.create_task(self._sample(done), name="stream-depth")
+        inbox = self.deliveries.inbox
         try:
             while not stop.is_set():
                 free = self._concurrency - len(self._running)
@@ -52,31 +69,28 @@ class StreamWorker:
                     await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    entries = await self.stream.take(free, block=1.0)
+                    entries = await inbox.take(self._partitions, self._claim, free, 1.0)
+                    claimed = [entry for entry in entries if entry.attempts]
+                    jobs = [(entry, False) for entry in entries if not entry.attempts]
+                    jobs += await self.deliveries.triage(
+                        claimed, can_answer=self._can_answer, expired_action=self._expired_action
+                    )
                 except Exception:
                     log.exception("could not read the update stream", extra={"action": "stream.take"})
                     await _pause(stop, 1.0)
                     continue
-                for entry in entries:
-                    task = asyncio.create_task(self._work(entry), name=f"update-{entry.key}")
-                    self._running[task] = entry
-                    task.add_done_callback(self._running.pop)
+                for entry, late in jobs:
+                    job = self.deliveries.run(entry, _bind(self._handle, entry, late))
+                    task = asyncio.create_task(job, name=f"update-{entry.platform}-{entry.key}")
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+                    if self._track is not None:
+                        self._track(task)
         finally:
             await self._drain(grace)
             done.set()  # told, not cancelled: a Redis command cancelled mid-flight can hang
             with contextlib.suppress(Exception):
-                await keeper
-
-    async def _work(self, entry: StreamEntry) -> None:
-        try:
-            await self._handle(entry)
-        except asyncio.CancelledError:
-            raise  # not acknowledged: another replica answers it
-        except Exception:
-            # The handlers answer the user themselves; an update that crashes is not retried forever.
-            log.exception("update %s failed", entry.key, extra={"action": "stream.work"})
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self.stream.done(entry.id))
+                await sampler
 
     async def _drain(self, grace: float) -> None:
         tasks = set(self._running)
@@ -88,17 +102,20 @@ class StreamWorker:
         if pending:
             await asyncio.wait(pending, timeout=5)
 
-    async def _keep_alive(self, done: asyncio.Event) -> None:
-        """Refresh the entries in hand so nobody claims them, and sample the stream for the metrics."""
+    async def _sample(self, done: asyncio.Event) -> None:
+        """Sample the stream's depth and lag for the metrics, every second."""
+        if self._metrics is None or self._depth is None:
+            return
         while not done.is_set():
             with contextlib.suppress(Exception):
-                await self.stream.keep([entry.id for entry in self._running.values()])
-                if self._metrics is not None:
-                    depth, lag = await self.stream.depth()
-                    self._metrics.inbox_depth.set(depth)
-                    self._metrics.inbox_lag.set(lag)
-            every = min(self._keep_every, 1.0) if self._metrics is not None else self._keep_every
-            await _pause(done, every)
+                depth, lag = await self._depth()
+                self._metrics.inbox_depth.set(depth)
+                self._metrics.inbox_lag.set(lag)
+            await _pause(done, 1.0)
+
+
+def _bind(handle: Handle, entry: InboxEntry, late: bool) -> Callable[[], Awaitable[object]]:
+    return lambda: handle(entry, late)
 
 
 class Leader:

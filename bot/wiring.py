@@ -10,6 +10,10 @@ import httpx
 
 from bot.chat.flow import LinkFlow
 from bot.chat.inbox import Deliveries
+from bot.chat.interaction import Interactions
+from bot.chat.lookups import Lookups
+from bot.chat.settings import SettingsPanel
+from bot.chat.stats import OperatorStats
 from bot.config import Settings
 from bot.engines import build_shared_state, open_database
 from bot.metrics import BreakerGauges, Metrics
@@ -24,6 +28,8 @@ from services.ratelimit import ConcurrencyGate, RateLimits
 from services.shared import SharedState
 from services.shared.memory import memory_state
 from services.store import Store
+from services.store.inbox import DatabaseInbox
+from services.store.stream_inbox import StreamInbox
 
 log = logging.getLogger("tiktok_bot.wiring")
 
@@ -38,6 +44,10 @@ class App:
     resolver: ShortLinkResolver
     flow: LinkFlow
     deliveries: Deliveries
+    interactions: Interactions
+    lookups: Lookups
+    settings_panel: SettingsPanel
+    operator_stats: OperatorStats
     metadata: MetadataService | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     shared: SharedState = field(default_factory=memory_state)
@@ -118,22 +128,30 @@ async def build_app(settings: Settings) -> App:
         log.warning("no metadata provider configured: /post, /user and /hashtag will say so")
         metadata = None
     limits = settings.limits
+    if shared.stream is not None:
+        # Replicas: updates go through the shared stream; completions and usage rows stay in the database.
+        assert isinstance(store.inbox, DatabaseInbox)
+        store.inbox = StreamInbox(shared.stream, store.inbox, keep_every=settings.redis.lease / 3)
     deliveries = Deliveries(
         store.inbox, replay_max_age=settings.inbox.replay_max_age, keep_done=settings.inbox.keep_done
     )
-    flow = LinkFlow(
-        resolver=resolver,
-        downloads=downloads,
+    interactions = Interactions(
         store=store,
         limits=RateLimits(
             user_per_minute=limits.user_per_minute,
             chat_per_minute=limits.chat_per_minute,
             windows=shared.windows,
         ),
+        metrics=metrics,
+    )
+    flow = LinkFlow(
+        resolver=resolver,
+        downloads=downloads,
+        store=store,
+        interactions=interactions,
         gate=ConcurrencyGate(limits.concurrency, notice_after=limits.queue_notice_after),
         metadata=metadata,
         locks=shared.locks,
-        metrics=metrics,
         deliveries=deliveries,
         quality=Quality(settings.download.quality),
     )
@@ -144,6 +162,10 @@ async def build_app(settings: Settings) -> App:
         resolver=resolver,
         flow=flow,
         deliveries=deliveries,
+        interactions=interactions,
+        lookups=Lookups(interactions=interactions, resolver=resolver, metadata=metadata),
+        settings_panel=SettingsPanel(interactions=interactions, chats=store.chats),
+        operator_stats=OperatorStats(interactions=interactions, store=store, downloads=downloads),
         metadata=metadata,
         clients=clients,
         shared=shared,

@@ -1,15 +1,10 @@
-"""Platform-neutral text pieces for cards: compact numbers, durations, dates, hashtag lists, TikTok text made
-safe to show. No markup."""
+"""Platform-neutral text pieces for cards: compact numbers, durations, dates, TikTok text made safe to show.
+No markup (the cards themselves are bot/chat/cards.py's)."""
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the models clean their text with `plain_text` below, so they import this module
-    from services.metadata.models import Profile, Stats
 
 # Invisible characters that change how the text around them is shown (Unicode TR9 "explicit directional
 # formatting characters", the marks, and the invisible/zero-width format characters of category Cf and Hangul
@@ -133,49 +128,3 @@ def date_time(moment: datetime) -> str:
 def _utc(moment: datetime) -> datetime:
     # A naive datetime is taken to be UTC already: that is what every parser here produces.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def hashtag_list(tags: Iterable[str], limit: int = 5) -> str:
-    """`#pasta #cooking +3`: the first `limit` distinct tags (case-insensitively), then how many more."""
-    seen: dict[str, str] = {}
-    for tag in tags:
-        name = tag.strip().lstrip("#")
-        if name:
-            seen.setdefault(name.lower(), name)
-    names = list(seen.values())
-    shown = " ".join(f"#{name}" for name in names[: max(limit, 0)])
-    rest = len(names) - max(limit, 0)
-    if rest > 0:
-        return f"{shown} +{rest}" if shown else f"+{rest}"
-    return shown
-
-
-def stats_line(stats: Stats) -> str:
-    """`1.5M views · 240K likes · 1.3K comments · 905 shares · 5K saves`, leaving out what is unknown."""
-    parts = [
-        f"{compact_number(value)} {label}"
-        for value, label in (
-            (stats.views, "views"),
-            (stats.likes, "likes"),
-            (stats.comments, "comments"),
-            (stats.shares, "shares"),
-            (stats.saves, "saves"),
-        )
-        if value is not None
-    ]
-    return " · ".join(parts)
-
-
-def profile_line(profile: Profile) -> str:
-    """`1.2M followers · 321 following · 98.7M likes · 42 videos`, leaving out what is unknown."""
-    parts = [
-        f"{compact_number(value)} {label}"
-        for value, label in (
-            (profile.followers, "followers"),
-            (profile.following, "following"),
-            (profile.likes, "likes"),
-            (profile.videos, "videos"),
-        )
-        if value is not None
-    ]
-    return " · ".join(parts)

@@ -374,6 +374,13 @@ class ShortLinkResolver:
         await self._cache.put(link.code, json.dumps(post.as_json()), self._ttl)
         return post
 
+    async def post_link(self, link: TikTokLink) -> TikTokLink:
+        """The post a post or short link names (short links resolved); InvalidLink for any other link."""
+        link = await self.resolve(link)
+        if link.kind is not LinkKind.POST or not link.post_id:
+            raise InvalidLink("not a post link")
+        return link
+
     async def _follow(self, url: httpx.URL) -> TikTokLink:
         """Walk the redirect chain from `url` until a Location names a post."""
         if not is_allowed_url(url):

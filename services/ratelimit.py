@@ -36,14 +36,15 @@ class RateLimits:
         self.chat_per_minute = chat_per_minute
         self.windows: RateWindows = windows if windows is not None else MemoryRateWindows(clock=clock)
 
-    async def check(self, user: Hashable | None, chat: Hashable | None) -> None:
-        """Count a request, or raise RateLimited without counting it."""
+    async def check(self, user: Hashable | None, chat: Hashable | None, hit: str | None = None) -> None:
+        """Count a request, or raise RateLimited without counting it; a `hit` id is counted once (a request
+        run again after a replica died is not a second request)."""
         limits: list[tuple[str, int]] = []
         if user is not None:
             limits.append((_key("user", user), self.user_per_minute))
         if chat is not None:
             limits.append((_key("chat", chat), self.chat_per_minute))
-        wait = await self.windows.take(limits, 60.0)
+        wait = await self.windows.take(limits, 60.0, hit)
         if wait > 0:
             raise RateLimited(wait)
 

@@ -1,7 +1,9 @@
 """deploy/: the compose file's services and health checks, the balancer's config, the image and its probe.
 
-No Docker engine or compose plugin runs here, so the compose file is checked as data: what `docker compose
-config` would resolve (merge keys, defaults for every variable) and what the services need of each other.
+No Docker engine or compose plugin runs here, so the compose file is checked as data: against the Compose
+Specification's JSON schema (the one `docker compose config` validates with; check-jsonschema's vendored
+copy, offline), and for what `docker compose config` would resolve (merge keys, defaults for every variable)
+and what the services need of each other, which no schema says.
 The health probe itself runs for real against a loopback /healthz.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +42,32 @@ def interpolated(text: str) -> str:
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(interpolated(compose_text()))
     return loaded
+
+
+def schema_check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with its copy of the Compose Specification's schema, on `text` as a compose file."""
+    path = tmp_path / "compose.yaml"
+    path.write_text(text, encoding="utf-8")
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+
+@pytest.mark.parametrize("read", ["as written", "interpolated"])
+def test_the_file_follows_the_compose_specification(tmp_path: Path, read: str) -> None:
+    text = compose_text() if read == "as written" else interpolated(compose_text())
+    result = schema_check(tmp_path, text)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_refuses_what_compose_would(tmp_path: Path) -> None:
+    # A misspelt key and a dependency condition compose does not know: `docker compose config` refuses both.
+    for broken in (
+        interpolated(compose_text()).replace("healthcheck:", "health_check:", 1),
+        interpolated(compose_text()).replace("condition: service_healthy", "condition: service_ready", 1),
+    ):
+        assert broken != interpolated(compose_text())
+        result = schema_check(tmp_path, broken)
+        assert result.returncode == 1, result.stdout
 
 
 def test_every_variable_has_a_default() -> None:

@@ -101,19 +101,20 @@ def profile_card(profile: Profile, lang: str) -> Card:
     )
 
 
-def hashtag_card(page: HashtagPage, lang: str, page_number: int = 1, offset: int = 0) -> Card:
-    """The card for one page of a hashtag: numbered posts with author, views and likes."""
+def hashtag_card(page: HashtagPage, lang: str, page_number: int | None = 1, offset: int = 0) -> Card:
+    """The card for one page of a hashtag: numbered posts with author, views and likes (`page_number`
+    None: a page reached by a cursor alone, numbered in the footer by nothing)."""
     rows = []
     for index, post in enumerate(page.posts, start=offset + 1):
         who = f"@{post.author}" if post.author else "TikTok"
         views = compact_number(post.stats.views) if post.stats.views is not None else "?"
         likes = compact_number(post.stats.likes) if post.stats.likes is not None else "?"
         rows.append((f"{index}. {who} · 👁 {views} · ❤️ {likes} — {trim(post.description, 60)}", post.url))
-    footer = [t(lang, "hashtag.page", page=page_number)]
+    footer = [] if page_number is None else [t(lang, "hashtag.page", page=page_number)]
     if page.total is not None:
         footer.insert(0, t(lang, "hashtag.total", total=compact_number(page.total)))
     if not page.posts:
-        text = t(lang, "hashtag.empty" if page_number == 1 else "hashtag.end", tag=page.tag)
+        text = t(lang, "hashtag.empty" if page_number in (1, None) else "hashtag.end", tag=page.tag)
     else:
         text = ""
     return Card(

@@ -1,15 +1,14 @@
-"""The link-to-media flow both frontends share: limits, resolution, the sent-media cache, download, usage log.
+"""The link-to-media flow both frontends share: resolution, the sent-media cache, download and upload.
 
 A frontend supplies a `MediaSender` that knows its platform's upload calls; everything else — which
 links, in what order, whether a cached reference can be re-sent, what to do when it is stale or the file is
-too large, and what goes into the usage log — lives here once.
+too large — lives here once. Limits and the usage row are `Interactions`' (bot/chat/interaction.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,59 +17,28 @@ from typing import Protocol, runtime_checkable
 from pydantic import TypeAdapter, ValidationError
 
 from bot.chat.inbox import Deliveries, current_entry
+from bot.chat.interaction import ChatContext, Interactions, ReplyFailed, Tracker
 from bot.chat.variants import variant_prefix
-from bot.metrics import Metrics
 from services.download.growing import GrowingFile
 from services.download.models import Quality, Want
 from services.download.service import DownloadService, Media
-from services.errors import InvalidLink, ServiceError, ShuttingDown, TooLarge, error_code
-from services.links import LinkKind, ShortLinkResolver, TikTokLink
+from services.errors import ServiceError, ShuttingDown, TooLarge
+from services.links import ShortLinkResolver, TikTokLink
 from services.metadata.models import Post
 from services.metadata.service import MetadataService
-from services.ratelimit import ConcurrencyGate, RateLimits
+from services.ratelimit import ConcurrencyGate
 from services.shared import FlightLocks
 from services.shared.memory import MemoryFlightLocks
 from services.store import Store
 from services.store.chats import ChatPrefs
-from services.store.usage import UsageEvent
 
 log = logging.getLogger("tiktok_bot.flow")
 
-PRIVATE_CHAT_TYPES = frozenset({"private", "dm"})
 QueuedNotice = Callable[[], Awaitable[object]]
-
-
-@dataclass(frozen=True, slots=True)
-class ChatContext:
-    """Who asked, where: enough to limit, localise, reply and log."""
-
-    platform: str
-    chat_id: int | str
-    chat_type: str
-    user_id: int | str | None
-    language: str = "en"
-
-    @property
-    def is_private(self) -> bool:
-        """A one-to-one chat, where every failure gets its specific answer."""
-        return self.chat_type in PRIVATE_CHAT_TYPES
 
 
 class StaleReference(Exception):
     """The platform rejected a cached file reference; the flow downloads afresh."""
-
-
-class ReplyFailed(Exception):
-    """The chat platform would not take the reply (flood control past its budget, bot blocked...)."""
-
-    def __init__(self, reason: str, message: str = "") -> None:
-        super().__init__(message or reason)
-        self.reason = reason
-
-    @property
-    def outcome(self) -> str:
-        """The usage-log outcome: `reply_failed:<reason>`."""
-        return f"reply_failed:{self.reason}"
 
 
 @dataclass(slots=True)
@@ -114,18 +82,6 @@ class StreamingSender(MediaSender, Protocol):
         """Upload a growing video with its caption; fail (posting nothing) if its download fails."""
 
 
-@dataclass(slots=True)
-class Tracker:
-    """What one interaction did, filled in by its body, recorded when it ends."""
-
-    target: str | None = None
-    backend: str | None = None
-    bytes_sent: int = 0
-    cache_hit: bool = False
-    units: int = 0
-    outcome: str = "ok"
-
-
 # The post's metadata beside its cached media references (SQLite / PostgreSQL, and Redis's hot layer).
 _POST_JSON = TypeAdapter(Post)
 
@@ -153,79 +109,23 @@ class LinkFlow:
         resolver: ShortLinkResolver,
         downloads: DownloadService,
         store: Store,
-        limits: RateLimits,
+        interactions: Interactions,
         gate: ConcurrencyGate,
         metadata: MetadataService | None = None,
         locks: FlightLocks | None = None,
-        metrics: Metrics | None = None,
         deliveries: Deliveries | None = None,
         quality: Quality = Quality.COMPATIBLE,
     ) -> None:
         self.quality = quality  # DOWNLOAD__QUALITY: what a chat left on "auto" gets
         self.resolver = resolver
-        self.metrics = metrics
+        self.interactions = interactions
         self.deliveries = deliveries
         self.downloads = downloads
         self.store = store
-        self.limits = limits
         self.gate = gate
         self.metadata = metadata
         # Per post and kind; in Redis a lease, so a burst spread over replicas still downloads once.
         self.locks: FlightLocks = locks if locks is not None else MemoryFlightLocks()
-
-    @asynccontextmanager
-    async def track(
-        self, ctx: ChatContext, action: str, target: str | None = None, *, tracker: Tracker | None = None
-    ) -> AsyncIterator[Tracker]:
-        """Time the body and record one usage row with its outcome, whatever happens."""
-        tracker = tracker or Tracker(target=target)
-        started = time.perf_counter()
-        try:
-            yield tracker
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                tracker.outcome = "cancelled"
-            elif isinstance(exc, ReplyFailed):
-                tracker.outcome = exc.outcome
-            else:
-                tracker.outcome = error_code(exc)
-            raise
-        finally:
-            latency = (time.perf_counter() - started) * 1000
-            if self.metrics is not None:
-                self.metrics.replied(ctx.platform, action, tracker.outcome, latency / 1000, tracker.cache_hit)
-            self.store.usage.record(
-                UsageEvent(
-                    platform=ctx.platform,
-                    action=action,
-                    chat_id=ctx.chat_id,
-                    chat_type=ctx.chat_type,
-                    user_id=ctx.user_id,
-                    target=tracker.target,
-                    backend=tracker.backend,
-                    outcome=tracker.outcome,
-                    bytes_sent=tracker.bytes_sent,
-                    latency_ms=latency,
-                    cache_hit=tracker.cache_hit,
-                    units=tracker.units,
-                )
-            )
-            log.info(
-                "%s %s",
-                action,
-                tracker.outcome,
-                extra={  # platform, update, chat and user are bound where the interaction came in
-                    "action": action,
-                    "target": tracker.target,
-                    "backend": tracker.backend,
-                    "outcome": tracker.outcome,
-                    "latency_ms": round(latency, 1),
-                },
-            )
-
-    async def check_limits(self, ctx: ChatContext) -> None:
-        """Count one request against the user's and the chat's limits (raises RateLimited)."""
-        await self.limits.check((ctx.platform, ctx.user_id), (ctx.platform, ctx.chat_id))
 
     async def deliver_all(
         self,
@@ -258,10 +158,10 @@ class LinkFlow:
         """Deliver one link's media; answer and log any failure. Returns the logged outcome."""
         tracker = Tracker(target=link.post_id or link.code or link.url)
         try:
-            async with self.track(ctx, action, tracker=tracker):
-                await self.check_limits(ctx)
+            async with self.interactions.track(ctx, action, tracker=tracker):
+                await self.interactions.check_limits(ctx)
                 async with self.slot(on_queued):
-                    resolved = await self.resolve(link)
+                    resolved = await self.resolver.post_link(link)
                     assert resolved.post_id is not None
                     tracker.target = resolved.post_id
                     if seen is not None:
@@ -330,14 +230,6 @@ class LinkFlow:
             log.warning("could not send the too-large reply: %s", failed.outcome)
         except Exception:
             log.exception("could not send the too-large reply")
-
-    async def resolve(self, link: TikTokLink) -> TikTokLink:
-        """The post link behind `link` (short links are resolved safely)."""
-        if link.kind is LinkKind.SHORT:
-            link = await self.resolver.resolve(link)
-        if link.kind is not LinkKind.POST or not link.post_id:
-            raise InvalidLink("not a post link")
-        return link
 
     async def send_post(
         self, platform: str, link: TikTokLink, sender: MediaSender, want: Want, tracker: Tracker

@@ -28,11 +28,12 @@ Release = Callable[[], Awaitable[object]]
 class _Serving:
     """The entry a handler serves, and what to let go of once its completion is on disk."""
 
-    __slots__ = ("entry", "releases")
+    __slots__ = ("entry", "hits", "releases")
 
     def __init__(self, entry: InboxEntry) -> None:
         self.entry = entry
         self.releases: list[Release] = []
+        self.hits = 0
 
 
 _CURRENT: contextvars.ContextVar[_Serving | None] = contextvars.ContextVar("inbox_entry", default=None)
@@ -42,6 +43,16 @@ def current_entry() -> InboxEntry | None:
     """The inbox entry the running handler serves, if any."""
     serving = _CURRENT.get()
     return serving.entry if serving is not None else None
+
+
+def next_hit_id() -> str | None:
+    """An id for the next rate-limit hit of the served entry, the same when the entry is run again (after a
+    replica died) so the hit is not counted twice; None when no entry is served."""
+    serving = _CURRENT.get()
+    if serving is None:
+        return None
+    serving.hits += 1
+    return f"{serving.entry.platform}:{serving.entry.key}:{serving.hits}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,11 @@ class Deliveries:
         self.inbox = inbox
         self.replay_max_age = replay_max_age
         self.keep_done = keep_done
+
+    @property
+    def shared(self) -> bool:
+        """Whether the inbox is a stream shared by replicas (accepted entries run wherever taken)."""
+        return self.inbox.shared
 
     async def accept(self, entries: Sequence[InboxEntry]) -> list[bool]:
         """Store entries durably; True for each that is new (False: already taken, answered or not)."""
@@ -132,11 +148,15 @@ class Deliveries:
         platform: str,
         handle: Callable[[InboxEntry, bool], Awaitable[object]],
         *,
+        entries: Sequence[InboxEntry] | None = None,
         can_answer: Callable[[InboxEntry], bool] = lambda entry: True,
         expired_action: Callable[[InboxEntry], str] = lambda entry: entry.kind,
         spawn: Callable[[Awaitable[None]], Awaitable[object]] | None = None,
     ) -> ReplayReport:
         """Handle every open entry of `platform` again, oldest first (`late` when older than the max age).
+
+        `entries`: the open entries to handle, listed by the caller before it took new updates itself (a
+        frontend that takes updates while it replays must not replay those); by default the inbox's open ones.
 
         Entries the platform no longer lets us answer are closed with an `expired` usage row. `spawn` starts
         one handling (as the frontend starts handlers: under its in-flight limit); by default they run one
@@ -144,29 +164,22 @@ class Deliveries:
         """
         with contextlib.suppress(Exception):
             await self.inbox.purge(time.time() - self.keep_done)
-        entries = await self.inbox.unfinished(platform)
+        if entries is None:
+            entries = await self.inbox.unfinished(platform)
+        entries = sorted(entries, key=lambda e: (e.received_at, e.key))
         if not entries:
             return ReplayReport(0, 0, 0, 0)
-        await self.inbox.start_replay(entries)
-        now = time.time()
-        late = expired = 0
-        for entry in entries:
-            if not can_answer(entry):
-                expired += 1
-                event = UsageEvent(platform=platform, action=expired_action(entry), outcome="expired")
-                await self.inbox.expire(entry, [event])
-                continue
-            is_late = entry.age(now) > self.replay_max_age
-            late += is_late
+        jobs = await self.triage(entries, can_answer=can_answer, expired_action=expired_action)
+        for entry, is_late in jobs:
             job = self.run(entry, _bind(handle, entry, is_late))
             if spawn is None:
                 await job
             else:
                 await spawn(job)
         report = ReplayReport(
-            replayed=len(entries) - expired,
-            late=late,
-            expired=expired,
+            replayed=len(jobs),
+            late=sum(late for _, late in jobs),
+            expired=len(entries) - len(jobs),
             possible_duplicates=sum(1 for e in entries if e.state == SENDING),
         )
         log.warning(
@@ -179,6 +192,28 @@ class Deliveries:
             extra={"platform": platform},
         )
         return report
+
+    async def triage(
+        self,
+        entries: Sequence[InboxEntry],
+        *,
+        can_answer: Callable[[InboxEntry], bool] = lambda entry: True,
+        expired_action: Callable[[InboxEntry], str] = lambda entry: entry.kind,
+    ) -> list[tuple[InboxEntry, bool]]:
+        """Count entries left by a dead process as replayed; close those the platform no longer lets us
+        answer (an `expired` usage row); the rest to run again, each with whether it is late."""
+        if not entries:
+            return []
+        await self.inbox.start_replay(entries)
+        now = time.time()
+        jobs: list[tuple[InboxEntry, bool]] = []
+        for entry in entries:
+            if not can_answer(entry):
+                event = UsageEvent(platform=entry.platform, action=expired_action(entry), outcome="expired")
+                await self.inbox.expire(entry, [event])
+                continue
+            jobs.append((entry, entry.age(now) > self.replay_max_age))
+        return jobs
 
 
 def _bind(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from bot.chat.i18n import t
+from bot.chat.interaction import NOT_ALLOWED, Admitted, ChatContext, Interactions
+from services.download.service import DownloadService
 from services.health import BackendFigures
+from services.store import Store
 from services.store.stats import StatsReport
 
 PERIODS = ((1, "today"), (7, "7 days"), (30, "30 days"))
@@ -57,3 +62,43 @@ def backend_lines(figures: Sequence[BackendFigures]) -> list[str]:
             f"{f.share:.0%} served, {f.skipped} skipped, breaker {breaker} — {f.status}"
         )
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class StatsShown:
+    """What /stats answers: the blocks of lines to show, or a refusal (`allowed` false, no blocks)."""
+
+    allowed: bool
+    blocks: list[list[str]] = field(default_factory=list)
+
+
+class OperatorStats:
+    """The /stats figures for the bot's operators: the usage log per period, the download backends now."""
+
+    def __init__(self, *, interactions: Interactions, store: Store, downloads: DownloadService) -> None:
+        self.interactions = interactions
+        self.store = store
+        self.downloads = downloads
+
+    @asynccontextmanager
+    async def report(
+        self,
+        ctx: ChatContext,
+        operators: Collection[int | str],
+        *,
+        admitted: Admitted | None = None,
+    ) -> AsyncIterator[StatsShown]:
+        """The figures for an operator (`admitted` is called before they are gathered), else a refusal."""
+        async with self.interactions.track(ctx, "stats") as tracker:
+            if ctx.user_id not in operators:
+                tracker.outcome = NOT_ALLOWED
+                yield StatsShown(allowed=False)
+                return
+            if admitted is not None:
+                await admitted()
+            await self.store.usage.flush()  # the figures include everything recorded so far
+            blocks = [
+                stats_block(await self.store.stats(days), label, ctx.language) for days, label in PERIODS
+            ]
+            blocks.append(backend_lines(self.downloads.figures()))
+            yield StatsShown(allowed=True, blocks=blocks)

@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from bot.chat.cards import Card, hashtag_card, post_card, profile_card
 from bot.config import Settings
 from bot.upstreams import build_metadata_service, metadata_client
-from services import formatting
 from services.errors import InvalidLink, NotConfigured, ServiceError
 from services.links import LinkKind, TikTokLink, canonical_post_url, find_links
 from services.metadata.models import HashtagPage, Post, Profile
 from services.metadata.service import Answer, MetadataService
 
 MAX_HASHTAG_LIMIT = 50
+LANGUAGE = "en"  # the cards' labels on a terminal
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,22 +101,22 @@ async def info_post(args: argparse.Namespace, settings: Settings) -> int:
     except ServiceError as exc:
         print(f"tiktok-bot: {exc.message}", file=sys.stderr)
         return 1
-    return await _run(settings, args.json, lambda s: s.post(link), post_card)
+    return await _run(settings, args.json, lambda s: s.post(link), post_lines)
 
 
 async def info_user(args: argparse.Namespace, settings: Settings) -> int:
     """Print a profile's card."""
-    return await _run(settings, args.json, lambda s: s.profile(args.name), profile_card)
+    return await _run(settings, args.json, lambda s: s.profile(args.name), profile_lines)
 
 
 async def info_hashtag(args: argparse.Namespace, settings: Settings) -> int:
     """Print a page of a hashtag's posts."""
     return await _run(
-        settings, args.json, lambda s: s.hashtag(args.tag, args.cursor, args.limit), hashtag_card
+        settings, args.json, lambda s: s.hashtag(args.tag, args.cursor, args.limit), hashtag_lines
     )
 
 
-# --- cards: plain text built from services.formatting ---
+# --- cards: bot/chat/cards.py's, as plain text ---
 
 
 def cost_line(answer: Answer[Any]) -> str:
@@ -127,71 +128,36 @@ def cost_line(answer: Answer[Any]) -> str:
     return f"via {answer.provider} · {units} · {requests}"
 
 
-def post_card(post: Post) -> list[str]:
-    """A post as lines of text."""
-    who = f"@{post.author}" if post.author else "unknown author"
-    if post.author_name:
-        who += f" ({post.author_name})"
-    head = [who]
-    if post.created:
-        head.append(formatting.date(post.created))
-    lines = [" · ".join(head)]
-    if post.description:
-        lines.append(post.description)
-    kind = f"photos ×{post.image_count}" if post.is_photo else "video"
-    shape = [kind]
-    if post.duration:
-        shape.append(formatting.duration(post.duration))
-    if post.width and post.height:
-        shape.append(f"{post.width}×{post.height}")
-    lines.append(" · ".join(shape))
-    stats = formatting.stats_line(post.stats)
-    if stats:
-        lines.append(stats)
-    if post.music and (post.music.title or post.music.author):
-        lines.append("sound: " + " — ".join(x for x in (post.music.title, post.music.author) if x))
-    if post.hashtags:
-        lines.append(formatting.hashtag_list(post.hashtags, limit=8))
-    lines.append(post.url)
+def card_lines(card: Card) -> list[str]:
+    """A chat card as plain text: title, text, rows (each with its link), figures, footer, link."""
+    lines = [card.title]
+    if card.text:
+        lines.append(card.text)
+    for text, url in card.lines:
+        lines.extend((text, f"    {url}"))
+    if card.figures:
+        lines.append(" · ".join(f"{value} {label}" for _, value, label in card.figures))
+    if card.footer:
+        lines.append(card.footer)
+    lines.append(card.url)
     return lines
 
 
-def profile_card(profile: Profile) -> list[str]:
-    """A profile as lines of text."""
-    head = f"{profile.nickname} (@{profile.username})" if profile.nickname else f"@{profile.username}"
-    flags = [flag for flag, on in (("verified", profile.verified), ("private", profile.private)) if on]
-    lines = [head + (f" · {', '.join(flags)}" if flags else "")]
-    if profile.bio:
-        lines.append(profile.bio)
-    counts = formatting.profile_line(profile)
-    if counts:
-        lines.append(counts)
-    lines.append(profile.url)
-    return lines
+def post_lines(post: Post) -> list[str]:
+    """A post's card as lines of text."""
+    return card_lines(post_card(post, LANGUAGE))
 
 
-def hashtag_card(page: HashtagPage) -> list[str]:
-    """A hashtag page as lines of text, one per post."""
-    shown = f"{len(page.posts)} post{'' if len(page.posts) == 1 else 's'}"
-    total = f" of {formatting.compact_number(page.total)}" if page.total is not None else ""
-    lines = [f"#{page.tag} · {shown}{total}"]
-    for index, post in enumerate(page.posts, 1):
-        bits = [f"@{post.author}" if post.author else "?"]
-        if post.stats.views is not None:
-            bits.append(f"{formatting.compact_number(post.stats.views)} views")
-        if post.stats.likes is not None:
-            bits.append(f"{formatting.compact_number(post.stats.likes)} likes")
-        if post.duration:
-            bits.append(formatting.duration(post.duration))
-        caption = post.description.replace("\n", " ")
-        caption = caption if len(caption) <= 60 else caption[:59] + "…"
-        lines.append(
-            f"{index:>2}. {' · '.join(bits)} — {caption}" if caption else f"{index:>2}. {' · '.join(bits)}"
-        )
-        lines.append(f"    {post.url}")
+def profile_lines(profile: Profile) -> list[str]:
+    """A profile's card as lines of text."""
+    return card_lines(profile_card(profile, LANGUAGE))
+
+
+def hashtag_lines(page: HashtagPage) -> list[str]:
+    """A hashtag page's card as lines of text (a cursor's page has no number), then the next cursor."""
+    lines = card_lines(hashtag_card(page, LANGUAGE, page_number=None))
     if page.next_cursor:
         lines.append(f"next page: --cursor {page.next_cursor}")
-    lines.append(page.url)
     return lines
 
 

@@ -8,8 +8,8 @@ import discord
 from cachetools import LRUCache
 from structlog.contextvars import bind_contextvars
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
+from bot.chat.interaction import ChatContext
 from services.store.chats import ChatPrefs
 
 if TYPE_CHECKING:
@@ -49,6 +49,15 @@ class Remembered:
         return self._items.get(key)
 
 
+def guild_id_of(message: discord.Message) -> int | None:
+    """The message's guild id, also when the guild is not in this process's cache (another shard's guild
+    answered by a replica: the channel is then a PartialMessageable that knows it); None in DMs."""
+    if message.guild is not None:
+        return message.guild.id
+    guild_id = getattr(message.channel, "guild_id", None)
+    return int(guild_id) if guild_id is not None else None
+
+
 def bind_log_context(kind: str, event_id: int, chat_id: int, user_id: int) -> None:
     """Who and where on every line the rest of this handler logs.
 
@@ -62,7 +71,7 @@ async def message_context(bot: TikTokBot, message: discord.Message) -> tuple[Cha
     """Context of a pasted message; it carries no locale: the user's last known one, else the guild's."""
     bind_log_context("message", message.id, message.channel.id, message.author.id)
     guild = message.guild
-    guild_id = guild.id if guild is not None else None
+    guild_id = guild_id_of(message)
     prefs = await bot.app.store.chats.get(PLATFORM, settings_key(guild_id, message.channel.id))
     known: str | None = bot.user_locales.get(message.author.id)
     guild_locale = str(guild.preferred_locale) if guild is not None else None

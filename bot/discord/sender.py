@@ -21,7 +21,8 @@ import discord
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
-from bot.chat.flow import ReplyFailed, Sent, StaleReference
+from bot.chat.flow import Sent, StaleReference
+from bot.chat.interaction import ReplyFailed
 from bot.chat.variants import is_photo, photo_variant, photo_variants
 from bot.discord.errors import ephemeral
 from bot.discord.render import CONTENT_LIMIT, card_embed

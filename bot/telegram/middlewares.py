@@ -9,8 +9,8 @@ from aiogram import BaseMiddleware
 from aiogram.dispatcher.middlewares.user_context import EVENT_CONTEXT_KEY, EventContext
 from aiogram.types import CallbackQuery, Chat, InlineQuery, Message, TelegramObject, Update, User
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import pick_language
+from bot.chat.interaction import ChatContext
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.wiring import App

@@ -1,5 +1,6 @@
-"""Telegram on the shared update stream (REDIS__URL set): the webhook or the polling leader feeds it, every
-replica's worker handles it.
+"""Telegram on the shared update stream (REDIS__URL set): the webhook or the polling leader puts updates into
+the inbox (a `StreamInbox`), every replica's worker takes and answers them through the same `Deliveries` code
+as one process on its database inbox.
 
 Webhook mode: any replica behind the load balancer takes any update, puts it in the stream and answers 200.
 Polling mode: the replica holding the `telegram-poller` lease calls getUpdates and puts each poll in the
@@ -14,6 +15,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -21,10 +23,12 @@ from aiogram import Bot, Dispatcher
 from aiogram.methods import GetUpdates
 from aiohttp import web
 
+from bot.chat.inbox import Deliveries
 from bot.health import build_health_app, listen_address
 from bot.replicas import Leader, StreamWorker
+from bot.telegram.polling import Handlers, InboxFeeder
 from bot.wiring import App
-from services.shared import StreamEntry, UpdateStream
+from services.store.inbox import InboxEntry
 
 log = logging.getLogger("tiktok_bot.telegram")
 
@@ -33,13 +37,16 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 MAX_UPDATE_BYTES = 1 << 20  # an update is a few KiB of JSON; anything larger is not from Telegram
 
 
-def stream_key(update_id: int) -> str:
-    """The stream key of a Telegram update (its update_id is unique per bot)."""
-    return f"telegram:{update_id}"
+PARTITION = "telegram"  # every Telegram update goes into one partition of the shared stream
+
+
+def stream_entry(update_id: int, payload: str, kind: str) -> InboxEntry:
+    """The inbox entry of a Telegram update (its update_id is unique per bot)."""
+    return InboxEntry("telegram", str(update_id), kind, payload, time.time(), partition=PARTITION)
 
 
 def webhook_into_stream(
-    stream: UpdateStream, secret: str
+    deliveries: Deliveries, secret: str
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """POST handler: 401 without the secret, 400 for what is not an update, else into the stream and 200."""
 
@@ -51,40 +58,44 @@ def webhook_into_stream(
             return web.Response(status=413)
         body = await request.text()
         try:
-            update_id = int(json.loads(body)["update_id"])
+            data = json.loads(body)
+            update_id = int(data["update_id"])
         except (ValueError, KeyError, TypeError):
             return web.Response(status=400, text="not an update")
+        kind = next((str(k) for k in data if k != "update_id"), "")
         # The 200 goes out only once the update is in Redis: a replica that dies later loses nothing.
-        await stream.add(stream_key(update_id), body)
+        await deliveries.accept([stream_entry(update_id, body, kind)])
         return web.Response(status=200)
 
     return handle
 
 
 async def run_replicated(app: App, bot: Bot, dp: Dispatcher, stop: asyncio.Event, concurrency: int) -> None:
-    """Feed the stream (webhook or polling leader) and work it, until `stop`."""
-    stream = app.shared.stream
-    assert stream is not None
-
-    async def handle(entry: StreamEntry) -> None:
-        await dp.feed_raw_update(bot, json.loads(entry.payload), dispatcher=dp, bots=(bot,))
-
+    """Feed the shared inbox (webhook or polling leader) and work it, until `stop`."""
+    deliveries = app.deliveries
+    feeder = InboxFeeder(dp, bot, deliveries, Handlers(concurrency))
+    depth = getattr(deliveries.inbox, "depth", None)
     worker = StreamWorker(
-        stream, handle, concurrency=concurrency, keep_every=app.settings.redis.lease / 3, metrics=app.metrics
+        deliveries,
+        feeder._handle_old,  # an update from the stream is handled as a stored one, late notice included
+        partitions=[PARTITION],
+        concurrency=concurrency,
+        metrics=app.metrics,
+        depth=depth,
     )
     work = asyncio.create_task(worker.run(stop), name="stream-worker")
     try:
         if app.settings.telegram.webhook_url:
-            await serve_webhook_into_stream(app, bot, dp, stream, stop)
+            await serve_webhook_into_stream(app, bot, dp, deliveries, stop)
         else:
-            await poll_as_leader(app, bot, dp, stream, stop)
+            await poll_as_leader(app, bot, dp, deliveries, stop)
     finally:
         stop.set()
         await work
 
 
 async def serve_webhook_into_stream(
-    app: App, bot: Bot, dp: Dispatcher, stream: UpdateStream, stop: asyncio.Event
+    app: App, bot: Bot, dp: Dispatcher, deliveries: Deliveries, stop: asyncio.Event
 ) -> None:
     """Register the webhook (every replica registers the same URL: the load balancer's) and serve it."""
     settings = app.settings.telegram
@@ -96,7 +107,7 @@ async def serve_webhook_into_stream(
     path = urlsplit(settings.webhook_url).path or "/"
     ready = asyncio.Event()
     web_app = build_health_app(app, ready)
-    web_app.router.add_post(path, webhook_into_stream(stream, secret))
+    web_app.router.add_post(path, webhook_into_stream(deliveries, secret))
     runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = listen_address(settings.webhook_listen)
@@ -114,11 +125,11 @@ async def serve_webhook_into_stream(
 
 
 async def poll_as_leader(
-    app: App, bot: Bot, dp: Dispatcher, stream: UpdateStream, stop: asyncio.Event
+    app: App, bot: Bot, dp: Dispatcher, deliveries: Deliveries, stop: asyncio.Event
 ) -> None:
     """Take the poller lease when free; while held, getUpdates into the stream."""
     lease = app.settings.redis.lease
-    holder = getattr(stream, "consumer", None) or secrets.token_hex(8)
+    holder = getattr(app.shared.stream, "consumer", None) or secrets.token_hex(8)
     leader = Leader(app.shared.leases, POLLER_LEASE, holder, lease)
     # A long poll shorter than the lease, so the holder renews it in time.
     timeout = max(1, min(25, int(lease / 3)))
@@ -147,10 +158,21 @@ async def poll_as_leader(
                     log.exception("getUpdates failed", extra={"platform": "telegram"})
                     await asyncio.sleep(1)
                     updates = []
-                for update in updates:
-                    payload = update.model_dump_json(exclude_unset=True, exclude_none=True)
-                    await stream.add(stream_key(update.update_id), payload)
-                    offset = update.update_id + 1
+                entries = [
+                    stream_entry(
+                        u.update_id, u.model_dump_json(exclude_unset=True, exclude_none=True), u.event_type
+                    )
+                    for u in updates
+                ]
+                try:
+                    await deliveries.accept(entries)  # one round trip for the poll
+                except Exception:
+                    # Not stored, so not confirmed: the same offset asks Telegram for them again.
+                    log.exception("could not store updates", extra={"platform": "telegram"})
+                    await asyncio.sleep(1)
+                else:
+                    if updates:
+                        offset = updates[-1].update_id + 1
                 if not await leader.renew():
                     log.warning("lost the poller lease", extra={"platform": "telegram"})
                     return

@@ -30,8 +30,9 @@ from aiogram.types.media_union import MediaUnion
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text, group_error_text
-from bot.chat.flow import ReplyFailed, Sent, StaleReference
+from bot.chat.flow import Sent, StaleReference
 from bot.chat.i18n import t
+from bot.chat.interaction import ReplyFailed
 from bot.chat.variants import photo_variant, photo_variants
 from bot.telegram.render import html_attr, html_text, render_card
 from bot.telegram.session import reply_budget

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Bot
 
-from bot.chat.flow import Tracker
+from bot.chat.interaction import Tracker
 from bot.telegram.sender import TelegramSender
 from bot.wiring import App
 from services.download.models import Want

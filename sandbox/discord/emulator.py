@@ -19,7 +19,7 @@ from aiohttp import web
 
 from sandbox.base import Emulator
 from sandbox.discord.control import add_control_routes
-from sandbox.discord.gateway import EventBuilder, Gateway, Session
+from sandbox.discord.gateway import RESUME_TIMEOUT, EventBuilder, Gateway, Session
 from sandbox.discord.rest import API_PREFIX, RestApi
 from sandbox.discord.transcript import Call, Transcript
 from sandbox.discord.world import (
@@ -98,7 +98,10 @@ class DemoWorld:
 class DiscordEmulator(Emulator):
     """A loopback Discord: REST under /api/v10, the gateway at /gateway, a CDN and /_control.
 
-    See the package docstring for how to point discord.py at it.
+    See the package docstring for how to point discord.py at it. `callback_deadline` is Discord's 3 s for an
+    interaction's first response (None: no deadline; a test on a loaded machine may lengthen it and say so),
+    `token_lifetime` its 15 min for follow-ups, `resume_timeout` how long a session whose socket died stays
+    resumable, buffering its dispatches (Discord: "a few minutes"; see `sandbox.discord.gateway`).
     """
 
     name = "discord"
@@ -117,6 +120,7 @@ class DiscordEmulator(Emulator):
         heartbeat_interval_ms: int = 41250,
         callback_deadline: float | None = 3.0,
         token_lifetime: float = 15 * 60.0,
+        resume_timeout: float = RESUME_TIMEOUT,
     ) -> None:
         super().__init__()
         self.token = token
@@ -143,6 +147,7 @@ class DiscordEmulator(Emulator):
             allowed_privileged=lambda: self.allowed_privileged_intents,
             heartbeat_interval_ms=heartbeat_interval_ms,
             on_change=self.transcript.notify,
+            resume_timeout=resume_timeout,
         )
         self.rest = RestApi(self)
         self.demo: DemoWorld | None = self._build_demo_world() if demo_world else None

@@ -33,9 +33,10 @@ class FlightLocks(Protocol):
 class RateWindows(Protocol):
     """Sliding windows of hits, one per key, each with its own limit."""
 
-    async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
+    async def take(self, limits: Sequence[tuple[str, int]], window: float, hit: str | None = None) -> float:
         """Count one hit on every key if each is under its limit and return 0; else count none and return
-        the seconds until all would be."""
+        the seconds until all would be. A `hit` id already counted in the window (the same update run again
+        after a replica died) is not counted twice: it returns 0."""
         ...
 
 
@@ -90,31 +91,54 @@ class Counters(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
-    """One update in the stream: its id there, its platform key, its JSON, and 2 if it was claimed."""
+    """One update in the stream: its id there, its key, its JSON, how often it was handed out, its kind, the
+    part of the stream it is in, and the progress last noted for it (handed to a claimer)."""
 
     id: str
     key: str
     payload: str
     deliveries: int = 1
+    kind: str = ""
+    part: str = ""
+    state: str = ""
 
 
 class UpdateStream(Protocol):
-    """Updates waiting to be answered, shared by every replica."""
+    """Updates waiting to be answered, shared by every replica, in named parts (a platform, a Discord shard).
 
-    async def add(self, key: str, payload: str) -> bool:
+    Each part is read by the replicas that serve it (`take`'s `parts`); entries a dead replica left unanswered
+    in any part listed in `claim` are handed to a live one after the claim timeout.
+    """
+
+    async def add(self, key: str, payload: str, *, kind: str = "", part: str = "") -> bool:
         """Append an update unless its key was added before (a redelivery); True if appended."""
         ...
 
-    async def take(self, count: int, block: float) -> list[StreamEntry]:
-        """Up to `count` entries for this consumer: abandoned ones first, then new ones (waiting up to
-        `block` seconds for some)."""
+    async def add_many(self, items: Sequence[tuple[str, str, str, str]]) -> list[bool]:
+        """`add` for each (key, payload, kind, part) in one round trip."""
         ...
 
-    async def keep(self, ids: Sequence[str]) -> None:
+    async def take(
+        self,
+        count: int,
+        block: float,
+        *,
+        parts: Sequence[str] = ("",),
+        claim: Sequence[str] | None = None,
+    ) -> list[StreamEntry]:
+        """Up to `count` entries for this consumer: abandoned ones of the `claim` parts (default: `parts`)
+        first, then new ones of `parts` (waiting up to `block` seconds for some)."""
+        ...
+
+    async def note(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Remember entries' progress, (key, state) each, handed with them to whoever claims them."""
+        ...
+
+    async def keep(self, entries: Sequence[StreamEntry]) -> None:
         """Say these entries are still being worked on, so nobody claims them."""
         ...
 
-    async def done(self, entry_id: str) -> None:
+    async def done(self, entry: StreamEntry) -> None:
         """Acknowledge an entry: answered, never handed out again."""
         ...
 

@@ -57,6 +57,7 @@ class MemoryRateWindows:
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._hits: dict[str, deque[float]] = {}
+        self._counted: dict[str, float] = {}  # hit id -> when it was counted
         self._next_sweep = 0.0
 
     def _sweep(self, now: float, window: float) -> None:
@@ -66,6 +67,8 @@ class MemoryRateWindows:
         self._next_sweep = now + window
         for key in [k for k, hits in self._hits.items() if hits[-1] <= now - window]:
             del self._hits[key]
+        for hit in [h for h, at in self._counted.items() if at <= now - window]:
+            del self._counted[hit]
 
     def _wait(self, key: str, limit: int, window: float, now: float) -> float:
         hits = self._hits.get(key)
@@ -78,15 +81,22 @@ class MemoryRateWindows:
             return 0.0
         return max(0.0, hits[0] + window - now) if len(hits) >= limit else 0.0
 
-    async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
-        """Count one hit on every key if all are under their limits; else the seconds to wait."""
+    async def take(self, limits: Sequence[tuple[str, int]], window: float, hit: str | None = None) -> float:
+        """Count one hit on every key if all are under their limits; else the seconds to wait. A `hit` id
+        counted in the window already passes without counting again."""
         now = self._clock()
         self._sweep(now, window)
+        if hit is not None:
+            counted = self._counted.get(hit)
+            if counted is not None and counted > now - window:
+                return 0.0
         wait = max((self._wait(key, limit, window, now) for key, limit in limits), default=0.0)
         if wait > 0:
             return wait
         for key, _ in limits:
             self._hits.setdefault(key, deque()).append(now)
+        if hit is not None and limits:
+            self._counted[hit] = now
         return 0.0
 
     def __len__(self) -> int:
@@ -211,18 +221,20 @@ class MemoryLeases:
 
 
 class MemoryUpdateStream:
-    """Updates in a deque; taken ones wait in `pending` until done (nobody else is there to claim them)."""
+    """Updates in a deque per part; taken ones wait in `pending` until done (nobody else is there to claim
+    them)."""
 
     def __init__(self, *, clock: Clock = time.time, remember: int = 100_000) -> None:
         self._clock = clock
-        self._queue: deque[tuple[float, StreamEntry]] = deque()
+        self._queues: dict[str, deque[tuple[float, StreamEntry]]] = {}
         self._pending: dict[str, tuple[float, StreamEntry]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._states: dict[str, str] = {}
         self._remember = remember
         self._next = 0
         self._arrived = asyncio.Event()
 
-    async def add(self, key: str, payload: str) -> bool:
+    async def add(self, key: str, payload: str, *, kind: str = "", part: str = "") -> bool:
         """Append unless the key was seen."""
         if key in self._seen:
             return False
@@ -230,40 +242,58 @@ class MemoryUpdateStream:
         while len(self._seen) > self._remember:
             self._seen.popitem(last=False)
         self._next += 1
-        self._queue.append((self._clock(), StreamEntry(f"{self._next}", key, payload)))
+        entry = StreamEntry(f"{self._next}", key, payload, kind=kind, part=part)
+        self._queues.setdefault(part, deque()).append((self._clock(), entry))
         self._arrived.set()
         return True
 
-    async def take(self, count: int, block: float) -> list[StreamEntry]:
-        """Up to `count` queued entries, waiting up to `block` seconds for the first."""
-        if not self._queue and block > 0:
+    async def add_many(self, items: Sequence[tuple[str, str, str, str]]) -> list[bool]:
+        """`add` for each (key, payload, kind, part)."""
+        return [await self.add(key, payload, kind=kind, part=part) for key, payload, kind, part in items]
+
+    async def take(
+        self,
+        count: int,
+        block: float,
+        *,
+        parts: Sequence[str] = ("",),
+        claim: Sequence[str] | None = None,
+    ) -> list[StreamEntry]:
+        """Up to `count` queued entries of `parts`, waiting up to `block` seconds for the first."""
+        if not any(self._queues.get(part) for part in parts) and block > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(block):
                     await self._arrived.wait()
         taken: list[StreamEntry] = []
-        while self._queue and len(taken) < count:
-            arrived, entry = self._queue.popleft()
-            self._pending[entry.id] = (arrived, entry)
-            taken.append(entry)
+        for part in parts:
+            queue = self._queues.get(part)
+            while queue and len(taken) < count:
+                arrived, entry = queue.popleft()
+                self._pending[entry.id] = (arrived, entry)
+                taken.append(entry)
         return taken
 
-    async def keep(self, ids: Sequence[str]) -> None:
+    async def note(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Remember the entries' progress."""
+        self._states.update(notes)
+
+    async def keep(self, entries: Sequence[StreamEntry]) -> None:
         """Nothing to do: no other consumer could claim them."""
 
-    async def done(self, entry_id: str) -> None:
+    async def done(self, entry: StreamEntry) -> None:
         """Forget the entry."""
-        self._pending.pop(entry_id, None)
+        self._pending.pop(entry.id, None)
+        self._states.pop(entry.key, None)
 
     async def depth(self) -> tuple[int, float]:
         """Entries queued or in progress, and the oldest one's age."""
-        count = len(self._queue) + len(self._pending)
+        arrivals = [arrived for arrived, _ in self._pending.values()]
+        arrivals += [queue[0][0] for queue in self._queues.values() if queue]
+        count = len(self._pending) + sum(len(queue) for queue in self._queues.values())
         if not count:
             return 0, 0.0
-        oldest = min(
-            [arrived for arrived, _ in self._pending.values()] + ([self._queue[0][0]] if self._queue else [])
-        )
-        return count, max(0.0, self._clock() - oldest)
+        return count, max(0.0, self._clock() - min(arrivals))
 
 
 class _NothingToClose:

@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -39,9 +40,12 @@ return 0
 _TAKE_WINDOWS = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local member = ARGV[3] == '' and ('r:' .. ARGV[4 + #KEYS]) or ('h:' .. ARGV[3])
 local wait = 0
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  -- The same hit id counted in this window already (the update run again after a replica died): passes.
+  if ARGV[3] ~= '' and redis.call('ZSCORE', key, member) then return '0' end
   if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if oldest[2] then wait = math.max(wait, tonumber(oldest[2]) + window - now) end
@@ -49,7 +53,7 @@ for i, key in ipairs(KEYS) do
 end
 if wait > 0 then return tostring(wait) end
 for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, ARGV[3])
+  redis.call('ZADD', key, now, member)
   redis.call('PEXPIRE', key, math.ceil(window * 1000))
 end
 return '0'
@@ -85,7 +89,8 @@ return 1
 
 _ADD_ONCE = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[3], 'payload', ARGV[4])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
+    'key', ARGV[3], 'payload', ARGV[4], 'kind', ARGV[5])
   return 1
 end
 return 0
@@ -182,13 +187,15 @@ class RedisRateWindows:
         self._clock = clock
         self._script = client.register_script(_TAKE_WINDOWS)
 
-    async def take(self, limits: Sequence[tuple[str, int]], window: float) -> float:
-        """Count one hit on every key if all are under their limits; else the seconds to wait."""
+    async def take(self, limits: Sequence[tuple[str, int]], window: float, hit: str | None = None) -> float:
+        """Count one hit on every key if all are under their limits; else the seconds to wait. The hit's id
+        is the sorted sets' member, so the same `hit` is counted once."""
         if not limits:
             return 0.0
         keys = [self._prefix + key for key, _ in limits]
-        args: list[Any] = [repr(self._clock()), repr(window), secrets.token_hex(8)]
+        args: list[Any] = [repr(self._clock()), repr(window), hit or ""]
         args += [limit for _, limit in limits]
+        args.append(secrets.token_hex(8))  # the member of an anonymous hit
         return float(await self._script(keys=keys, args=args))
 
 
@@ -291,10 +298,10 @@ class RedisLeases:
 
 
 class RedisUpdateStream:
-    """A Redis Stream with one consumer group: each replica a consumer, entries acknowledged (XACK, then
-    XDEL) once answered; those idle over `claim_after` seconds in a dead consumer's pending list are claimed
-    (XAUTOCLAIM) by the next live consumer that asks. A live consumer keeps its entries fresh (XCLAIM to
-    itself).
+    """Redis Streams with one consumer group each (one stream per part): each replica a consumer, entries
+    acknowledged (XACK, then XDEL) once answered; those idle over `claim_after` seconds in a dead consumer's
+    pending list are claimed (XAUTOCLAIM) by the next live consumer that asks. A live consumer keeps its
+    entries fresh (XCLAIM to itself). An entry's noted progress is a key of its own, read by its claimer.
     """
 
     def __init__(
@@ -309,79 +316,162 @@ class RedisUpdateStream:
         remember: float = 86400.0,
     ) -> None:
         self._redis = client
-        self._key = prefix + "updates"
+        self._prefix = prefix
         self._seen = prefix + "seen:"
+        self._state = prefix + "state:"
         self.consumer = consumer
         self.claim_after = claim_after
         self._group = group
         self._maxlen = maxlen
         self._remember = _ms(remember)
         self._add = client.register_script(_ADD_ONCE)
-        self._ready = False
+        self._ready: set[str] = set()
+        self._parts: set[str] = set()
+        self._next_claim: dict[str, float] = {}
 
-    async def _ensure_group(self) -> None:
-        if self._ready:
-            return
-        try:
-            # From the start of the stream: entries added before any replica created the group still count.
-            await self._redis.xgroup_create(self._key, self._group, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._ready = True
+    def _key(self, part: str) -> str:
+        return self._prefix + "updates" + (":" + part if part else "")
 
-    async def add(self, key: str, payload: str) -> bool:
+    async def _ensure_group(self, parts: Sequence[str]) -> None:
+        for part in parts:
+            self._parts.add(part)
+            if part in self._ready:
+                continue
+            try:
+                # From the start: entries added before any replica created the group still count.
+                await self._redis.xgroup_create(self._key(part), self._group, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._ready.add(part)
+
+    async def add(self, key: str, payload: str, *, kind: str = "", part: str = "") -> bool:
         """Append unless the key was added in the last `remember` seconds (a platform's redelivery)."""
-        await self._ensure_group()
-        added = await self._add(
-            keys=[self._key, self._seen + key], args=[self._remember, self._maxlen, key, payload]
-        )
-        return bool(added)
+        return (await self.add_many([(key, payload, kind, part)]))[0]
 
-    async def take(self, count: int, block: float) -> list[StreamEntry]:
-        """Abandoned entries first (XAUTOCLAIM), else new ones (XREADGROUP, blocking up to `block` s)."""
-        await self._ensure_group()
-        claimed: Any = await self._redis.xautoclaim(
-            self._key, self._group, self.consumer, _ms(self.claim_after), start_id="0-0", count=count
-        )
-        entries = [_entry(entry_id, fields, 2) for entry_id, fields in claimed[1] if fields]
+    async def add_many(self, items: Sequence[tuple[str, str, str, str]]) -> list[bool]:
+        """`add` for each (key, payload, kind, part), pipelined."""
+        if not items:
+            return []
+        await self._ensure_group(sorted({part for *_, part in items}))
+        if len(items) == 1:
+            # One update (a webhook's): EVALSHA alone; a pipeline would first ask SCRIPT EXISTS.
+            key, payload, kind, part = items[0]
+            keys = [self._key(part), self._seen + key]
+            return [bool(await self._add(keys=keys, args=[self._remember, self._maxlen, key, payload, kind]))]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, payload, kind, part in items:
+                await self._add(
+                    keys=[self._key(part), self._seen + key],
+                    args=[self._remember, self._maxlen, key, payload, kind],
+                    client=pipe,
+                )
+            added = await pipe.execute()
+        return [bool(flag) for flag in added]
+
+    async def take(
+        self,
+        count: int,
+        block: float,
+        *,
+        parts: Sequence[str] = ("",),
+        claim: Sequence[str] | None = None,
+    ) -> list[StreamEntry]:
+        """Abandoned entries first (XAUTOCLAIM on each `claim` part), else new ones of `parts` (XREADGROUP,
+        blocking up to `block` s)."""
+        claim = parts if claim is None else claim
+        await self._ensure_group([*parts, *claim])
+        entries: list[StreamEntry] = []
+        # Entries become claimable only after `claim_after` idle: looking 4 times as often is soon enough.
+        now = time.monotonic()
+        claim = [part for part in claim if self._next_claim.get(part, 0.0) <= now]
+        for part in claim:
+            self._next_claim[part] = now + self.claim_after / 4
+        for part in claim:
+            if len(entries) >= count:
+                break
+            claimed: Any = await self._redis.xautoclaim(
+                self._key(part),
+                self._group,
+                self.consumer,
+                _ms(self.claim_after),
+                start_id="0-0",
+                count=count - len(entries),
+            )
+            entries += [_entry(entry_id, fields, 2, part) for entry_id, fields in claimed[1] if fields]
         if entries:
+            states = await self._redis.mget([self._state + entry.key for entry in entries])
+            entries = [
+                replace(entry, state=str(state or "")) for entry, state in zip(entries, states, strict=True)
+            ]
             log.warning(
                 "claimed %d updates abandoned by a replica", len(entries), extra={"action": "stream.claim"}
             )
             return entries
         got: Any = await self._redis.xreadgroup(
-            self._group, self.consumer, {self._key: ">"}, count=count, block=max(1, _ms(block))
+            self._group,
+            self.consumer,
+            {self._key(part): ">" for part in parts},
+            count=count,
+            block=max(1, _ms(block)),
         )
-        return [_entry(entry_id, fields, 1) for _, rows in got or [] for entry_id, fields in rows]
+        by_key = {self._key(part): part for part in parts}
+        return [
+            _entry(entry_id, fields, 1, by_key.get(str(stream), ""))
+            for stream, rows in got or []
+            for entry_id, fields in rows
+        ]
 
-    async def keep(self, ids: Sequence[str]) -> None:
+    async def note(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Keep the entries' progress, pipelined (for a day at most: a finished entry deletes its own)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, state in notes:
+                pipe.set(self._state + key, state, px=self._remember)
+            await pipe.execute()
+
+    async def keep(self, entries: Sequence[StreamEntry]) -> None:
         """Reset the entries' idle time (XCLAIM to this consumer, JUSTID)."""
-        if ids:
-            await self._redis.xclaim(self._key, self._group, self.consumer, 0, list(ids), justid=True)
+        by_part: dict[str, list[str | int | bytes | memoryview[int]]] = {}
+        for entry in entries:
+            by_part.setdefault(entry.part, []).append(entry.id)
+        for part, ids in by_part.items():
+            await self._redis.xclaim(self._key(part), self._group, self.consumer, 0, ids, justid=True)
 
-    async def done(self, entry_id: str) -> None:
-        """XACK and XDEL: the entry is answered."""
+    async def done(self, entry: StreamEntry) -> None:
+        """XACK and XDEL: the entry is answered; its noted progress goes too."""
+        key = self._key(entry.part)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self._key, self._group, entry_id)
-            pipe.xdel(self._key, entry_id)
+            pipe.xack(key, self._group, entry.id)
+            pipe.xdel(key, entry.id)
+            pipe.delete(self._state + entry.key)
             await pipe.execute()
 
     async def depth(self) -> tuple[int, float]:
-        """Entries not acknowledged (the stream's length: acknowledged ones are deleted), oldest's age."""
+        """Entries not acknowledged in the parts this replica used (acknowledged ones are deleted), and the
+        oldest one's age."""
+        parts = sorted(self._parts) or [""]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(self._key)
-            pipe.xrange(self._key, count=1)
+            for part in parts:
+                pipe.xlen(self._key(part))
+                pipe.xrange(self._key(part), count=1)
             pipe.time()
-            length, first, (seconds, micros) = await pipe.execute()
-        if not length or not first:
+            *rows, (seconds, micros) = await pipe.execute()
+        length = sum(int(n or 0) for n in rows[0::2])
+        firsts = [int(str(first[0][0]).split("-")[0]) for first in rows[1::2] if first]
+        if not length or not firsts:
             return 0, 0.0
-        added_ms = int(str(first[0][0]).split("-")[0])
-        return int(length), max(0.0, seconds + micros / 1e6 - added_ms / 1000)
+        return length, max(0.0, seconds + micros / 1e6 - min(firsts) / 1000)
 
 
-def _entry(entry_id: str, fields: Mapping[str, str], deliveries: int) -> StreamEntry:
-    return StreamEntry(str(entry_id), str(fields.get("key", "")), str(fields.get("payload", "")), deliveries)
+def _entry(entry_id: str, fields: Mapping[str, str], deliveries: int, part: str) -> StreamEntry:
+    return StreamEntry(
+        str(entry_id),
+        str(fields.get("key", "")),
+        str(fields.get("payload", "")),
+        deliveries,
+        kind=str(fields.get("kind", "")),
+        part=part,
+    )
 
 
 class _Connection:

@@ -12,6 +12,7 @@ from services.store.cache import MediaCache
 from services.store.chats import ChatPrefs, ChatSettings
 from services.store.db import SCHEMA_VERSION, Database, Transaction
 from services.store.inbox import DatabaseInbox, Inbox, InboxEntry, InboxStats, SqliteInbox
+from services.store.sessions import GatewaySession, GatewaySessions
 from services.store.stats import StatsReport, compute_stats, render_stats_table
 from services.store.usage import UsageEvent, UsageLog, UsageRow
 
@@ -21,6 +22,8 @@ __all__ = [
     "ChatSettings",
     "Database",
     "DatabaseInbox",
+    "GatewaySession",
+    "GatewaySessions",
     "Inbox",
     "InboxEntry",
     "InboxStats",
@@ -48,6 +51,7 @@ class Store:
         self.inbox: Inbox = inbox if inbox is not None else DatabaseInbox(db, usage)
         self.media = MediaCache(db, hot=media_hot)
         self.chats = ChatSettings(db)
+        self.gateway_sessions = GatewaySessions(db)
 
     @classmethod
     async def open(

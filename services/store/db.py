@@ -154,6 +154,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX inbox_log_at ON inbox_log (at)",
         ),
     ),
+    Migration(
+        5,
+        "Discord gateway sessions (per shard) that a restarted process resumes to get the events it missed",
+        (
+            # seq: the last sequence whose answerable events are all in the inbox (a resume replays the rest).
+            """
+            CREATE TABLE discord_sessions (
+                session_id  TEXT    NOT NULL PRIMARY KEY,
+                shard       INTEGER NOT NULL,
+                seq         {bigint} NOT NULL,
+                resume_url  TEXT    NOT NULL,
+                saved_at    {real}    NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

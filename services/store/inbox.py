@@ -11,7 +11,9 @@ Writes are group-committed: every operation queued while the previous transactio
 one, so a poll of 100 updates, or 100 replies finishing together, cost one commit.
 
 `Inbox` is the interface; `DatabaseInbox` implements it on either store engine (SQLite or PostgreSQL) through
-`Database`, in SQL both run (ON CONFLICT … DO NOTHING RETURNING).
+`Database`, in SQL both run (ON CONFLICT … DO NOTHING RETURNING). With replicas, `StreamInbox`
+(services/store/stream_inbox.py) implements it on a shared stream: there an entry put by one process is
+handed out by `take` to any (`shared`), and entries a dead process left are claimed by the live ones.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.errors import StoreError
-from services.store.db import Batch, Database
+from services.store.db import Batch, Database, Transaction, run_batch_in
 from services.store.usage import USAGE_COLUMNS, UsageEvent, UsageLog
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class InboxEntry:
     received_at: float
     state: str = NEW
     attempts: int = 0
+    # The part of a shared stream it goes into (a platform, a Discord shard); unused by the database engine.
+    partition: str = ""
 
     def age(self, now: float | None = None) -> float:
         """Seconds since the bot took it."""
@@ -91,6 +95,16 @@ class InboxStats:
 
 class Inbox(Protocol):
     """Where updates wait from the moment they are taken until they are answered."""
+
+    # False: the process that puts an entry runs it (and replays the open ones at start-up).
+    # True: entries are handed out by `take` to whichever process sharing the inbox asks.
+    shared: bool
+
+    async def take(
+        self, partitions: Sequence[str], claim: Sequence[str], count: int, block: float
+    ) -> list[InboxEntry]:
+        """Entries for this process to answer (a shared inbox only): open ones a dead process left in the
+        `claim` partitions first (attempts > 0), then new ones of `partitions`; [] after `block` s if none."""
 
     async def put_many(self, entries: Sequence[InboxEntry]) -> list[bool]:
         """Store entries durably; for each, True if new, False if already known (open or done)."""
@@ -132,6 +146,8 @@ class _Op:
 class DatabaseInbox:
     """The inbox in the bot's database (SQLite or PostgreSQL), written by one group-committing task."""
 
+    shared = False
+
     def __init__(self, db: Database, usage: UsageLog) -> None:
         self._db = db
         self._usage = usage
@@ -170,6 +186,32 @@ class DatabaseInbox:
         """Mark the entry done and write its usage rows, in one transaction."""
         rows = [self._usage.as_row(event) for event in events]
         await self._submit("done", (platform, key, rows, None))
+
+    async def take(
+        self, partitions: Sequence[str], claim: Sequence[str], count: int, block: float
+    ) -> list[InboxEntry]:
+        """Nothing to hand out: the process that puts an entry runs it."""
+        await asyncio.sleep(block)
+        return []
+
+    async def close_once(
+        self, entry: InboxEntry, events: Sequence[UsageEvent], event: str | None = None
+    ) -> bool:
+        """Record `entry` as done with its usage rows in one transaction, unless it is recorded done already
+        (then nothing is written); True if this call recorded it. For entries not stored here before."""
+        rows = [self._usage.as_row(e) for e in events]
+        return bool(await self._submit("close", (entry, rows, event)))
+
+    async def done_keys(self, platform: str, keys: Sequence[str]) -> set[str]:
+        """Which of these keys are recorded done."""
+        if not keys:
+            return set()
+        marks = ", ".join("?" * len(keys))
+        rows = await self._db.fetchall(
+            f"SELECT key FROM inbox WHERE platform = ? AND done_at IS NOT NULL AND key IN ({marks})",  # noqa: S608
+            (platform, *keys),
+        )
+        return {str(row[0]) for row in rows}
 
     async def unfinished(self, platform: str) -> list[InboxEntry]:
         """Open entries of a platform, oldest first."""
@@ -262,6 +304,8 @@ class DatabaseInbox:
         entries = [entry for op in ops if op.kind == "put" for entry in op.args]
         notes = [op.args for op in ops if op.kind == "note"]
         done = [op.args for op in ops if op.kind == "done"]
+        closes = [op.args for op in ops if op.kind == "close"]
+        closed: list[bool] = []
         batch = Batch()
         inserts: list[int] = []
         for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
@@ -287,7 +331,13 @@ class DatabaseInbox:
             )
             events = [(now, platform, event, key) for platform, key, _, event in done if event]
             batch.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
-        answers = await self._db.run_batch(batch)
+        if closes:
+            # A tombstone's rows depend on whether its INSERT won: statement by statement, one transaction.
+            async with self._db.transaction() as tx:
+                answers = await run_batch_in(tx, batch)
+                closed = await self._write_closes(tx, closes)
+        else:
+            answers = await self._db.run_batch(batch)
         fresh_keys = {(str(p), str(k)) for index in inserts for p, k in answers[index]}
         results: list[Any] = []
         for op in ops:
@@ -299,9 +349,40 @@ class DatabaseInbox:
                     flags.append(pair in fresh_keys)
                     fresh_keys.discard(pair)
                 results.append(flags)
+            elif op.kind == "close":
+                results.append(closed.pop(0))
             else:
                 results.append(None)
         return results
+
+    async def _write_closes(self, tx: Transaction, closes: list[tuple[Any, ...]]) -> list[bool]:
+        """Done tombstones for entries stored elsewhere (a shared stream); rows only with a new tombstone."""
+        now = time.time()
+        # The same key twice in one batch (two replicas' completions cannot be, one process's may): the first.
+        firsts: dict[tuple[str, str], int] = {}
+        for n, (entry, _, _) in enumerate(closes):
+            firsts.setdefault((entry.platform, entry.key), n)
+        fresh: set[tuple[str, str]] = set()
+        keys = list(firsts)
+        for start in range(0, len(keys), _MAX_ROWS_PER_INSERT):
+            chunk = [closes[firsts[k]][0] for k in keys[start : start + _MAX_ROWS_PER_INSERT]]
+            marks = ", ".join(["(?, ?, ?, '', ?, ?)"] * len(chunk))
+            returned = await tx.fetchall(
+                "INSERT INTO inbox (platform, key, kind, payload, received_at, done_at) VALUES "  # noqa: S608
+                + marks
+                + " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
+                [v for e in chunk for v in (e.platform, e.key, e.kind, e.received_at, now)],
+            )
+            fresh.update((str(p), str(k)) for p, k in returned)
+        won = [
+            (e.platform, e.key) in fresh and firsts[(e.platform, e.key)] == n
+            for n, (e, _, _) in enumerate(closes)
+        ]
+        first = [close for close, new in zip(closes, won, strict=True) if new]
+        await tx.insert_rows("usage", USAGE_COLUMNS, [row for _, rows, _ in first for row in rows])
+        events = [(now, e.platform, event, e.key) for e, _, event in first if event]
+        await tx.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
+        return won
 
 
 # The first version's name, when the inbox ran on SQLite only.

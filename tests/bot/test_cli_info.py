@@ -15,12 +15,14 @@ import pytest
 
 from bot import upstreams
 from bot.__main__ import main
+from bot.chat.cards import profile_card
 from bot.cli import info
 from sandbox.catalogue import CATALOGUE, T0, Status, post_id_at
 from sandbox.ensembledata import EnsembleDataEmulator
 from sandbox.research import ResearchEmulator
 from sandbox.runner import Sandbox
 from services.links import LinkKind, TikTokLink, find_links
+from services.metadata.models import Profile
 from services.metadata.service import build_providers
 
 CLIP = post_id_at(T0, 1)
@@ -89,17 +91,28 @@ def research(sandbox: Sandbox) -> ResearchEmulator:
 
 
 def test_info_post_card(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    # The chat's post card (bot/chat/cards.py) as plain text; date, size, saves and hashtags are in --json.
     assert main(["info", "post", CLIP_URL]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "@sandbox.cook (Sandbox Cook) · 2023-11-14"
-    assert out[1] == "Pasta in 30 seconds #pasta #cooking <b>&amp;</b>"
-    assert "video · 0:03 · 320×568" in out
-    assert "1.5M views · 240K likes · 1.3K comments · 905 shares · 5K saves" in out
-    assert "sound: original sound — Sandbox Cook" in out
-    assert "#pasta #cooking" in out
-    assert CLIP_URL in out
-    assert out[-1] == "via ensembledata · 1 unit · 1 request"
+    assert capsys.readouterr().out.splitlines() == [
+        "Sandbox Cook (@sandbox.cook)",
+        "Pasta in 30 seconds #pasta #cooking <b>&amp;</b>",
+        "1.5M views · 240K likes · 1.3K comments · 905 shares",
+        "⏱ 0:03 · 🎵 original sound",
+        CLIP_URL,
+        "via ensembledata · 1 unit · 1 request",
+    ]
     assert len(ed(sandbox).hits("/apis/tt/post/info")) == 1
+
+
+def test_info_cards_are_the_chat_cards(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    # One home for what a card says: the CLI prints the same card the chats show, line for line.
+    assert main(["info", "user", "sandbox.cook", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    card = profile_card(Profile(**data), "en")
+    assert main(["info", "user", "sandbox.cook"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:-1] == info.card_lines(card)
+    assert card.title in out and card.footer in out and card.url in out
 
 
 def test_info_post_by_bare_id(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,7 +140,7 @@ def test_info_post_json(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) ->
 def test_info_post_photo(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     slides = post_id_at(T0 + 2 * 86_400, 3)
     assert main(["info", "post", CATALOGUE.posts[slides].url]) == 0
-    assert "photos ×3" in capsys.readouterr().out
+    assert "🖼 3 photos · 🎵 Hill song" in capsys.readouterr().out.splitlines()
 
 
 @pytest.mark.parametrize(
@@ -155,9 +168,10 @@ def test_info_post_not_a_post_url(sandbox: Sandbox, capsys: pytest.CaptureFixtur
 def test_info_user_card(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "user", "@sandbox.cook"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "Sandbox Cook (@sandbox.cook) · verified",
+        "Sandbox Cook (@sandbox.cook)",
         "Recipes from the loopback kitchen",
         "1.2M followers · 321 following · 98.7M likes · 42 videos",
+        "✔️ verified",
         "https://www.tiktok.com/@sandbox.cook",
         "via ensembledata · 1 unit · 1 request",
     ]
@@ -165,7 +179,8 @@ def test_info_user_card(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) ->
 
 def test_info_user_private_and_json(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "user", "secret.agent"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "Agent (@secret.agent) · private"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Agent (@secret.agent)" and "🔒 private account" in out
     assert main(["info", "user", "travel_bug-1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data == {
@@ -192,12 +207,15 @@ def test_info_user_unknown(sandbox: Sandbox, capsys: pytest.CaptureFixture[str])
 def test_info_hashtag_pages(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "hashtag", "#food", "--limit", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "#food · 3 posts"
-    assert out[1].startswith(" 1. @sandbox.cook · 1K views · 100 likes · 0:03 — Dish number 1 #food")
-    assert "next page: --cursor 3" in out
+    assert out[0] == "#food"
+    assert out[1] == "1. @sandbox.cook · 👁 1K · ❤️ 100 — Dish number 1 #food"
+    assert out[2] == f"    {CATALOGUE.posts[CATALOGUE.hashtags['food'][0]].url}"
+    assert out[-3:-1] == ["https://www.tiktok.com/tag/food", "next page: --cursor 3"]
     assert main(["info", "hashtag", "food", "--limit", "3", "--cursor", "24"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "#food · 1 post" and not any(line.startswith("next page") for line in out)
+    rows = [line for line in out if line[:1].isdigit()]
+    assert rows == ["1. @sandbox.cook · 👁 25K · ❤️ 2.5K — Dish number 25 #food"]
+    assert not any(line.startswith(("next page", "page ")) for line in out)  # a cursor's page has no number
 
 
 def test_info_hashtag_json(sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from structlog.contextvars import bind_contextvars, get_contextvars
 
-from bot.chat.inbox import Deliveries, current_entry
-from bot.discord.inbox import can_answer, worth_storing
+from bot.chat.inbox import Deliveries, current_entry, next_hit_id
+from bot.discord.inbox import can_answer, shard_of, worth_storing
+from services.errors import RateLimited
+from services.ratelimit import RateLimits
 from services.store import Store
 from services.store.inbox import DEFERRED, SENDING, InboxEntry
 from services.store.sqlite import SqliteDatabase
@@ -88,6 +90,39 @@ def test_only_messages_that_may_hold_a_link_are_stored() -> None:
 
 def _fields(e: InboxEntry) -> dict[str, object]:
     return {name: getattr(e, name) for name in InboxEntry.__slots__}
+
+
+async def test_an_update_run_again_is_not_rate_limited_twice(tmp_path: Path) -> None:
+    store = await Store.open(await SqliteDatabase.open(tmp_path / "bot.sqlite3"))
+    try:
+        deliveries = Deliveries(store.inbox)
+        limits = RateLimits(user_per_minute=2, chat_per_minute=100)
+        outcomes: list[str] = []
+
+        async def handle() -> None:
+            for _ in range(2):  # two links in one message: two hits, each with its own id
+                try:
+                    await limits.check("ann", "chat", next_hit_id())
+                    outcomes.append("ok")
+                except RateLimited:
+                    outcomes.append("limited")
+
+        first = entry("1", 0)
+        await deliveries.run(first, handle)
+        # The same update again (a replica died before acknowledging it): its two hits are already counted.
+        await deliveries.run(first, handle)
+        await deliveries.run(entry("2", 0), handle)
+        assert outcomes == ["ok", "ok", "ok", "ok", "limited", "limited"]
+        assert next_hit_id() is None  # outside an entry, hits are anonymous
+    finally:
+        await store.aclose()
+
+
+def test_discord_events_go_to_the_shard_discord_sends_them_on() -> None:
+    guild = 1290000000000000001
+    assert shard_of({"guild_id": str(guild)}, 4) == (guild >> 22) % 4
+    assert shard_of({"channel_id": "5"}, 4) == 0  # DMs: shard 0
+    assert {shard_of({"guild_id": str(g << 22)}, 2) for g in (6, 7)} == {0, 1}
 
 
 async def test_replayed_entries_each_log_with_their_own_context(tmp_path: Path) -> None:

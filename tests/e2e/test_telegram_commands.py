@@ -63,10 +63,18 @@ async def test_post_card_and_cached_repeat(tg: TelegramEmulator, app: App, sandb
     assert (rows[1]["cache_hit"], rows[1]["units"]) == (1, 0)
 
 
-async def test_post_without_a_link_explains_usage(tg: TelegramEmulator) -> None:
+async def test_post_without_a_link_explains_usage(tg: TelegramEmulator, app: App) -> None:
     chat, mark = await say(tg, "/post hello")
     call = await tg.wait_for(method="sendMessage", chat_id=chat, after=mark)
     assert "/post" in call.params["text"]
+    # A refused argument leaves its usage row, as on Discord (bot/chat/lookups.py serves both).
+    for command in ("user", "hashtag", "audio"):
+        chat, mark = await say(tg, f"/{command} %%%")
+        call = await tg.wait_for(method="sendMessage", chat_id=chat, after=mark)
+        assert call.params["text"].startswith(f"Send /{command}")
+    for action in ("post", "user", "hashtag", "audio"):
+        (row,) = await wait_rows(app, action)
+        assert (row["outcome"], row["target"]) == ("invalid_argument", None)
 
 
 async def test_user_card_and_unknown_user(tg: TelegramEmulator, app: App) -> None:

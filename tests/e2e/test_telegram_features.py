@@ -110,6 +110,22 @@ async def test_settings_toggles_change_behaviour_at_once(tg: TelegramEmulator) -
     assert tg.sent_to(group.id, after=mark) == []
 
 
+async def test_a_stale_settings_button_is_answered_and_logged(tg: TelegramEmulator, app: App) -> None:
+    owner = tg.add_user("Sam")
+    chat = tg.private_chat(owner)
+    mark = tg.mark()
+    tg.inject_message(chat, "/settings", user=owner)
+    menu = await tg.wait_for(method="sendMessage", chat_id=chat.id, after=mark)
+    before = await app.store.chats.get("telegram", chat.id)
+    # A keyboard sent by an older version of the bot can carry a setting this one no longer has.
+    press = tg.press_button(menu, "st:old_setting", user=owner, check=False)
+    answer = await tg.wait_answered(press)
+    assert answer["text"] == "Sorry, that button has expired. Send the command again."
+    assert await app.store.chats.get("telegram", chat.id) == before
+    rows = await wait_rows(app, "settings", 2)
+    assert [(r["target"], r["outcome"]) for r in rows] == [(None, "ok"), ("old_setting", "stale")]
+
+
 async def test_settings_refused_to_non_admins(tg: TelegramEmulator, app: App) -> None:
     owner = tg.add_user("Pat")
     member = tg.add_user("Max")

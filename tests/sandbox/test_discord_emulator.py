@@ -290,6 +290,94 @@ async def test_resume_after_a_dropped_connection_replays_missed_events(emu: Disc
     assert received == ["sent while disconnected", "after op 7"]
 
 
+async def identified(http: aiohttp.ClientSession, emu: DiscordEmulator) -> tuple[str, int]:
+    """A raw session (guild messages, message content), its socket then killed: (id, last seq)."""
+    ws = await http.ws_connect(emu.gateway_url + "?v=10&encoding=json")
+    gw = RawGateway(ws, compressed=False)
+    await gw.recv()
+    await gw.send(2, {"token": emu.token, "intents": 1 | 1 << 9 | 1 << 15, "properties": {}})
+    ready, guild = await gw.recv(), await gw.recv()
+    await ws.close(code=4000)  # not 1000/1001: the session stays resumable, as after a crash
+    await emu.transcript.wait_until(lambda: not emu.gateway.connections)
+    return ready["d"]["session_id"], guild["s"]
+
+
+async def resume(http: aiohttp.ClientSession, emu: DiscordEmulator, session_id: str, seq: int) -> RawGateway:
+    ws = await http.ws_connect(emu.gateway_url + "?v=10&encoding=json")
+    gw = RawGateway(ws, compressed=False)
+    assert (await gw.recv())["op"] == 10
+    await gw.send(6, {"token": emu.token, "session_id": session_id, "seq": seq})
+    return gw
+
+
+async def test_a_dead_sessions_dispatches_are_kept_and_replayed_on_resume(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    async with aiohttp.ClientSession() as http:
+        session_id, seq = await identified(http, emu)
+        for text in ("one", "two", "three"):
+            await emu.send_message(demo.channel_id, demo.member_id, text)
+        gw = await resume(http, emu, session_id, seq)
+        frames = [await gw.recv() for _ in range(4)]
+        assert [(f["t"], f["s"]) for f in frames] == [
+            ("MESSAGE_CREATE", seq + 1),
+            ("MESSAGE_CREATE", seq + 2),
+            ("MESSAGE_CREATE", seq + 3),
+            ("RESUMED", seq + 4),
+        ]
+        assert [f["d"]["content"] for f in frames[:3]] == ["one", "two", "three"]
+        await emu.send_message(demo.channel_id, demo.member_id, "live")
+        assert (await gw.recv())["d"]["content"] == "live"
+        # Resuming from a later sequence replays only what came after it.
+        await gw.ws.close(code=4000)
+        await emu.transcript.wait_until(lambda: not emu.gateway.connections)
+        gw = await resume(http, emu, session_id, seq + 2)
+        assert [(await gw.recv())["d"].get("content") for _ in range(3)] == ["three", "live", None]
+        await gw.ws.close(code=1000)  # 1000 ends the session: nothing to resume any more
+        await emu.transcript.wait_until(lambda: session_id not in emu.gateway.sessions)
+        gw = await resume(http, emu, session_id, seq)
+        assert await gw.recv() == {"op": 9, "d": False}
+        await gw.ws.close()
+
+
+async def test_a_dead_session_expires_after_the_resume_timeout(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    now = [0.0]
+    emu.gateway.clock = lambda: now[0]
+    async with aiohttp.ClientSession() as http:
+        session_id, seq = await identified(http, emu)
+        now[0] = emu.gateway.resume_timeout - 1
+        await emu.send_message(demo.channel_id, demo.member_id, "kept")
+        assert emu.gateway.sessions[session_id].seq == seq + 1  # still buffering
+        now[0] = emu.gateway.resume_timeout + 1
+        await emu.send_message(demo.channel_id, demo.member_id, "nobody gets this")
+        assert session_id not in emu.gateway.sessions
+        gw = await resume(http, emu, session_id, seq)
+        assert await gw.recv() == {"op": 9, "d": False}
+        await gw.ws.close()
+
+
+async def test_resume_with_a_sequence_never_sent_or_no_longer_kept_is_refused(
+    emu: DiscordEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo = emu.demo
+    assert demo is not None
+    async with aiohttp.ClientSession() as http:
+        session_id, seq = await identified(http, emu)
+        gw = await resume(http, emu, session_id, seq + 5)
+        assert (await gw.ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
+        assert gw.ws.close_code == 4007  # Invalid seq
+        session = emu.gateway.sessions[session_id]
+        session.backlog = type(session.backlog)(session.backlog, maxlen=2)  # a small buffer
+        for text in ("a", "b", "c"):
+            await emu.send_message(demo.channel_id, demo.member_id, text)
+        gw = await resume(http, emu, session_id, seq)  # "a" was pushed out: it cannot be replayed
+        assert await gw.recv() == {"op": 9, "d": False}
+        assert session_id not in emu.gateway.sessions
+        await gw.ws.close()
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -798,3 +886,66 @@ def test_env_points_the_bot_at_the_emulator() -> None:
     assert env["DISCORD__GATEWAY_URL"] == "ws://127.0.0.1:4321/gateway"
     assert env["DISCORD__TOKEN"] == emu.token
     assert emu.demo is not None and env["DISCORD__GUILD_IDS"] == str(emu.demo.guild_id)
+
+
+def guilds_on_both_shards(emu: DiscordEmulator) -> dict[int, int]:
+    """Shard (of 2) -> a guild of it, adding guilds until both shards have one (ids carry the time in ms)."""
+    found = {(g >> 22) % 2: g for g in emu.world.guilds}
+    while len(found) < 2:
+        guild = emu.add_guild(f"Guild {len(emu.world.guilds)}")
+        found.setdefault((guild.id >> 22) % 2, guild.id)
+    return found
+
+
+async def frames_until(gw: RawGateway, event: str) -> list[dict[str, Any]]:
+    """Dispatches received up to and including the first `event` (fails after 5 s of silence)."""
+    seen = []
+    while True:
+        frame = await gw.recv()
+        if frame.get("op") == 0:
+            seen.append(frame)
+            if frame["t"] == event:
+                return seen
+
+
+async def test_gateway_routes_guild_events_by_shard_and_dms_to_shard_zero(emu: DiscordEmulator) -> None:
+    demo = emu.demo
+    assert demo is not None
+    guilds = guilds_on_both_shards(emu)
+    channels = {shard: emu.add_text_channel(guild, "general").id for shard, guild in guilds.items()}
+    user = demo.member_id
+    for guild in guilds.values():
+        if user not in emu.world.guilds[guild].members:
+            emu.add_member(guild, user)
+    async with aiohttp.ClientSession() as http:
+        shards: list[RawGateway] = []
+        for shard in (0, 1):
+            ws = await http.ws_connect(emu.gateway_url)
+            gw = RawGateway(ws, compressed=False)
+            await gw.recv()
+            await gw.send(2, {"token": emu.token, "intents": 513 | 4096 | 32768, "shard": [shard, 2]})
+            ready = (await frames_until(gw, "READY"))[-1]["d"]
+            assert ready["shard"] == [shard, 2]
+            assert {int(g["id"]) for g in ready["guilds"]} == {
+                g for g in emu.world.guilds if (g >> 22) % 2 == shard
+            }
+            shards.append(gw)
+        for shard in (1, 0):
+            await emu.send_message(channels[shard], user, f"for shard {shard}")
+        await emu.send_message(demo.dm_channel_id, user, "a DM")
+        got = {n: await frames_until(shards[n], "MESSAGE_CREATE") for n in (0, 1)}
+        assert [f["d"]["content"] for f in got[1] if f["t"] == "MESSAGE_CREATE"] == ["for shard 1"]
+        # Shard 0 gets its guild's message and the DM (frames come in order: the DM is the next one).
+        assert [f["d"]["content"] for f in got[0] if f["t"] == "MESSAGE_CREATE"] == ["for shard 0"]
+        assert (await frames_until(shards[0], "MESSAGE_CREATE"))[-1]["d"]["content"] == "a DM"
+        await emu.send_message(channels[1], user, "after the DM")
+        # Shard 1 never saw the DM: its next message is the one sent after it.
+        assert (await frames_until(shards[1], "MESSAGE_CREATE"))[-1]["d"]["content"] == "after the DM"
+        for gw in shards:
+            await gw.ws.close()
+        async with http.ws_connect(emu.gateway_url) as ws:
+            gw = RawGateway(ws, compressed=False)
+            await gw.recv()
+            await gw.send(2, {"token": emu.token, "intents": 513, "shard": [2, 2]})
+            assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4010

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from services import formatting
 from services.formatting import plain_text
-from services.metadata.models import Comment, HashtagPage, Music, Post, Profile, Stats
+from services.metadata.models import Comment, HashtagPage, Music, Post, Profile
 
 
 @pytest.mark.parametrize(
@@ -101,38 +101,6 @@ def test_dates_are_utc() -> None:
     assert formatting.date(east) == "2023-11-14"
     assert formatting.date_time(east) == "2023-11-14 22:13 UTC"
     assert formatting.date(datetime(2024, 2, 29, 23, 59)) == "2024-02-29"  # naive: taken as UTC
-
-
-@pytest.mark.parametrize(
-    ("tags", "limit", "text"),
-    [
-        ((), 5, ""),
-        (("pasta",), 5, "#pasta"),
-        (("pasta", "#cooking"), 5, "#pasta #cooking"),
-        (("a", "b", "c", "d", "e", "f", "g"), 5, "#a #b #c #d #e +2"),
-        (("a", "A", "b", "a"), 5, "#a #b"),  # case-insensitive duplicates go
-        (("a", "b", "c"), 3, "#a #b #c"),
-        (("a", "b", "c"), 0, "+3"),
-        (("", " ", "#"), 5, ""),
-    ],
-)
-def test_hashtag_list(tags: tuple[str, ...], limit: int, text: str) -> None:
-    assert formatting.hashtag_list(tags, limit) == text
-
-
-def test_stats_and_profile_lines_leave_out_unknowns() -> None:
-    stats = Stats(views=1_534_000, likes=240_100, comments=1_320, shares=905, saves=5_012)
-    assert formatting.stats_line(stats) == "1.5M views · 240K likes · 1.3K comments · 905 shares · 5K saves"
-    assert formatting.stats_line(Stats(views=12)) == "12 views"
-    assert formatting.stats_line(Stats()) == ""
-    profile = Profile("cook", followers=1_234_567, following=321, likes=98_765_432, videos=42)
-    assert formatting.profile_line(profile) == "1.2M followers · 321 following · 98.7M likes · 42 videos"
-    assert formatting.profile_line(Profile("x", videos=0)) == "0 videos"
-
-
-def test_no_markup() -> None:
-    # Platform-neutral: what a caption says is passed through for the frontend to escape.
-    assert formatting.hashtag_list(["<b>"]) == "#<b>"
 
 
 # --- TikTok text made safe to show ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from discord.ext import commands
 
 from bot.chat.i18n import t
 from bot.discord.client import TikTokBot
-from bot.discord.context import message_context
+from bot.discord.context import guild_id_of, message_context
 from bot.discord.sender import ChannelReply, DiscordSender
 from services.links import TikTokLink, find_links
 
@@ -58,7 +58,7 @@ class Links(commands.Cog):
             return  # nowhere to answer
         links = media_links(message.content, self.bot.app.settings.limits.links_per_message)
         if not links:
-            if message.guild is None and message.content.strip():
+            if guild_id_of(message) is None and message.content.strip():
                 ctx, _ = await message_context(self.bot, message)
                 await message.channel.send(t(ctx.language, "usage.no_link"))
             return

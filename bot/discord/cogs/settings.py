@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.flow import ChatContext
-from bot.chat.i18n import pick_language, t
-from bot.chat.settings import TOGGLES, next_language, next_quality
+from bot.chat.i18n import t
+from bot.chat.interaction import NOT_ALLOWED, ChatContext
+from bot.chat.settings import STALE, TOGGLES
 from bot.discord.client import TikTokBot, localised
-from bot.discord.context import PLATFORM, interaction_context, interaction_settings_key
+from bot.discord.context import interaction_context, interaction_settings_key
 from bot.discord.errors import ephemeral, report
 from services.store.chats import ChatPrefs
 
@@ -21,7 +22,7 @@ from services.store.chats import ChatPrefs
 LABEL_KEYS = {"remove_link_message": "settings.suppress_embeds"}
 
 
-def may_change_settings(interaction: discord.Interaction[Any]) -> bool:
+async def may_change_settings(interaction: discord.Interaction[Any]) -> bool:
     """Anyone in their DM; in a server, members with Manage Server there."""
     return interaction.guild_id is None or interaction.permissions.manage_guild
 
@@ -65,24 +66,17 @@ async def toggle(
     bot: TikTokBot, interaction: discord.Interaction[Any], ctx: ChatContext, prefs: ChatPrefs, name: str
 ) -> None:
     """Change one setting if the user may; log it either way."""
-    async with bot.app.flow.track(ctx, "settings", name) as tracker:
-        if not may_change_settings(interaction):
-            tracker.outcome = "not_allowed"
-            await ephemeral(interaction, t(ctx.language, "settings.manage_server_only"))
-            return
-        key = interaction_settings_key(interaction)
-        if name == "language":
-            prefs = await bot.app.store.chats.set(PLATFORM, key, language=next_language(prefs.language))
-        elif name == "quality":
-            prefs = await bot.app.store.chats.set(PLATFORM, key, quality=next_quality(prefs.quality))
-        elif name in TOGGLES:
-            prefs = await bot.app.store.chats.set(PLATFORM, key, **{name: not getattr(prefs, name)})
+    allowed = partial(may_change_settings, interaction)
+    key = interaction_settings_key(interaction)
+    locale = str(interaction.locale)
+    async with bot.app.settings_panel.toggle(ctx, key, prefs, name, allowed, user_language=locale) as shown:
+        if shown.outcome == NOT_ALLOWED:
+            await ephemeral(interaction, t(shown.language, "settings.manage_server_only"))
+        elif shown.outcome == STALE:
+            await ephemeral(interaction, t(shown.language, "error.stale"))
         else:
-            tracker.outcome = "stale"
-            await ephemeral(interaction, t(ctx.language, "error.stale"))
-            return
-        lang = pick_language(str(interaction.locale), prefs.language)
-        await interaction.response.edit_message(content=settings_title(lang), view=settings_view(prefs, lang))
+            view = settings_view(shown.prefs, shown.language)
+            await interaction.response.edit_message(content=settings_title(shown.language), view=view)
 
 
 def settings_title(lang: str) -> str:
@@ -121,11 +115,12 @@ class Settings(commands.Cog):
     async def settings(self, interaction: discord.Interaction[TikTokBot]) -> None:
         """The settings buttons, to the user alone; a polite refusal without Manage Server."""
         ctx, prefs = await interaction_context(self.bot, interaction)
-        async with self.bot.app.flow.track(ctx, "settings") as tracker:
-            if not may_change_settings(interaction):
-                tracker.outcome = "not_allowed"
-                await ephemeral(interaction, t(ctx.language, "settings.manage_server_only"))
-                return
-            await interaction.response.send_message(
-                settings_title(ctx.language), view=settings_view(prefs, ctx.language), ephemeral=True
-            )
+        allowed = partial(may_change_settings, interaction)
+        async with self.bot.app.settings_panel.show(ctx, prefs, allowed) as shown:
+            if shown.outcome == NOT_ALLOWED:
+                await ephemeral(interaction, t(shown.language, "settings.manage_server_only"))
+            else:
+                view = settings_view(shown.prefs, shown.language)
+                await interaction.response.send_message(
+                    settings_title(shown.language), view=view, ephemeral=True
+                )

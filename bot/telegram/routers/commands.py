@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.chat.cards import HASHTAG_PAGE_SIZE, hashtag_card, post_card, profile_card
-from bot.chat.commands import (
-    parse_post_argument,
-    parse_tag,
-    parse_username,
-    require_metadata,
-    user_usage_key,
-)
-from bot.chat.flow import ChatContext
+from bot.chat.commands import parse_post_argument
 from bot.chat.i18n import t
+from bot.chat.interaction import INVALID_ARGUMENT, ChatContext
+from bot.chat.lookups import NextPage, Shown
 from bot.telegram.filters import Where
 from bot.telegram.render import MESSAGE_LIMIT, html_text, render_card
 from bot.telegram.routers.links import sender_for
@@ -47,58 +42,27 @@ async def _fail(message: Message, ctx: ChatContext, exc: BaseException) -> None:
 
 async def on_start(message: Message, app: App, ctx: ChatContext) -> None:
     """Greeting with what the bot does."""
-    async with app.flow.track(ctx, "start"):
+    async with app.interactions.track(ctx, "start"):
         await message.answer(html_text(t(ctx.language, "start")))
 
 
 async def on_help(message: Message, app: App, ctx: ChatContext) -> None:
     """The link forms and commands."""
-    async with app.flow.track(ctx, "help"):
+    async with app.interactions.track(ctx, "help"):
         await message.answer(html_text(t(ctx.language, "help")))
 
 
-async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
-    """Stats card of one post."""
-    link = parse_post_argument(command.args)
-    if link is None:
-        await message.reply(html_text(t(ctx.language, "usage.post")))
-        return
-    try:
-        async with app.flow.track(ctx, "post", link.post_id or link.code) as tracker:
-            await app.flow.check_limits(ctx)
-            link = await app.flow.resolve(link)
-            tracker.target = link.post_id
-            answer = await require_metadata(app.metadata).post(link)
-            tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
-            await message.reply(
-                render_card(post_card(answer.value, ctx.language), ctx.language, limit=MESSAGE_LIMIT)
-            )
-    except ServiceError as exc:
-        await _fail(message, ctx, exc)
+def _reply(shown: Shown, lang: str) -> tuple[str, InlineKeyboardMarkup | None]:
+    """A lookup's answer as a message: its card with the More button, or the command's usage."""
+    if shown.card is None:
+        return html_text(t(lang, shown.usage)), None
+    return render_card(shown.card, lang, limit=MESSAGE_LIMIT), _more_button(shown.more, lang)
 
 
-async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
-    """Profile card of one account."""
-    username = parse_username(command.args)
-    if username is None:
-        await message.reply(html_text(t(ctx.language, user_usage_key(command.args))))
-        return
-    try:
-        async with app.flow.track(ctx, "user", username) as tracker:
-            await app.flow.check_limits(ctx)
-            answer = await require_metadata(app.metadata).profile(username)
-            tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
-            await message.reply(
-                render_card(profile_card(answer.value, ctx.language), ctx.language, limit=MESSAGE_LIMIT)
-            )
-    except ServiceError as exc:
-        await _fail(message, ctx, exc)
-
-
-def _more_button(tag: str, cursor: str | None, page: int, lang: str) -> InlineKeyboardMarkup | None:
-    if not cursor:
+def _more_button(more: NextPage | None, lang: str) -> InlineKeyboardMarkup | None:
+    if more is None:
         return None
-    data = HashtagMore(tag=tag, cursor=cursor, page=page).pack()
+    data = HashtagMore(tag=more.tag, cursor=more.cursor, page=more.page).pack()
     if len(data.encode()) > 64:  # Telegram's callback_data limit; a tag this long pages no further
         return None
     return InlineKeyboardMarkup(
@@ -106,31 +70,29 @@ def _more_button(tag: str, cursor: str | None, page: int, lang: str) -> InlineKe
     )
 
 
-async def _hashtag_page(
-    app: App, ctx: ChatContext, tag: str, cursor: str | None, page: int
-) -> tuple[str, InlineKeyboardMarkup | None]:
-    async with app.flow.track(ctx, "hashtag", tag) as tracker:
-        await app.flow.check_limits(ctx)
-        answer = await require_metadata(app.metadata).hashtag(tag, cursor, limit=HASHTAG_PAGE_SIZE)
-        tracker.backend, tracker.units, tracker.cache_hit = answer.provider, answer.units, answer.cached
-        card = hashtag_card(
-            answer.value, ctx.language, page_number=page, offset=(page - 1) * HASHTAG_PAGE_SIZE
-        )
-        text = render_card(card, ctx.language, limit=MESSAGE_LIMIT)
-        return text, _more_button(tag, answer.value.next_cursor, page + 1, ctx.language)
+async def _look_up(message: Message, ctx: ChatContext, lookup: AbstractAsyncContextManager[Shown]) -> None:
+    """Reply with what a lookup found (or its usage); a service failure as its error text."""
+    try:
+        async with lookup as shown:
+            text, markup = _reply(shown, ctx.language)
+            await message.reply(text, reply_markup=markup)
+    except ServiceError as exc:
+        await _fail(message, ctx, exc)
+
+
+async def on_post(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
+    """Stats card of one post."""
+    await _look_up(message, ctx, app.lookups.post(ctx, command.args))
+
+
+async def on_user(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
+    """Profile card of one account."""
+    await _look_up(message, ctx, app.lookups.user(ctx, command.args))
 
 
 async def on_hashtag(message: Message, command: CommandObject, app: App, ctx: ChatContext) -> None:
     """First page of a hashtag with a More button."""
-    tag = parse_tag(command.args)
-    if tag is None:
-        await message.reply(html_text(t(ctx.language, "usage.hashtag")))
-        return
-    try:
-        text, markup = await _hashtag_page(app, ctx, tag, None, 1)
-        await message.reply(text, reply_markup=markup)
-    except ServiceError as exc:
-        await _fail(message, ctx, exc)
+    await _look_up(message, ctx, app.lookups.hashtag(ctx, command.args))
 
 
 async def on_hashtag_more(
@@ -139,15 +101,15 @@ async def on_hashtag_more(
     """The next page, edited into the same message."""
     from bot.chat.errors import error_text
 
+    page = app.lookups.hashtag_page(ctx, callback_data.tag, callback_data.cursor, callback_data.page)
     try:
-        text, markup = await _hashtag_page(
-            app, ctx, callback_data.tag, callback_data.cursor, callback_data.page
-        )
+        async with page as shown:
+            text, markup = _reply(shown, ctx.language)
+            if query.message is not None and isinstance(query.message, Message):
+                await query.message.edit_text(text, reply_markup=markup)
     except ServiceError as exc:
         await query.answer(error_text(exc, ctx.language), show_alert=True)
         return
-    if query.message is not None and isinstance(query.message, Message):
-        await query.message.edit_text(text, reply_markup=markup)
     await query.answer()
 
 
@@ -157,7 +119,8 @@ async def on_audio(
     """Only the sound of a post."""
     link = parse_post_argument(command.args)
     if link is None:
-        await message.reply(html_text(t(ctx.language, "usage.audio")))
+        async with app.interactions.track(ctx, "audio", outcome=INVALID_ARGUMENT):
+            await message.reply(html_text(t(ctx.language, "usage.audio")))
         return
     await app.flow.deliver(
         ctx, link, sender_for(bot, message, app, ctx, prefs), want=Want.AUDIO, action="audio"

@@ -17,7 +17,7 @@ from aiogram.types import (
 
 from bot.chat.cards import post_card
 from bot.chat.errors import error_text
-from bot.chat.flow import ChatContext
+from bot.chat.interaction import ChatContext
 from bot.chat.variants import photo_index, photo_variants
 from bot.telegram.render import render_card
 from bot.telegram.storage import upload_to_storage
@@ -78,9 +78,8 @@ async def on_inline(query: InlineQuery, bot: Bot, app: App, ctx: ChatContext) ->
         return
     storage_chat = app.settings.telegram.storage_chat_id
     try:
-        async with app.flow.track(ctx, "inline", links[0].post_id or links[0].code) as tracker:
-            await app.flow.check_limits(ctx)
-            link = await app.flow.resolve(links[0])
+        async with app.interactions.admit(ctx, "inline", links[0].post_id or links[0].code) as tracker:
+            link = await app.resolver.post_link(links[0])
             assert link.post_id is not None
             tracker.target = link.post_id
             refs, post = await app.flow.cached_refs("telegram", link.post_id, Want.VIDEO)

@@ -7,8 +7,8 @@ import logging
 from aiogram import Bot, F, Router
 from aiogram.types import Message
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
+from bot.chat.interaction import ChatContext
 from bot.telegram.filters import Where
 from bot.telegram.sender import TelegramSender
 from bot.wiring import App

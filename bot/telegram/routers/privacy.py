@@ -6,8 +6,8 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.chat.flow import ChatContext
 from bot.chat.i18n import t
+from bot.chat.interaction import ChatContext
 from bot.telegram.filters import Where
 from bot.telegram.render import html_text
 from bot.wiring import App
@@ -29,7 +29,7 @@ async def on_privacy(message: Message, app: App, ctx: ChatContext) -> None:
     )
     await message.reply(html_text(text), reply_markup=keyboard)
     # Recorded after counting, so the answer matches what the user saw.
-    async with app.flow.track(ctx, "privacy"):
+    async with app.interactions.track(ctx, "privacy"):
         pass
 
 

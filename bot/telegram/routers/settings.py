@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiogram import Bot, Router
 from aiogram.enums import ChatMemberStatus
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.chat.flow import ChatContext
-from bot.chat.i18n import pick_language, t
-from bot.chat.settings import TOGGLES, next_language, next_quality
+from bot.chat.i18n import t
+from bot.chat.interaction import NOT_ALLOWED, ChatContext
+from bot.chat.settings import STALE, TOGGLES
 from bot.telegram.render import html_text
 from bot.wiring import App
 from services.store.chats import ChatPrefs
@@ -71,15 +73,15 @@ async def may_change_settings(bot: Bot, ctx: ChatContext, message: Message | Non
 
 async def on_settings(message: Message, bot: Bot, app: App, ctx: ChatContext, prefs: ChatPrefs) -> None:
     """Show the settings keyboard, or a polite refusal to non-admins."""
-    async with app.flow.track(ctx, "settings") as tracker:
-        if not await may_change_settings(bot, ctx, message):
-            tracker.outcome = "not_allowed"
-            await message.reply(html_text(t(ctx.language, "settings.admins_only")))
-            return
-        await message.reply(
-            f"<b>{html_text(t(ctx.language, 'settings.title'))}</b>",
-            reply_markup=settings_keyboard(prefs, ctx.language),
-        )
+    allowed = partial(may_change_settings, bot, ctx, message)
+    async with app.settings_panel.show(ctx, prefs, allowed) as shown:
+        if shown.outcome == NOT_ALLOWED:
+            await message.reply(html_text(t(shown.language, "settings.admins_only")))
+        else:
+            await message.reply(
+                f"<b>{html_text(t(shown.language, 'settings.title'))}</b>",
+                reply_markup=settings_keyboard(shown.prefs, shown.language),
+            )
 
 
 async def on_toggle(
@@ -91,25 +93,21 @@ async def on_toggle(
     prefs: ChatPrefs,
 ) -> None:
     """Flip one setting; it applies to the next message at once."""
-    async with app.flow.track(ctx, "settings", callback_data.name) as tracker:
-        if not await may_change_settings(bot, ctx, None):
-            tracker.outcome = "not_allowed"
-            await query.answer(t(ctx.language, "settings.admins_only"), show_alert=True)
-            return
-        name = callback_data.name
-        if name == "language":
-            prefs = await app.store.chats.set("telegram", ctx.chat_id, language=next_language(prefs.language))
-        elif name == "quality":
-            prefs = await app.store.chats.set("telegram", ctx.chat_id, quality=next_quality(prefs.quality))
-        elif name in TOGGLES:
-            prefs = await app.store.chats.set("telegram", ctx.chat_id, **{name: not getattr(prefs, name)})
+    allowed = partial(may_change_settings, bot, ctx, None)
+    language = query.from_user.language_code
+    press = app.settings_panel.toggle(
+        ctx, ctx.chat_id, prefs, callback_data.name, allowed, user_language=language
+    )
+    async with press as shown:
+        if shown.outcome == NOT_ALLOWED:
+            await query.answer(t(shown.language, "settings.admins_only"), show_alert=True)
+        elif shown.outcome == STALE:
+            await query.answer(t(shown.language, "error.stale"))
         else:
-            await query.answer(t(ctx.language, "error.stale"))
-            return
-        lang = pick_language(query.from_user.language_code, prefs.language)
-        if isinstance(query.message, Message):
-            await query.message.edit_reply_markup(reply_markup=settings_keyboard(prefs, lang))
-        await query.answer(t(lang, "settings.saved"))
+            if isinstance(query.message, Message):
+                keyboard = settings_keyboard(shown.prefs, shown.language)
+                await query.message.edit_reply_markup(reply_markup=keyboard)
+            await query.answer(t(shown.language, "settings.saved"))
 
 
 def build() -> Router:

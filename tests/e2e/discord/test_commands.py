@@ -99,14 +99,21 @@ async def test_rate_limited_requests_are_refused_ephemerally(
     discord_bot: DiscordRun, usage: UsageTable
 ) -> None:
     run = discord_bot
-    run.app.flow.limits = RateLimits(user_per_minute=1, chat_per_minute=30)
+    run.app.interactions.limits = RateLimits(user_per_minute=1, chat_per_minute=30)
     first = await run.command("user", name="sandbox.cook", locale="en-US")
     await run.answered(first)
     second = await run.command("user", name="sandbox.cook", locale="en-US")
     (message,) = await run.answered(second)
     assert message.ephemeral and message.content.startswith("Slow down a little")
+    # Every lookup is refused before its defer, /hashtag too: no public "thinking…" flashes first.
+    third = await run.command("hashtag", tag="food", locale="en-US")
+    (message,) = await run.answered(third)
+    callback = run.emu.interaction_responses(third.id)[0]
+    assert callback.payload["type"] == 4 and callback.flags == EPHEMERAL
+    assert message.content.startswith("Slow down a little")
     await run.settled()
     assert [r["outcome"] for r in await usage.rows(action="user")] == ["ok", "rate_limited"]
+    assert [r["outcome"] for r in await usage.rows(action="hashtag")] == ["rate_limited"]
 
 
 async def test_user_shows_the_profile_card(discord_bot: DiscordRun) -> None:
@@ -240,6 +247,24 @@ async def test_settings_for_managers_only_with_toggle_buttons(
     await run.settled()
     outcomes = [(r["target"], r["outcome"]) for r in await usage.rows(action="settings")]
     assert outcomes == [(None, "not_allowed"), (None, "ok"), ("captions", "ok"), ("language", "ok")]
+
+
+async def test_a_stale_settings_button_is_answered_and_logged(discord_bot: DiscordRun) -> None:
+    run = discord_bot
+    inter = await run.command("settings", user_id=run.demo.admin_id)
+    (panel,) = await run.answered(inter)
+    before = await run.app.store.chats.get("discord", run.demo.guild_id)
+    # A panel sent by an older version of the bot can carry a setting this one no longer has.
+    stale = {"type": 2, "style": 2, "label": "Old setting", "custom_id": "st:old_setting"}
+    run.emu.world.messages[panel.id].components[-1]["components"].append(stale)
+    click = await run.emu.click_component(
+        panel.id, "st:old_setting", user_id=run.demo.admin_id, locale="en-US"
+    )
+    (message,) = await run.answered(click)
+    assert message.ephemeral and message.content == "Sorry, that button has expired. Send the command again."
+    assert await run.app.store.chats.get("discord", run.demo.guild_id) == before
+    rows = await wait_rows(run.app, "settings", 2)
+    assert [(r["target"], r["outcome"]) for r in rows] == [(None, "ok"), ("old_setting", "stale")]
 
 
 async def test_settings_in_a_dm_belong_to_that_dm(discord_global: DiscordRun) -> None:

@@ -135,6 +135,26 @@ async def test_keys_taken_together_are_all_or_nothing(state: SharedState) -> Non
     assert await state.windows.take([("user", 2)], 60) > 0
 
 
+async def test_a_hit_id_is_counted_once(state: SharedState, clock: Clock) -> None:
+    limits = [("user", 2), ("chat", 5)]
+    assert await state.windows.take(limits, 60, hit="telegram:7:1") == 0
+    # The same update run again by another replica after the first died: passes, not counted again.
+    assert await state.windows.take(limits, 60, hit="telegram:7:1") == 0
+    assert await state.windows.take(limits, 60, hit="telegram:8:1") == 0
+    assert await state.windows.take(limits, 60, hit="telegram:9:1") > 0  # the user's third: refused
+    assert await state.windows.take(limits, 60, hit="telegram:9:1") > 0  # refused is not counted either
+    assert await state.windows.take([("chat", 5)], 60) == 0  # the chat saw 2 hits plus this one
+    assert await state.windows.take([("chat", 5)], 60) == 0
+    assert await state.windows.take([("chat", 5)], 60) == 0
+    assert await state.windows.take([("chat", 5)], 60) > 0
+    clock.offset += 61
+    # Past the window the id is forgotten: a hit that old is a new request.
+    assert await state.windows.take([("user", 2)], 60, hit="telegram:7:1") == 0
+    assert await state.windows.take([("user", 2)], 60, hit="telegram:7:2") == 0
+    assert await state.windows.take([("user", 2)], 60, hit="telegram:7:1") == 0
+    assert await state.windows.take([("user", 2)], 60, hit="telegram:7:3") > 0
+
+
 async def test_concurrent_takes_never_exceed_the_limit(state: SharedState) -> None:
     waits = await asyncio.gather(*(state.windows.take([("burst", 7)], 60) for _ in range(40)))
     assert sum(1 for w in waits if w == 0) == 7
@@ -271,7 +291,7 @@ async def test_stream_hands_each_update_out_once(stream: UpdateStream) -> None:
     assert await stream.take(10, block=0.05) == []
     assert (await stream.depth())[0] == 5  # handed out, not yet answered
     for entry in first + rest:
-        await stream.done(entry.id)
+        await stream.done(entry)
     assert await stream.depth() == (0, 0.0)
 
 

@@ -111,7 +111,7 @@ async def test_a_dead_replicas_updates_are_claimed_by_a_live_one(
         await asyncio.sleep(0.4)
         [claimed] = await live.take(10, block=0.05)
         assert (claimed.id, claimed.key, claimed.deliveries) == (taken.id, "telegram:1", 2)
-        await live.done(claimed.id)
+        await live.done(claimed)
         assert await live.depth() == (0, 0.0)
     finally:
         await client.aclose()
@@ -126,7 +126,7 @@ async def test_a_live_replica_keeps_what_it_works_on(redis_server: RedisServer, 
         [taken] = await busy.take(10, block=0.05)
         for _ in range(4):
             await asyncio.sleep(0.15)
-            await busy.keep([taken.id])
+            await busy.keep([taken])
             assert await other.take(10, block=0.01) == []
     finally:
         await client.aclose()
