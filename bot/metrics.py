@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -132,24 +132,35 @@ class Metrics:
         )
         self._scrape = _ScrapeTime()
         r.register(self._scrape)
+        # (metric, label values) -> its child: `labels()` validates, locks and looks up on every call, and
+        # the per-message metrics take it three or four times a message.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered (the label sets are few: platforms × actions × outcomes)."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     # --- what the services and frontends report ---
 
     def attempted(self, attempt: Attempt) -> None:
         """One download attempt ended (the download service's AttemptObserver)."""
-        self.downloads.labels(attempt.backend, attempt.error_code or "ok").inc()
-        self.download_seconds.labels(attempt.backend).observe(attempt.seconds)
+        self._child(self.downloads, attempt.backend, attempt.error_code or "ok").inc()
+        self._child(self.download_seconds, attempt.backend).observe(attempt.seconds)
 
     def received(self, platform: str, kind: str) -> None:
         """An update arrived."""
-        self.updates.labels(platform, kind).inc()
+        self._child(self.updates, platform, kind).inc()
 
     def replied(self, platform: str, action: str, outcome: str, seconds: float, cache_hit: bool) -> None:
         """An interaction ended."""
-        self.replies.labels(platform, action, outcome).inc()
-        self.reply_seconds.labels(platform, action).observe(seconds)
+        self._child(self.replies, platform, action, outcome).inc()
+        self._child(self.reply_seconds, platform, action).observe(seconds)
         if cache_hit:
-            self.cache_hits.labels(platform, action).inc()
+            self._child(self.cache_hits, platform, action).inc()
 
     def watch(self, source: GaugeSource) -> None:
         """Read `source`'s gauges at every scrape."""

@@ -7,7 +7,6 @@ import logging
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand, BotCommandScopeDefault
@@ -19,7 +18,7 @@ from bot.telegram.errors import register_error_handler
 from bot.telegram.middlewares import ContextMiddleware, CountUpdates, LogContext
 from bot.telegram.polling import IN_FLIGHT_UPDATES, SHUTDOWN_GRACE, Handlers, InboxFeeder, poll
 from bot.telegram.routers import build_router
-from bot.telegram.session import KeepResponseModels, RetryAfter
+from bot.telegram.session import KeepResponseModels, RawUpdatesSession, RetryAfter
 from bot.wiring import App
 
 log = logging.getLogger("tiktok_bot.telegram")
@@ -32,7 +31,7 @@ def build_bot(settings: TelegramSettings, reply_budget: float = 60.0) -> Bot:
     """A Bot on the configured Bot API server, waiting out flood-control answers within `reply_budget` s."""
     if settings.token is None:
         raise ValueError("TELEGRAM__TOKEN is not set")
-    session = AiohttpSession(
+    session = RawUpdatesSession(
         api=TelegramAPIServer.from_base(settings.api_url.rstrip("/"), is_local=settings.local_api)
     )
     session.middleware(KeepResponseModels())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.errors import StoreError
-from services.store.db import Database, Transaction
+from services.store.db import Batch, Database, Transaction, run_batch_in
 from services.store.usage import USAGE_COLUMNS, UsageEvent, UsageLog
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ NEW, DEFERRED, SENDING = "new", "deferred", "sending"
 # Events of the inbox log, counted by the stats.
 REPLAYED, EXPIRED, DUPLICATE = "replayed", "expired", "duplicate"
 
+# How long a `sending` note may wait for another write to ride with before it is written alone.
+NOTE_DELAY = 0.02
 _ENTRY_COLUMNS = ("platform", "key", "kind", "payload", "received_at")
 _MAX_ROWS_PER_INSERT = 500  # well under SQLite's bound-variable limit for every table here
 _SELECT_OPEN = (
@@ -151,6 +153,7 @@ class DatabaseInbox:
         self._usage = usage
         self._ops: list[_Op] = []
         self._wake = asyncio.Event()
+        self._note_due: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -169,7 +172,15 @@ class DatabaseInbox:
         """Record an open entry's progress (`deferred`, `sending`) without waiting for the disk."""
         if self._closed:
             return
-        self._queue(_Op("note", (state, platform, key), None))
+        op = _Op("note", (state, platform, key), None)
+        if state != SENDING or self._writer is None:
+            self._queue(op)
+            return
+        # `sending` rides with the next write (usually the same entry's completion, milliseconds later)
+        # rather than costing a commit of its own; alone, it is written NOTE_DELAY later.
+        self._ops.append(op)
+        if self._note_due is None:
+            self._note_due = asyncio.get_running_loop().call_later(NOTE_DELAY, self._wake.set)
 
     async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
         """Mark the entry done and write its usage rows, in one transaction."""
@@ -267,6 +278,9 @@ class DatabaseInbox:
         """Write every queued operation in one transaction and settle their futures."""
         ops, self._ops = self._ops, []
         self._wake.clear()
+        if self._note_due is not None:
+            self._note_due.cancel()
+            self._note_due = None
         if not ops:
             return
         try:
@@ -287,39 +301,44 @@ class DatabaseInbox:
 
     async def _write(self, ops: list[_Op]) -> list[Any]:
         """One transaction: new entries, progress notes, completions with their usage rows, log events."""
-        fresh_keys: set[tuple[str, str]] = set()
         entries = [entry for op in ops if op.kind == "put" for entry in op.args]
         notes = [op.args for op in ops if op.kind == "note"]
         done = [op.args for op in ops if op.kind == "done"]
         closes = [op.args for op in ops if op.kind == "close"]
         closed: list[bool] = []
-        async with self._db.transaction() as tx:
-            for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
-                chunk = entries[start : start + _MAX_ROWS_PER_INSERT]
-                marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-                returned = await tx.fetchall(
+        batch = Batch()
+        inserts: list[int] = []
+        for start in range(0, len(entries), _MAX_ROWS_PER_INSERT):
+            chunk = entries[start : start + _MAX_ROWS_PER_INSERT]
+            marks = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            inserts.append(
+                batch.fetchall(
                     "INSERT INTO inbox (platform, key, kind, payload, received_at) VALUES "  # noqa: S608
                     + marks
                     + " ON CONFLICT (platform, key) DO NOTHING RETURNING platform, key",
                     [v for e in chunk for v in (e.platform, e.key, e.kind, e.payload, e.received_at)],
                 )
-                fresh_keys.update((str(p), str(k)) for p, k in returned)
-            if notes:
-                await tx.executemany(
-                    "UPDATE inbox SET state = ? WHERE platform = ? AND key = ? AND done_at IS NULL",
-                    notes,
-                )
-            if done:
-                await tx.insert_rows("usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
-                now = time.time()
-                await tx.executemany(
-                    "UPDATE inbox SET done_at = ?, payload = '' WHERE platform = ? AND key = ?",
-                    [(now, platform, key) for platform, key, _, _ in done],
-                )
-                events = [(now, platform, event, key) for platform, key, _, event in done if event]
-                await tx.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
-            if closes:
+            )
+        batch.executemany(
+            "UPDATE inbox SET state = ? WHERE platform = ? AND key = ? AND done_at IS NULL", notes
+        )
+        if done:
+            batch.insert_rows("usage", USAGE_COLUMNS, [row for d in done for row in d[2]])
+            now = time.time()
+            batch.executemany(
+                "UPDATE inbox SET done_at = ?, payload = '' WHERE platform = ? AND key = ?",
+                [(now, platform, key) for platform, key, _, _ in done],
+            )
+            events = [(now, platform, event, key) for platform, key, _, event in done if event]
+            batch.insert_rows("inbox_log", ("at", "platform", "event", "key"), events)
+        if closes:
+            # A tombstone's rows depend on whether its INSERT won: statement by statement, one transaction.
+            async with self._db.transaction() as tx:
+                answers = await run_batch_in(tx, batch)
                 closed = await self._write_closes(tx, closes)
+        else:
+            answers = await self._db.run_batch(batch)
+        fresh_keys = {(str(p), str(k)) for index in inserts for p, k in answers[index]}
         results: list[Any] = []
         for op in ops:
             if op.kind == "put":

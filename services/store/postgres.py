@@ -24,6 +24,7 @@ from services.store.db import (
     DIALECTS,
     MIGRATIONS,
     SCHEMA_VERSION_TABLE,
+    Batch,
     Engine,
     Migration,
     Params,
@@ -31,6 +32,7 @@ from services.store.db import (
     masked_url,
     newer_than_code,
     numbered,
+    run_batch_in,
 )
 
 # Any number will do as long as it is constant: it names the lock replicas take while migrating.
@@ -151,6 +153,13 @@ class PostgresDatabase:
             return _rowcount(await self._pool.execute(text, *args))
         except _FAILURES as exc:
             raise StoreError(f"database error: {exc}") from exc
+
+    async def run_batch(self, batch: Batch) -> list[list[tuple[Any, ...]]]:
+        """Run a batch in one transaction on one pooled connection; rows per step."""
+        if not batch:
+            return []
+        async with self.transaction() as tx:
+            return await run_batch_in(tx, batch)
 
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows atomically: one prepared INSERT, its rows pipelined by `executemany`."""

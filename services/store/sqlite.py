@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,13 @@ from services.store.db import (
     DIALECTS,
     MIGRATIONS,
     SCHEMA_VERSION_TABLE,
+    Batch,
     Engine,
     Migration,
     Params,
     insert_statements,
     newer_than_code,
+    run_batch_in,
 )
 
 MEMORY = ":memory:"
@@ -69,6 +71,13 @@ class SqliteDatabase:
         # One connection serves every task: a transaction must not interleave with another task's writes.
         self._write_lock = asyncio.Lock()
         self._closed = False
+        # aiosqlite runs every call in its thread through `Connection._execute` (there is no public way in);
+        # with it, a whole write goes in one trip. Without it (another aiosqlite), one trip per statement.
+        call = getattr(conn, "_execute", None)
+        raw = getattr(conn, "_connection", None)
+        self._direct: tuple[Callable[..., Awaitable[Any]], sqlite3.Connection] | None = (
+            (call, raw) if callable(call) and isinstance(raw, sqlite3.Connection) else None
+        )
 
     @classmethod
     async def open(
@@ -142,8 +151,35 @@ class SqliteDatabase:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement in its own transaction; return the number of rows it changed."""
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+        self._check_open()
+        if self._direct is None:
+            async with self.transaction() as tx:
+                return await tx.execute(sql, params)
+        # One statement is its own transaction in autocommit mode: it and its row count in one trip to the
+        # connection's thread (BEGIN, the statement, closing its cursor and COMMIT were four).
+        count: int = await self._in_thread(_run_one, sql, params)
+        return count
+
+    async def run_batch(self, batch: Batch) -> list[list[tuple[Any, ...]]]:
+        """Run a batch in one write transaction, in one trip to the connection's thread; rows per step."""
+        self._check_open()
+        if not batch:
+            return []
+        if self._direct is None:
+            async with self.transaction() as tx:
+                return await run_batch_in(tx, batch)
+        results: list[list[tuple[Any, ...]]] = await self._in_thread(_run_steps, list(batch.steps))
+        return results
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(sqlite3_connection, *args)` in the connection's thread, holding the write lock."""
+        assert self._direct is not None
+        call, raw = self._direct
+        async with self._write_lock:
+            try:
+                return await call(function, raw, *args)
+            except sqlite3.Error as exc:
+                raise StoreError(f"database error: {exc}") from exc
 
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows atomically with as few statements as SQLite's variable limit allows.
@@ -198,6 +234,41 @@ class SqliteDatabase:
             with contextlib.suppress(sqlite3.Error):  # only a planner hint; closing matters more
                 await self._conn.execute("PRAGMA optimize")
             await self._conn.close()
+
+
+def _run_one(conn: sqlite3.Connection, sql: str, params: Params) -> int:
+    """One statement in autocommit mode, in the connection's thread; the number of rows it changed."""
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _run_steps(conn: sqlite3.Connection, steps: list[tuple[str, str, Any]]) -> list[list[tuple[Any, ...]]]:
+    """A batch's statements between BEGIN IMMEDIATE and COMMIT, in the connection's thread; rows per step."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results: list[list[tuple[Any, ...]]] = []
+        for kind, sql, arg in steps:
+            rows: list[tuple[Any, ...]] = []
+            if kind == "fetchall":
+                rows = [tuple(row) for row in conn.execute(sql, arg).fetchall()]
+            elif kind == "executemany":
+                conn.executemany(sql, arg)
+            elif kind == "insert_rows":
+                for text, values in insert_statements(sql, arg[0], arg[1], _MAX_VARIABLES):
+                    conn.execute(text, values)
+            else:
+                conn.execute(sql, arg)
+            results.append(rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled back already (e.g. after SQLITE_FULL); then nothing is left open.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return results
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:

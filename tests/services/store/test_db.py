@@ -8,12 +8,14 @@ import hashlib
 import socket
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from services.errors import ServiceError, StoreError
 from services.store.db import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    Batch,
     Database,
     Engine,
     Migration,
@@ -384,6 +386,70 @@ async def test_insert_rows_in_several_statements_is_one_transaction(db: Database
     await db.insert_rows("usage", columns, [])
 
 
+async def test_a_batch_runs_in_one_transaction_and_answers_each_step(db: Database) -> None:
+    batch = Batch()
+    batch.insert_rows("usage", ("at", "platform", "action"), [(n, "cli", "link") for n in range(20_000)])
+    batch.executemany("UPDATE usage SET outcome = ? WHERE at = ?", [("a", 1), ("b", 2)])
+    batch.executemany("UPDATE usage SET outcome = 'never'", [])  # no rows: no statement
+    batch.execute("DELETE FROM usage WHERE at >= ?", (10,))
+    returning = batch.fetchall(
+        "INSERT INTO media_cache (platform, post_id, variant, ref, stored_at) VALUES"
+        " ('cli', '1', 'video', 'R', 0), ('cli', '2', 'video', 'S', 0)"
+        " ON CONFLICT (platform, post_id, variant) DO NOTHING RETURNING post_id"
+    )
+    answers = await db.run_batch(batch)
+    assert len(answers) == 4
+    assert sorted(answers[returning]) == [("1",), ("2",)]
+    assert await db.fetchall("SELECT at, outcome FROM usage WHERE outcome != 'ok' ORDER BY at") == [
+        (1.0, "a"),
+        (2.0, "b"),
+    ]
+    assert await db.fetchone("SELECT count(*) FROM usage") == (10,)
+    assert await db.run_batch(Batch()) == []
+
+    failing = Batch()
+    failing.execute("DELETE FROM usage")
+    failing.fetchall(
+        "INSERT INTO media_cache (platform, post_id, variant, ref, stored_at) VALUES"
+        " ('cli', '3', 'video', 'T', 0) RETURNING post_id"
+    )
+    failing.execute("INSERT INTO usage (at, platform, action) VALUES (NULL, 'cli', 'link')")
+    with pytest.raises(StoreError, match="database error"):
+        await db.run_batch(failing)
+    # Nothing of the failed batch stayed, and no transaction was left open.
+    assert await db.fetchone("SELECT count(*) FROM usage") == (10,)
+    assert await db.fetchone("SELECT count(*) FROM media_cache") == (2,)
+    assert await db.execute("INSERT INTO usage (at, platform, action) VALUES (1, 'cli', 'link')") == 1
+
+
+async def test_sqlite_writes_are_one_trip_to_the_connection_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The point of a batch on SQLite: one call into aiosqlite's thread, not one per statement."""
+    trips = 0
+    real = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object, **kwargs: object) -> object:
+        nonlocal trips
+        trips += 1
+        return await real(self, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    db = await SqliteDatabase.open(tmp_path / "bot.sqlite3")
+    try:
+        trips = 0
+        batch = Batch()
+        batch.execute("INSERT INTO usage (at, platform, action) VALUES (1, 'cli', 'link')")
+        batch.executemany("UPDATE usage SET outcome = ? WHERE at = ?", [("a", 1), ("b", 2)])
+        batch.insert_rows("usage", ("at", "platform", "action"), [(2, "cli", "post")])
+        await db.run_batch(batch)
+        assert trips == 1
+        assert await db.execute("UPDATE usage SET outcome = 'c' WHERE platform = 'cli'") == 2
+        assert trips == 2
+    finally:
+        await db.close()
+
+
 async def test_use_after_close_is_a_store_error(open_db: OpenDb) -> None:
     db = await open_db()
     await db.close()
@@ -396,3 +462,7 @@ async def test_use_after_close_is_a_store_error(open_db: OpenDb) -> None:
     with pytest.raises(StoreError, match="is closed"):
         async with db.transaction():
             pass
+    batch = Batch()
+    batch.execute("DELETE FROM usage")
+    with pytest.raises(StoreError, match="is closed"):
+        await db.run_batch(batch)

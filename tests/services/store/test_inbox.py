@@ -10,6 +10,7 @@ import pytest
 
 from services.errors import StoreError
 from services.store import Store
+from services.store.db import Batch
 from services.store.inbox import DUPLICATE, SENDING, InboxEntry, inbox_stats
 from services.store.usage import UsageEvent, collect_usage
 from tests.services.store.conftest import OpenStore
@@ -90,6 +91,32 @@ async def test_replay_counts_replays_and_possible_duplicates(store: Store) -> No
     stats = await store.inbox.stats(since=0)
     assert (stats.replayed, stats.duplicates, stats.expired, stats.unfinished) == (3, 1, 0, 4)
     assert stats.oldest_age_s is not None and 29 < stats.oldest_age_s < 60
+
+
+async def test_a_sending_note_rides_with_the_next_write_or_goes_alone_soon(store: Store) -> None:
+    await store.inbox.put_many([entry("1"), entry("2")])
+    trips = 0
+    written = asyncio.Event()
+    run_batch = store.db.run_batch
+
+    async def counted(batch: Batch) -> list[list[tuple[object, ...]]]:
+        nonlocal trips
+        trips += 1
+        try:
+            return await run_batch(batch)
+        finally:
+            written.set()
+
+    store.db.run_batch = counted  # type: ignore[method-assign]
+    store.inbox.note("telegram", "1", SENDING)
+    await store.inbox.complete("telegram", "1", [event("one")])
+    assert trips == 1  # the note and the completion: one transaction
+
+    written.clear()
+    store.inbox.note("telegram", "2", SENDING)  # nothing else to ride with: written on its own, soon
+    await asyncio.wait_for(written.wait(), 30)
+    assert trips == 2
+    assert [e.state for e in await store.inbox.unfinished("telegram")] == [SENDING]
 
 
 async def test_expire_closes_with_an_expired_row(store: Store) -> None:
