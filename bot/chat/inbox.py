@@ -119,8 +119,7 @@ class Deliveries:
                 try:
                     yield
                 finally:
-                    # Shielded: a handler cancelled by shutdown answered "restarting"; its entry is done too.
-                    await asyncio.shield(self._complete(entry, collector.events))
+                    await self._complete(entry, collector.events)
         finally:
             _CURRENT.reset(token)
             for release in state.releases:
@@ -138,7 +137,8 @@ class Deliveries:
 
     async def _complete(self, entry: InboxEntry, events: list[UsageEvent]) -> None:
         try:
-            await self.inbox.complete(entry.platform, entry.key, events)
+            # Shielded: a handler cancelled by shutdown answered "restarting"; its entry is done too.
+            await asyncio.shield(self.inbox.complete(entry.platform, entry.key, events))
         except Exception:
             # Left open, the entry is replayed after the next start: a possible duplicate, never a lost reply.
             log.exception("could not complete an inbox entry")
