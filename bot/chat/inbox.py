@@ -137,8 +137,10 @@ class Deliveries:
 
     async def _complete(self, entry: InboxEntry, events: list[UsageEvent]) -> None:
         try:
-            # Shielded: a handler cancelled by shutdown answered "restarting"; its entry is done too.
-            await asyncio.shield(self.inbox.complete(entry.platform, entry.key, events))
+            # A handler cancelled by shutdown answered "restarting"; its entry is done too. A queued write (a
+            # future) goes on whoever stops waiting for it; anything else is shielded into a task of its own.
+            done = self.inbox.complete(entry.platform, entry.key, events)
+            await (done if isinstance(done, asyncio.Future) else asyncio.shield(done))
         except Exception:
             # Left open, the entry is replayed after the next start: a possible duplicate, never a lost reply.
             log.exception("could not complete an inbox entry")

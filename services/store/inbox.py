@@ -113,7 +113,9 @@ class Inbox(Protocol):
         """Record an open entry's progress (`deferred`, `sending`) without waiting for the disk."""
 
     def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> Awaitable[None]:
-        """Mark the entry done and write its usage rows, in one transaction (awaitable: done when on disk)."""
+        """Mark the entry done and write its usage rows, in one transaction (awaitable: done when on disk).
+
+        An asyncio.Future returned here must be queued already: cancelling it must not stop the write."""
 
     async def unfinished(self, platform: str) -> list[InboxEntry]:
         """Open entries of a platform, oldest first."""
