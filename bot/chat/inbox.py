@@ -119,8 +119,7 @@ class Deliveries:
                 try:
                     yield
                 finally:
-                    # Shielded: a handler cancelled by shutdown answered "restarting"; its entry is done too.
-                    await asyncio.shield(self._complete(entry, collector.events))
+                    await self._complete(entry, collector.events)
         finally:
             _CURRENT.reset(token)
             for release in state.releases:
@@ -138,7 +137,10 @@ class Deliveries:
 
     async def _complete(self, entry: InboxEntry, events: list[UsageEvent]) -> None:
         try:
-            await self.inbox.complete(entry.platform, entry.key, events)
+            # A handler cancelled by shutdown answered "restarting"; its entry is done too. A queued write (a
+            # future) goes on whoever stops waiting for it; anything else is shielded into a task of its own.
+            done = self.inbox.complete(entry.platform, entry.key, events)
+            await (done if isinstance(done, asyncio.Future) else asyncio.shield(done))
         except Exception:
             # Left open, the entry is replayed after the next start: a possible duplicate, never a lost reply.
             log.exception("could not complete an inbox entry")

@@ -15,7 +15,7 @@ from structlog.contextvars import bind_contextvars
 from bot.chat.i18n import languages, t
 from bot.config import TelegramSettings
 from bot.telegram.errors import register_error_handler
-from bot.telegram.middlewares import ContextMiddleware, CountUpdates, LogContext
+from bot.telegram.middlewares import ContextMiddleware, UpdateContext
 from bot.telegram.polling import IN_FLIGHT_UPDATES, SHUTDOWN_GRACE, Handlers, InboxFeeder, poll
 from bot.telegram.routers import build_router
 from bot.telegram.session import KeepResponseModels, RawUpdatesSession, RetryAfter
@@ -46,8 +46,7 @@ def build_bot(settings: TelegramSettings, reply_budget: float = 60.0) -> Bot:
 def build_dispatcher(app: App) -> Dispatcher:
     """The Dispatcher: context middleware on every update kind, the feature routers, the error handler."""
     dp = Dispatcher(app=app)
-    dp.update.outer_middleware(CountUpdates(app.metrics))
-    dp.update.outer_middleware(LogContext())
+    dp.update.outer_middleware(UpdateContext(app.metrics))
     middleware = ContextMiddleware(app)
     for observer in (dp.message, dp.channel_post, dp.callback_query, dp.inline_query):
         observer.outer_middleware(middleware)

@@ -54,29 +54,25 @@ class ContextMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
-class LogContext(BaseMiddleware):
-    """Binds platform, update id, chat and user to every line logged while an update is handled."""
+class UpdateContext(BaseMiddleware):
+    """Counts every update the dispatcher takes, by kind (message, callback_query...), and binds platform,
+    update id, chat and user to every line logged while it is handled."""
 
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        """Bind (aiogram's own middleware has found the chat and user), then pass on."""
-        where: EventContext | None = data.get(EVENT_CONTEXT_KEY)
-        with log_context(
-            platform="telegram",
-            update=str(event.update_id) if isinstance(event, Update) else None,  # as the inbox keys it
-            chat=where.chat_id if where is not None else None,
-            user=where.user_id if where is not None else None,
-        ):
-            return await handler(event, data)
-
-
-class CountUpdates(BaseMiddleware):
-    """Counts every update the dispatcher takes, by kind (message, callback_query...)."""
-
+    # One middleware for both: each layer of aiogram's chain is a coroutine and a partial more per update.
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        """Count, then pass on."""
-        kind = event.event_type if isinstance(event, Update) else type(event).__name__.lower()
-        self.metrics.received("telegram", kind)
-        return await handler(event, data)
+        """Count, bind (aiogram's own middleware has found the chat and user), then pass on."""
+        update = event if isinstance(event, Update) else None
+        self.metrics.received(
+            "telegram", update.event_type if update is not None else type(event).__name__.lower()
+        )
+        where: EventContext | None = data.get(EVENT_CONTEXT_KEY)
+        with log_context(
+            platform="telegram",
+            update=str(update.update_id) if update is not None else None,  # as the inbox keys it
+            chat=where.chat_id if where is not None else None,
+            user=where.user_id if where is not None else None,
+        ):
+            return await handler(event, data)

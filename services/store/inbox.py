@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -112,8 +112,10 @@ class Inbox(Protocol):
     def note(self, platform: str, key: str, state: str) -> None:
         """Record an open entry's progress (`deferred`, `sending`) without waiting for the disk."""
 
-    async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
-        """Mark the entry done and write its usage rows, in one transaction."""
+    def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> Awaitable[None]:
+        """Mark the entry done and write its usage rows, in one transaction (awaitable: done when on disk).
+
+        An asyncio.Future returned here must be queued already: cancelling it must not stop the write."""
 
     async def unfinished(self, platform: str) -> list[InboxEntry]:
         """Open entries of a platform, oldest first."""
@@ -182,10 +184,13 @@ class DatabaseInbox:
         if self._note_due is None:
             self._note_due = asyncio.get_running_loop().call_later(NOTE_DELAY, self._wake.set)
 
-    async def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> None:
-        """Mark the entry done and write its usage rows, in one transaction."""
+    def complete(self, platform: str, key: str, events: Sequence[UsageEvent]) -> Awaitable[None]:
+        """Mark the entry done and write its usage rows, in one transaction; queued now, the awaitable is
+        done when it is on disk."""
+        # A future rather than a coroutine: the caller shields it from its own cancellation, and shielding a
+        # coroutine cost a task (two more turns of the event loop while the request holds its slot).
         rows = [self._usage.as_row(event) for event in events]
-        await self._submit("done", (platform, key, rows, None))
+        return self._enqueue("done", (platform, key, rows, None))
 
     async def take(
         self, partitions: Sequence[str], claim: Sequence[str], count: int, block: float
@@ -257,12 +262,20 @@ class DatabaseInbox:
         await self._write_queued()
 
     async def _submit(self, kind: str, args: tuple[Any, ...]) -> Any:
+        return await self._enqueue(kind, args)
+
+    def _enqueue(self, kind: str, args: tuple[Any, ...]) -> Awaitable[Any]:
+        """Queue one write; what it returns is done with the write's result once it is committed."""
         if self._closed:
             raise StoreError("the inbox is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue(_Op(kind, args, future))
         if self._writer is None:  # not started (a tool, a test): write at once
-            await self._write_queued()
+            return self._write_now(future)
+        return future
+
+    async def _write_now(self, future: asyncio.Future[Any]) -> Any:
+        await self._write_queued()
         return await future
 
     def _queue(self, op: _Op) -> None:
