@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import httpx
 from bot.config import Settings
 from bot.engines import open_database
 from services.errors import StoreError
+from services.store.inbox import InboxStats
 from services.store.stats import compute_stats, render_stats_table
 
 
@@ -51,19 +53,82 @@ async def show_stats(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         print(f"tiktok-bot: {exc}", file=sys.stderr)
         return 1
+    stream, stream_why = await stream_backlog_of(settings)
+    if stream is not None:
+        report = replace(report, inbox=with_stream(report.inbox, stream))
     health_url = args.health or health_url_of(settings)
     live, why = await live_backends(health_url)
     if args.json:
         data = {"database": where, "exists": exists, **report.to_dict()}
+        if settings.redis.url is not None:
+            data["inbox"]["stream"] = None if stream is None else stream.to_dict()
+            data["inbox"]["stream_source"] = settings.redis.prefix if stream is not None else stream_why
         data["live_backends"] = live
         data["live_backends_source"] = health_url if live is not None else why
         print(json.dumps(data, indent=2))
     else:
         print(f"Database {where}" + ("" if exists else " (not created yet: no usage recorded)"))
         print(render_stats_table(report))
+        if settings.redis.url is not None:
+            print(render_stream(stream, settings.redis.prefix, stream_why))
         print()
         print(render_live_backends(live, health_url, why))
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBacklog:
+    """The shared update stream now: entries not acknowledged, the oldest one's age, partitions found."""
+
+    unacknowledged: int
+    oldest_age_s: float | None
+    partitions: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return {
+            "unacknowledged": self.unacknowledged,
+            "oldest_age_s": self.oldest_age_s,
+            "partitions": self.partitions,
+        }
+
+
+async def stream_backlog_of(settings: Settings) -> tuple[StreamBacklog | None, str]:
+    """With REDIS__URL, what waits in every partition of the shared stream; else (None, why not)."""
+    if settings.redis.url is None:
+        return None, "REDIS__URL is not set"
+    # Imported here: redis-py costs start-up time a bot without Redis should not pay.
+    from redis.exceptions import RedisError
+
+    from services.shared.redis import connect, stream_backlog
+
+    client = connect(settings.redis.url.get_secret_value(), client_name="tiktok-bot-stats")
+    try:
+        count, age, partitions = await stream_backlog(client, settings.redis.prefix)
+    except (RedisError, OSError) as exc:  # the URL stays out of the message: it may carry a password
+        return None, f"Redis is not answering ({type(exc).__name__})"
+    finally:
+        await client.aclose()
+    return StreamBacklog(count, age if count else None, partitions), ""
+
+
+def with_stream(inbox: InboxStats, stream: StreamBacklog) -> InboxStats:
+    """The inbox's open entries: the database's (a run without Redis left them) plus the stream's."""
+    ages = [a for a in (inbox.oldest_age_s, stream.oldest_age_s) if a is not None]
+    return replace(
+        inbox, unfinished=inbox.unfinished + stream.unacknowledged, oldest_age_s=max(ages) if ages else None
+    )
+
+
+def render_stream(stream: StreamBacklog | None, prefix: str, why: str) -> str:
+    """One line on the shared stream, counted in `inbox open` above."""
+    if stream is None:
+        return f"Shared stream ({prefix}updates*): not available: {why}"
+    oldest = "none" if stream.oldest_age_s is None else f"{stream.oldest_age_s:,.0f} s"
+    return (
+        f"Shared stream ({prefix}updates*): {stream.unacknowledged:,} not acknowledged in "
+        f"{stream.partitions} partitions (oldest {oldest}), counted in inbox open"
+    )
 
 
 def health_url_of(settings: Settings) -> str | None:

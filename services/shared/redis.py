@@ -449,18 +449,40 @@ class RedisUpdateStream:
     async def depth(self) -> tuple[int, float]:
         """Entries not acknowledged in the parts this replica used (acknowledged ones are deleted), and the
         oldest one's age."""
-        parts = sorted(self._parts) or [""]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for part in parts:
-                pipe.xlen(self._key(part))
-                pipe.xrange(self._key(part), count=1)
-            pipe.time()
-            *rows, (seconds, micros) = await pipe.execute()
-        length = sum(int(n or 0) for n in rows[0::2])
-        firsts = [int(str(first[0][0]).split("-")[0]) for first in rows[1::2] if first]
-        if not length or not firsts:
-            return 0, 0.0
-        return length, max(0.0, seconds + micros / 1e6 - min(firsts) / 1000)
+        return await _backlog(self._redis, [self._key(part) for part in sorted(self._parts) or [""]])
+
+
+async def stream_backlog(client: aioredis.Redis, prefix: str) -> tuple[int, float, int]:
+    """Entries not acknowledged in every partition of the update stream under `prefix` (found by SCAN, so
+    partitions no process of this one used count too), the oldest one's age, and the partitions found."""
+    base = prefix + "updates"
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in base) + "*"
+    keys = sorted(
+        {
+            str(key)
+            async for key in client.scan_iter(match=pattern, count=1000, _type="stream")
+            if str(key) == base or str(key).startswith(base + ":")
+        }
+    )
+    if not keys:
+        return 0, 0.0, 0
+    length, age = await _backlog(client, keys)
+    return length, age, len(keys)
+
+
+async def _backlog(client: aioredis.Redis, keys: Sequence[str]) -> tuple[int, float]:
+    """Entries in these streams (acknowledged ones are deleted) and the oldest one's age, by Redis's clock."""
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.xlen(key)
+            pipe.xrange(key, count=1)
+        pipe.time()
+        *rows, (seconds, micros) = await pipe.execute()
+    length = sum(int(n or 0) for n in rows[0::2])
+    firsts = [int(str(first[0][0]).split("-")[0]) for first in rows[1::2] if first]
+    if not length or not firsts:
+        return 0, 0.0
+    return length, max(0.0, seconds + micros / 1e6 - min(firsts) / 1000)
 
 
 def _entry(entry_id: str, fields: Mapping[str, str], deliveries: int, part: str) -> StreamEntry:

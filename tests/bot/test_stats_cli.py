@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import main
+from sandbox.redis_server import RedisServer, free_port
+from services.shared.redis import RedisUpdateStream, connect
 from services.store import Store, UsageEvent
 from services.store.sqlite import SqliteDatabase
 
@@ -112,3 +114,63 @@ def test_days_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["stats", "--days", "0"])
     assert "must be more than 0" in capsys.readouterr().err
+
+
+def fill_stream(url: str, prefix: str) -> None:
+    """Entries in three partitions (one written 90 s ago by a process that used no other), some taken, one
+    answered; keys that are not the stream's under the same and another prefix."""
+
+    async def write() -> None:
+        client = connect(url)
+        try:
+            stream = RedisUpdateStream(client, prefix, consumer="replica-a")
+            await stream.add("telegram:1", "{}", part="")
+            await stream.add_many([(f"discord:{n}", "{}", "message", f"discord:{n % 2}") for n in range(4)])
+            taken = await stream.take(1, 0.1, parts=["discord:0", "discord:1"])  # 1 of each partition
+            assert len(taken) == 2
+            await stream.done(taken[0])  # answered: acknowledged and deleted
+            old = int((await client.time())[0] * 1000) - 90_000
+            await client.xadd(
+                f"{prefix}updates:discord:7", {"key": "discord:9", "payload": "{}"}, id=f"{old}-0"
+            )
+            await client.set(f"{prefix}updates:not-a-stream", "x")
+            await client.xadd(f"other-{prefix}updates", {"key": "x"})  # another bot sharing the Redis
+        finally:
+            await client.aclose()
+
+    asyncio.run(write())
+
+
+def test_stream_entries_count_as_open_across_partitions(
+    db_path: Path,
+    redis_server: RedisServer,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REDIS__URL", redis_server.url)
+    monkeypatch.setenv("REDIS__PREFIX", redis_prefix)
+    populate(db_path)
+    fill_stream(redis_server.url, redis_prefix)
+    assert main(["stats", "--json"]) == 0
+    inbox = json.loads(capsys.readouterr().out)["inbox"]
+    # 1 + 4 - 1 answered + 1 in a partition no process of this run used.
+    assert inbox["stream"]["unacknowledged"] == 5 and inbox["stream"]["partitions"] == 4
+    assert 90 <= inbox["stream"]["oldest_age_s"] < 150
+    assert inbox["unfinished"] == 5 and inbox["oldest_unfinished_age_s"] == inbox["stream"]["oldest_age_s"]
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert f"Shared stream ({redis_prefix}updates*): 5 not acknowledged in 4 partitions" in out
+    assert "inbox open      5 (oldest " in out
+
+
+def test_stream_not_answering_is_said(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS__URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Shared stream (tiktok-bot:updates*): not available: Redis is not answering (ConnectionError)" in out
+    )
+    assert "hunter2" not in out
