@@ -67,6 +67,14 @@ def guild_per_shard(emu: DiscordEmulator) -> dict[int, int]:
     return found
 
 
+def link_channel_per_shard(emu: DiscordEmulator, member_id: int) -> dict[int, int]:
+    """Shard -> a "links" channel in a guild of that shard, `member_id` a member of each guild."""
+    guilds = guild_per_shard(emu)
+    for guild in guilds.values():
+        emu.add_member(guild, member_id)
+    return {shard: emu.add_text_channel(guild, "links").id for shard, guild in guilds.items()}
+
+
 async def pending_until(redis: aioredis.Redis, key: str, done: Callable[[int], bool]) -> None:
     """Wait until the partition's pending count satisfies `done` (the children's progress signals nothing
     here but through Redis)."""
@@ -104,10 +112,7 @@ async def test_two_shard_processes_answer_both_shards_and_a_killed_ones_entries(
         emu = rig.sandbox.get(DiscordEmulator)
         demo = emu.demo
         assert demo is not None
-        guilds = guild_per_shard(emu)
-        channels = {shard: emu.add_text_channel(guild, "links").id for shard, guild in guilds.items()}
-        for guild in guilds.values():
-            emu.add_member(guild, demo.member_id)
+        channels = link_channel_per_shard(emu, demo.member_id)
         children: dict[int, Child] = {
             shard: rig.start("discord", env={"DISCORD__SHARD_IDS": str(shard)}) for shard in (0, 1)
         }

@@ -23,7 +23,7 @@ from sandbox.tiktok import TikTokEmulator
 from sandbox.ttsave import TTSaveEmulator
 from tests.e2e.crash_rig import Child, CrashRig
 from tests.e2e.test_crash_discord import answers
-from tests.e2e.test_discord_shards import guild_per_shard, pending
+from tests.e2e.test_discord_shards import link_channel_per_shard, pending
 from tests.e2e.test_resume_discord import STARTUP, poll, saved
 
 POSTS = synthetic_posts(12, size=200_000, serial=8_700)
@@ -60,10 +60,7 @@ async def test_a_killed_sharded_process_s_missed_events_are_resumed_into_the_str
         emu = rig.sandbox.get(DiscordEmulator)
         demo = emu.demo
         assert demo is not None
-        guilds = guild_per_shard(emu)
-        channels = {shard: emu.add_text_channel(guild, "links").id for shard, guild in guilds.items()}
-        for guild in guilds.values():
-            emu.add_member(guild, demo.member_id)
+        channels = link_channel_per_shard(emu, demo.member_id)
         child: Child = rig.start("discord")
         try:
             await emu.transcript.wait_until(

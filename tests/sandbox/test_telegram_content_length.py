@@ -10,6 +10,7 @@ import pytest
 from yarl import URL
 
 from sandbox.telegram import TelegramEmulator
+from tests.sandbox.raw_http import read_answer
 
 BOUNDARY = "b0undary"
 
@@ -38,17 +39,7 @@ async def post_raw(emu: TelegramEmulator, body: bytes, declared: int) -> tuple[i
     )
     writer.write(head.encode() + body)
     await writer.drain()
-    try:
-        # Read the answer by its length: the server may linger on a body it was promised but never got.
-        headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        status_line, *lines = headers.decode().split("\r\n")
-        length = next(
-            int(v) for k, _, v in (h.partition(": ") for h in lines) if k.lower() == "content-length"
-        )
-        payload = await asyncio.wait_for(reader.readexactly(length), 10)
-    finally:
-        writer.close()
-    return int(status_line.split()[1]), payload
+    return await read_answer(reader, writer)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from yarl import URL
 
 from sandbox.telegram import TelegramEmulator
+from tests.sandbox.raw_http import read_answer
 
 BOUNDARY = "webhookBoundaryXyZ123"
 # Part bodies full of near-boundaries: CRLFs, dashes and prefixes of the boundary itself.
@@ -51,16 +52,8 @@ async def post_raw(
     else:
         writer.write(body)
     await writer.drain()
-    try:
-        headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        status_line, *lines = headers.decode().split("\r\n")
-        length = next(
-            int(v) for k, _, v in (h.partition(": ") for h in lines) if k.lower() == "content-length"
-        )
-        payload = json.loads(await asyncio.wait_for(reader.readexactly(length), 10))
-    finally:
-        writer.close()
-    return int(status_line.split()[1]), payload
+    status, payload = await read_answer(reader, writer)
+    return status, json.loads(payload)
 
 
 @pytest.fixture
